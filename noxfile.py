@@ -1,0 +1,53 @@
+"""The single entry point for checks: nox -s tests | lint | typecheck | docs | fuzz | bench."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.reuse_venv = "yes"
+
+BACKENDS = ["asyncio", "uvloop", "trio"]
+
+
+@nox.session
+@nox.parametrize("backend", [None, *BACKENDS])
+def tests(session: nox.Session, backend: str | None) -> None:
+    """The test suite; with a backend, only the runtime tests on that backend."""
+    session.install("-e", ".[test]")
+    env = {"TRICORN_TEST_BACKENDS": backend} if backend else {}
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs; any warning fails the build."""
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Run every atheris harness for a bounded time (FUZZ_SECONDS, default 60 each)."""
+    session.install("-e", ".[fuzz]")
+    session.run("python", "fuzz/run_all.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark tricorn beside Uvicorn and Hypercorn with wrk (needs Debian's wrk)."""
+    session.install("-e", ".[uvloop]", "uvicorn", "hypercorn")
+    session.run("python", "bench/http1.py", *session.posargs)

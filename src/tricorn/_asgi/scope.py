@@ -1,0 +1,82 @@
+"""Request head + connection facts -> ASGI scope (ASGI HTTP spec 2.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import unquote_to_bytes
+
+from .._protocol.events import RequestReceived
+from .types import ASGIVersions, HTTPScope
+
+__all__ = ["ConnectionInfo", "build_http_scope", "decode_path", "split_target"]
+
+ASGI_VERSIONS: Final[ASGIVersions] = {"version": "3.0", "spec_version": "2.5"}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What the runtime knows about a connection before any request arrives."""
+
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: str = "http"
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request target into ``(raw_path, query_string)``.
+
+    Handles origin-form (``/a?b``), absolute-form (``http://host/a?b``,
+    RFC 9112 3.2.2, whose path is what the app routes on) and asterisk-form
+    (``*``, for ``OPTIONS``), which is passed through as the path.
+    """
+    path, _, query = target.partition(b"?")
+    if not path.startswith(b"/") and b"://" in path:
+        # absolute-form: drop scheme and authority, keep the path.
+        after_authority = path.split(b"://", 1)[1]
+        slash = after_authority.find(b"/")
+        path = after_authority[slash:] if slash >= 0 else b"/"
+    # A fragment is never sent by a conforming client; if one is, it is
+    # not part of the query string.
+    query = query.partition(b"#")[0]
+    return path, query
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decode a path and read it as UTF-8 (invalid bytes become U+FFFD)."""
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+def build_http_scope(
+    request: RequestReceived,
+    connection: ConnectionInfo,
+    *,
+    root_path: str,
+    state: dict[str, Any] | None,
+) -> HTTPScope:
+    """The ``http`` scope for one request.
+
+    ``path`` carries ``root_path`` in front of the request's own path, as
+    Uvicorn and Starlette expect; ``raw_path`` is left exactly as received.
+    """
+    raw_path, query_string = split_target(request.target)
+    scope: HTTPScope = {
+        "type": "http",
+        "asgi": ASGI_VERSIONS,
+        "http_version": request.http_version,
+        "method": request.method.decode("ascii").upper(),
+        "scheme": connection.scheme,
+        "path": root_path + decode_path(raw_path),
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": list(request.headers),
+        "client": connection.client,
+        "server": connection.server,
+        "extensions": {},
+    }
+    if state is not None:
+        # A shallow copy per request (lifespan spec): an app may add keys for
+        # one request without leaking them into the next.
+        scope["state"] = dict(state)
+    return scope

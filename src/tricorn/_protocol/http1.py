@@ -1,0 +1,284 @@
+"""HTTP/1.1 as a sans-IO state machine over h11.
+
+Bytes in -> events out (``receive_data``), commands in (``handle``) -> bytes
+out (``data_to_send``). No clock, no sockets: the runtime owns those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Final, assert_never
+
+import h11
+
+from ..config import Config
+from ..errors import AppProtocolError, ClientDisconnected
+from .events import (
+    Command,
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    Headers,
+    RequestReceived,
+    RequestRejected,
+    SendData,
+    SendInformational,
+    StartResponse,
+    StreamEnded,
+)
+
+__all__ = ["HTTP1Protocol"]
+
+#: HTTP/1.1 has one exchange at a time; it still gets a stream id so the
+#: layers above can treat HTTP/1.1 and HTTP/2 alike.
+STREAM_ID: Final = 1
+
+#: Bytes of pipelined requests we hold while the current response is still
+#: being written. Past this the runtime stops reading (``wants_data``).
+_PIPELINE_BUFFER: Final = 64 * 1024
+
+HeaderSource = Callable[[], Headers]
+
+
+def _reason(status_code: int) -> bytes:
+    try:
+        return HTTPStatus(status_code).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+def error_response(status_code: int, reason: str, default_headers: Headers) -> bytes:
+    """A complete ``Connection: close`` response for a request we refuse.
+
+    Written by hand rather than through h11 because h11 may already be in its
+    ERROR state, and this answer must go out regardless.
+    """
+    body = f"{status_code} {_reason(status_code).decode()}: {reason}\n".encode()
+    head = [
+        b"HTTP/1.1 %d %s" % (status_code, _reason(status_code)),
+        b"content-type: text/plain; charset=utf-8",
+        b"content-length: %d" % len(body),
+        b"connection: close",
+    ]
+    head.extend(name + b": " + value for name, value in default_headers)
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+class HTTP1Protocol:
+    """One HTTP/1.1 server connection.
+
+    ``default_headers`` returns the headers the server adds to every response
+    that lacks them (``date``, ``server``); it is a callable so the runtime
+    owns the clock.
+    """
+
+    def __init__(self, config: Config, default_headers: HeaderSource = tuple) -> None:
+        self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_size
+        )
+        self._max_body = config.max_request_body_size
+        self._default_headers = default_headers
+        self._out = bytearray()
+        self._closed = False
+        self._keep_alive = True
+        # Per-cycle state, reset by start_next_cycle.
+        self._method = b""
+        self._body_received = 0
+        self._body_allowed = True
+        self._held_bytes = 0
+
+    # -- state the runtime reads ---------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection can carry nothing more."""
+        return self._closed
+
+    @property
+    def request_complete(self) -> bool:
+        """The current request's body has been received in full."""
+        return self._h11.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+
+    @property
+    def response_complete(self) -> bool:
+        return self._h11.our_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+
+    @property
+    def response_started(self) -> bool:
+        return self._h11.our_state is not h11.SEND_RESPONSE and self._h11.our_state is not h11.IDLE
+
+    @property
+    def idle(self) -> bool:
+        """Between requests, with no byte of the next one received yet."""
+        return self._h11.their_state is h11.IDLE and not self._h11.trailing_data[0]
+
+    @property
+    def keep_alive(self) -> bool:
+        """The response is complete and allows another request on this connection."""
+        return not self._closed and self._keep_alive and self._h11.our_state is h11.DONE
+
+    @property
+    def reusable(self) -> bool:
+        """Both sides finished and the connection may carry another request."""
+        return self.keep_alive and self._h11.their_state is h11.DONE
+
+    @property
+    def wants_data(self) -> bool:
+        """False while enough pipelined bytes are held; the runtime should stop reading."""
+        return not self._closed and self._held_bytes < _PIPELINE_BUFFER
+
+    def stop_keep_alive(self) -> None:
+        """Answer the current request (if any) with ``Connection: close`` and stop."""
+        self._keep_alive = False
+
+    # -- bytes in ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+        if self._closed:
+            return []
+        if self.request_complete and data:
+            self._held_bytes += len(data)
+        try:
+            self._h11.receive_data(data)
+        except RuntimeError:
+            # h11 refuses data after the peer closed; the connection is over.
+            return self._close_event()
+        return self._events()
+
+    def start_next_cycle(self) -> list[Event]:
+        """Begin the next request on a kept-alive connection; returns buffered events."""
+        self._h11.start_next_cycle()
+        self._method = b""
+        self._body_received = 0
+        self._body_allowed = True
+        self._held_bytes = 0
+        return self._events()
+
+    def _events(self) -> list[Event]:
+        events: list[Event] = []
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                events.append(self._reject(self._status_for(exc), str(exc) or "bad request"))
+                return events
+            match event:
+                case h11.Request():
+                    if (rejected := self._check_request(event)) is not None:
+                        events.append(rejected)
+                        return events
+                    events.append(
+                        RequestReceived(
+                            stream_id=STREAM_ID,
+                            method=event.method,
+                            target=event.target,
+                            http_version=event.http_version.decode("ascii"),
+                            headers=tuple(event.headers),
+                            expects_continue=self._h11.they_are_waiting_for_100_continue,
+                        )
+                    )
+                case h11.Data():
+                    self._body_received += len(event.data)
+                    if self._max_body is not None and self._body_received > self._max_body:
+                        events.append(self._reject(413, "request body too large"))
+                        return events
+                    events.append(DataReceived(STREAM_ID, bytes(event.data)))
+                case h11.EndOfMessage():
+                    events.append(StreamEnded(STREAM_ID))
+                case h11.ConnectionClosed():
+                    events.extend(self._close_event())
+                    return events
+                case _:
+                    # NEED_DATA or PAUSED: nothing more until bytes arrive or
+                    # the next cycle starts.
+                    return events
+
+    def _check_request(self, request: h11.Request) -> RequestRejected | None:
+        self._method = request.method
+        if self._max_body is None:
+            return None
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > self._max_body:
+                return self._reject(413, "request body too large")
+        return None
+
+    def _status_for(self, exc: h11.RemoteProtocolError) -> int:
+        status = exc.error_status_hint
+        if status == 431:
+            # h11 says 431 for any over-long head; when the request line
+            # itself never ended, the honest answer is 414 (RFC 9112 3).
+            buffered, _ = self._h11.trailing_data
+            if b"\n" not in buffered:
+                return 414
+        return status
+
+    def _reject(self, status_code: int, reason: str) -> RequestRejected:
+        if not self.response_started:
+            self._out += error_response(status_code, reason, self._default_headers())
+        self._closed = True
+        return RequestRejected(status_code, reason)
+
+    def _close_event(self) -> list[Event]:
+        self._closed = True
+        return [ConnectionClosed()]
+
+    # -- commands in, bytes out ----------------------------------------------
+
+    def handle(self, command: Command) -> None:
+        """Turn a command into bytes; raises ClientDisconnected once closed."""
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+        try:
+            match command:
+                case SendInformational(status_code=status_code, headers=headers):
+                    self._send(h11.InformationalResponse(
+                        status_code=status_code, headers=list(headers),
+                        reason=_reason(status_code),
+                    ))
+                case StartResponse(status_code=status_code, headers=headers):
+                    self._body_allowed = not (
+                        self._method == b"HEAD" or status_code in (204, 304)
+                    )
+                    self._send(h11.Response(
+                        status_code=status_code,
+                        headers=self._response_headers(headers),
+                        reason=_reason(status_code),
+                    ))
+                case SendData(data=data, end_stream=end_stream):
+                    # HEAD, 204 and 304 responses carry no body (RFC 9110
+                    # 6.4.1); the app may still send one, and it is dropped.
+                    if data and self._body_allowed:
+                        self._send(h11.Data(data=data))
+                    if end_stream:
+                        self._send(h11.EndOfMessage())
+                case _:
+                    assert_never(command)
+        except h11.LocalProtocolError as exc:
+            # h11 refused what the app asked for (a bad header value, a body
+            # longer than its Content-Length ...). Nothing sane can follow on
+            # this connection.
+            self._closed = True
+            raise AppProtocolError(f"invalid response: {exc}") from None
+
+    def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
+        result = list(headers)
+        present = {name.lower() for name, _ in result}
+        result.extend(
+            (name, value) for name, value in self._default_headers() if name not in present
+        )
+        if not self._keep_alive and b"connection" not in present:
+            result.append((b"connection", b"close"))
+        return result
+
+    def _send(self, event: h11.Event) -> None:
+        data = self._h11.send(event)
+        if data:
+            self._out += data
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the peer, emptied on each call."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data

@@ -1,0 +1,1 @@
+"""The runtime: the only code that owns sockets, tasks and time."""

@@ -1,0 +1,166 @@
+"""One exchange: a request (HTTP/1.1) or stream (HTTP/2) and the app task serving it.
+
+The exchange is protocol-agnostic: it talks to its connection through the
+small :class:`Transport` protocol and turns app messages into commands with
+``_asgi.cycle``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final, Protocol
+
+import anyio
+
+from .._asgi.cycle import HTTPCycle
+from .._asgi.types import ASGI3App, HTTPScope, Message
+from .._protocol import Command, SendData, SendInformational, StartResponse
+from ..errors import AppProtocolError, ClientDisconnected
+from .logging import error_logger, log_access
+
+__all__ = ["HTTPExchange", "Transport"]
+
+#: Body chunks held for the app before the reader stops reading. With one
+#: chunk of up to 64 KiB waiting, the socket's own buffers do the rest.
+_INBOX_SIZE: Final = 1
+
+_DISCONNECT: Final = {"type": "http.disconnect"}
+
+
+class Transport(Protocol):
+    """What an exchange needs from its connection."""
+
+    async def send_command(self, command: Command) -> None:
+        """Write a command's bytes; raise ClientDisconnected if the peer is gone."""
+        ...
+
+    def stop_keep_alive(self) -> None:
+        """Close the connection after this exchange (HTTP/1.1) or do nothing (HTTP/2)."""
+        ...
+
+
+class HTTPExchange:
+    """Runs ``app(scope, receive, send)`` for one request and keeps its books."""
+
+    def __init__(
+        self,
+        app: ASGI3App,
+        scope: HTTPScope,
+        transport: Transport,
+        *,
+        stream_id: int,
+        expects_continue: bool,
+    ) -> None:
+        self.scope = scope
+        self._app = app
+        self._transport = transport
+        self._cycle = HTTPCycle(stream_id)
+        self._stream_id = stream_id
+        self._awaiting_continue = expects_continue
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Message](_INBOX_SIZE)
+        self._disconnected = False
+        self._error_status: int | None = None
+        self.finished = anyio.Event()
+
+    # -- the connection's side ---------------------------------------------
+
+    async def feed_body(self, data: bytes, *, more_body: bool) -> None:
+        """Hand a body chunk to the app; waits while the app is not reading."""
+        message: Message = {"type": "http.request", "body": data, "more_body": more_body}
+        try:
+            await self._inbox_send.send(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the app finished without reading the whole body; drop it.
+
+    def disconnect(self) -> None:
+        """The peer is gone: ``receive()`` reports ``http.disconnect``, ``send()`` raises."""
+        self._disconnected = True
+        self._awaiting_continue = False
+        self._inbox_send.close()
+
+    @property
+    def response_complete(self) -> bool:
+        return self._cycle.done
+
+    # -- the app's side ----------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self._cycle.done:
+            # Spec: once the response is sent, receive() reports disconnect.
+            return dict(_DISCONNECT)
+        if self._awaiting_continue and not self._cycle.started:
+            # RFC 9110 10.1.1: the client waits for 100 before the body; we
+            # say it only once the app asks for the body.
+            self._awaiting_continue = False
+            try:
+                await self._transport.send_command(SendInformational(self._stream_id, 100))
+            except ClientDisconnected:
+                return dict(_DISCONNECT)
+        try:
+            return await self._inbox.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return dict(_DISCONNECT)
+
+    async def send(self, message: Message) -> None:
+        if self._disconnected:
+            raise ClientDisconnected("the client has disconnected")
+        commands = self._cycle.commands_for(message)
+        for command in commands:
+            try:
+                await self._transport.send_command(command)
+            except ClientDisconnected:
+                self.disconnect()
+                raise
+        if self._cycle.done:
+            self._inbox.close()
+
+    # -- the task ----------------------------------------------------------
+
+    async def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self._app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            # The app let our own "client went away" error propagate: routine.
+            error_logger.debug("client disconnected during %s %s", self.scope["method"], self.scope["path"])
+        except Exception as exc:
+            if isinstance(exc, AppProtocolError):
+                error_logger.error("ASGI app broke the HTTP message cycle: %s", exc, exc_info=exc)
+            else:
+                error_logger.error("exception in ASGI app", exc_info=exc)
+            await self._fail("the app raised an exception")
+        else:
+            if self._cycle.done or self._disconnected:
+                pass
+            elif not self._cycle.flushed:
+                error_logger.error(
+                    "ASGI app returned without %s",
+                    "sending a response body" if self._cycle.started else "starting a response",
+                )
+                await self._fail("the app returned without a response")
+            else:
+                error_logger.error("ASGI app returned without completing the response")
+                self._transport.stop_keep_alive()
+        finally:
+            self._inbox.close()
+            self._inbox_send.close()
+            self.finished.set()
+            status = self._cycle.status if self._cycle.flushed else self._error_status
+            log_access(self.scope, status, self._cycle.bytes_sent, time.perf_counter() - started)
+
+    async def _fail(self, reason: str) -> None:
+        """Answer 500 if no byte went out yet, else give up on the connection."""
+        self._transport.stop_keep_alive()
+        if self._disconnected or self._cycle.flushed:
+            return
+        body = b"Internal Server Error\n"
+        headers = (
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        )
+        try:
+            await self._transport.send_command(StartResponse(self._stream_id, 500, headers))
+            await self._transport.send_command(SendData(self._stream_id, body, end_stream=True))
+            self._error_status = 500
+        except (ClientDisconnected, AppProtocolError):
+            error_logger.debug("could not send the 500 response: %s", reason)

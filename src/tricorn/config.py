@@ -1,0 +1,303 @@
+"""tricorn's configuration: one frozen dataclass, validated, no I/O.
+
+Every field carries its own documentation in ``metadata``: the CLI builds its
+options from it and the docs build the reference from it, so an option is
+described exactly once, here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final, Literal, get_args
+
+from .errors import ConfigError
+
+__all__ = ["Config", "Interface", "LifespanMode", "LogLevel", "WorkerClass", "option_specs"]
+
+WorkerClass = Literal["asyncio", "uvloop", "trio"]
+Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
+LifespanMode = Literal["auto", "on", "off"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+_FD_BIND = re.compile(r"fd://(\d+)")
+_IPV6_BIND = re.compile(r"\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d+)")
+_HOST_BIND = re.compile(r"([^:\[\]]*):(\d+)")
+
+
+def _option(
+    default: Any,
+    help: str,
+    *,
+    flags: tuple[str, ...] = (),
+    metavar: str | None = None,
+    repeatable: bool = False,
+) -> Any:
+    """A Config field with the documentation the CLI and the docs render."""
+    metadata = {"help": help, "flags": flags, "metavar": metavar, "repeatable": repeatable}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed in Config")
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """How tricorn serves an application.
+
+    Build it with keywords (``Config(bind=("127.0.0.1:0",))``) or from a
+    mapping with :meth:`Config.from_mapping`, which rejects unknown keys.
+    Every value is checked on construction; a bad one raises
+    :class:`tricorn.errors.ConfigError` naming the key.
+    """
+
+    bind: tuple[str, ...] = _option(
+        ("127.0.0.1:8000",),
+        "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N. "
+        "Repeat the option to listen on several. Port 0 lets the OS pick a free port.",
+        flags=("--bind", "-b"),
+        metavar="ADDRESS",
+        repeatable=True,
+    )
+    worker_class: WorkerClass = _option(
+        "asyncio",
+        "The event loop to run on. uvloop needs the extra: pip install 'tricorn[uvloop]'.",
+        flags=("--worker-class", "-k"),
+    )
+    interface: Interface = _option(
+        "auto",
+        "The application's interface. auto tells ASGI 3, ASGI 2 and WSGI apart by their signature.",
+    )
+    factory: bool = _option(
+        False, "Treat the application path as a factory: call it with no arguments to get the app."
+    )
+    lifespan: LifespanMode = _option(
+        "auto",
+        "Run the ASGI lifespan protocol. auto runs it and carries on if the app does not "
+        "support it; on makes a failure fatal; off never sends the lifespan scope.",
+    )
+    root_path: str = _option(
+        "",
+        "The path prefix the app is mounted under behind a proxy (WSGI's SCRIPT_NAME).",
+        metavar="PATH",
+    )
+    graceful_timeout: float = _option(
+        10.0,
+        "Seconds that in-flight requests get to finish after a shutdown begins.",
+        metavar="SECONDS",
+    )
+    keep_alive_timeout: float = _option(
+        5.0,
+        "Seconds an idle keep-alive connection stays open waiting for its next request.",
+        metavar="SECONDS",
+    )
+    request_head_timeout: float = _option(
+        10.0,
+        "Seconds a client has to send a complete request line and headers.",
+        metavar="SECONDS",
+    )
+    h11_max_incomplete_size: int = _option(
+        16 * 1024,
+        "Largest request line plus header block, in bytes. A longer request line is "
+        "answered 414, a longer header block 431.",
+        metavar="BYTES",
+    )
+    max_request_body_size: int | None = _option(
+        None,
+        "Largest request body, in bytes; a larger body is answered 413. "
+        "Unset means no limit (bodies are streamed, memory stays bounded either way).",
+        metavar="BYTES",
+    )
+    lifespan_timeout: float = _option(
+        60.0,
+        "Seconds the app has to complete lifespan startup and, separately, shutdown.",
+        metavar="SECONDS",
+    )
+    wsgi_max_workers: int = _option(
+        10,
+        "Threads in the pool that runs a WSGI app; at most this many WSGI requests run at once.",
+        metavar="N",
+    )
+    backlog: int = _option(
+        1024, "The listen backlog for each bound socket.", metavar="N"
+    )
+    server_header: bool = _option(
+        True, "Add a Server header to responses that do not carry one."
+    )
+    server_name: str = _option(
+        "tricorn", "The value of the Server header.", metavar="NAME"
+    )
+    date_header: bool = _option(
+        True, "Add a Date header to responses that do not carry one."
+    )
+    access_log: bool = _option(
+        True, "Log one line per completed request to the tricorn.access logger."
+    )
+    log_level: LogLevel = _option("info", "The level of tricorn's error log.")
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check(field.name, field.type, getattr(self, field.name))
+        if not self.bind:
+            raise ConfigError("bind", "at least one address is needed")
+        for address in self.bind:
+            parse_bind(address)
+        for key in ("graceful_timeout", "keep_alive_timeout", "request_head_timeout",
+                    "lifespan_timeout"):
+            value = getattr(self, key)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(key, f"must be a positive, finite number of seconds, not {value!r}")
+        for key in ("h11_max_incomplete_size", "wsgi_max_workers", "backlog"):
+            if getattr(self, key) < 1:
+                raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
+        if self.max_request_body_size is not None and self.max_request_body_size < 0:
+            raise ConfigError("max_request_body_size", "must not be negative")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ConfigError("root_path", f"must start with '/' and not end with one, not {self.root_path!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Config:
+        """Build a Config from plain data (a TOML table, parsed options).
+
+        Keys may use ``-`` or ``_``. Strings are converted to the field's type,
+        so values from the environment work as they are.
+        """
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for raw_key, value in values.items():
+            key = raw_key.replace("-", "_")
+            if key not in known:
+                raise ConfigError(raw_key, "unknown configuration key", allowed=sorted(known))
+            kwargs[key] = _coerce(key, known[key].type, value)
+        return cls(**kwargs)
+
+
+def option_specs() -> list[dataclasses.Field[Any]]:
+    """The documented fields of Config, in declaration order."""
+    return list(dataclasses.fields(Config))
+
+
+def choices_of(annotation: Any) -> tuple[str, ...] | None:
+    """The allowed values of a Literal-typed field, else None."""
+    resolved = _resolve(annotation)
+    if getattr(resolved, "__origin__", None) is Literal:
+        return tuple(str(arg) for arg in get_args(resolved))
+    return None
+
+
+_NAMES: Final = {
+    "WorkerClass": WorkerClass,
+    "Interface": Interface,
+    "LifespanMode": LifespanMode,
+    "LogLevel": LogLevel,
+}
+
+
+def _resolve(annotation: Any) -> Any:
+    """Turn a string annotation (from ``__future__`` annotations) into its type."""
+    if not isinstance(annotation, str):
+        return annotation
+    if annotation in _NAMES:
+        return _NAMES[annotation]
+    return {
+        "bool": bool,
+        "int": int,
+        "float": float,
+        "str": str,
+        "int | None": int | None,
+        "tuple[str, ...]": tuple[str, ...],
+    }[annotation]
+
+
+def _check(key: str, annotation: Any, value: Any) -> None:
+    kind = _resolve(annotation)
+    choices = choices_of(annotation)
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(key, f"{value!r} is not allowed", allowed=choices)
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif kind == int | None:
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+    else:  # tuple[str, ...]
+        ok = isinstance(value, tuple) and all(isinstance(item, str) for item in value)
+    if not ok:
+        raise ConfigError(key, f"expected {_describe(kind)}, got {value!r}")
+
+
+def _describe(kind: Any) -> str:
+    if kind == int | None:
+        return "an integer or nothing"
+    if kind == tuple[str, ...]:
+        return "a list of strings"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(key: str, annotation: Any, value: Any) -> Any:
+    """Convert a value from text or TOML into the field's type, naming the key on failure."""
+    kind = _resolve(annotation)
+    if kind == tuple[str, ...]:
+        if isinstance(value, str):
+            return tuple(part for part in value.split(",") if part)
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+    if not isinstance(value, str) or kind is str or choices_of(annotation) is not None:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    try:
+        if kind is bool:
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(value)
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind == int | None:
+            return None if value.strip().lower() in {"", "none"} else int(value)
+    except ValueError:
+        raise ConfigError(key, f"expected {_describe(kind)}, got {value!r}") from None
+    return value
+
+
+def parse_bind(address: str) -> tuple[str, str | int, int | None]:
+    """Split a bind address into ``(kind, target, port)``.
+
+    ``kind`` is ``"tcp"`` (target is the host), ``"unix"`` (target is the
+    path) or ``"fd"`` (target is the file descriptor number).
+    """
+    if address.startswith("unix:"):
+        path = address[len("unix:"):]
+        if not path:
+            raise ConfigError("bind", f"{address!r} names no socket path")
+        return ("unix", path, None)
+    if match := _FD_BIND.fullmatch(address):
+        return ("fd", int(match.group(1)), None)
+    match = _IPV6_BIND.fullmatch(address) or _HOST_BIND.fullmatch(address)
+    if match is None:
+        raise ConfigError(
+            "bind",
+            f"{address!r} is not an address",
+            allowed=("HOST:PORT", "[IPv6]:PORT", "unix:PATH", "fd://N"),
+        )
+    port = int(match.group(2))
+    if port > 65535:
+        raise ConfigError("bind", f"port {port} in {address!r} is out of range (0-65535)")
+    return ("tcp", match.group(1) or "0.0.0.0", port)

@@ -1,0 +1,38 @@
+"""Shared test fixtures: every anyio test runs on asyncio, asyncio+uvloop and trio.
+
+TRICORN_TEST_BACKENDS=trio (or a comma-separated list) narrows the set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import pytest
+
+_ALL = {
+    "asyncio": ("asyncio", {}),
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+    "trio": ("trio", {}),
+}
+
+
+def _selected() -> list[str]:
+    names = [n for n in os.environ.get("TRICORN_TEST_BACKENDS", "").split(",") if n]
+    names = names or list(_ALL)
+    if importlib.util.find_spec("uvloop") is None and "uvloop" in names:
+        names.remove("uvloop")
+    return names
+
+
+@pytest.fixture(params=[pytest.param(_ALL[n], id=n) for n in _selected()])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+@pytest.fixture
+def backend_name(anyio_backend: Any) -> str:
+    """The worker class that matches the current anyio backend."""
+    name, options = anyio_backend
+    return "uvloop" if options.get("use_uvloop") else name
