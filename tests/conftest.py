@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -36,3 +38,24 @@ def backend_name(anyio_backend: Any) -> str:
     """The worker class that matches the current anyio backend."""
     name, options = anyio_backend
     return "uvloop" if options.get("use_uvloop") else name
+
+
+@asynccontextmanager
+async def running_server(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yield ``host:port``; shut down on exit.
+
+    Keyword options are Config keys (e.g. ``keep_alive_timeout=0.5``).
+    """
+    import anyio
+
+    import tricorn
+
+    options.setdefault("bind", ("127.0.0.1:0",))
+    options.setdefault("access_log", False)
+    config = tricorn.Config(**options)
+    async with anyio.create_task_group() as task_group:
+        addresses = await task_group.start(tricorn.serve, app, config)
+        try:
+            yield addresses[0]
+        finally:
+            task_group.cancel_scope.cancel()

@@ -119,18 +119,10 @@ class Config:
         "Threads in the pool that runs a WSGI app; at most this many WSGI requests run at once.",
         metavar="N",
     )
-    backlog: int = _option(
-        1024, "The listen backlog for each bound socket.", metavar="N"
-    )
-    server_header: bool = _option(
-        True, "Add a Server header to responses that do not carry one."
-    )
-    server_name: str = _option(
-        "tricorn", "The value of the Server header.", metavar="NAME"
-    )
-    date_header: bool = _option(
-        True, "Add a Date header to responses that do not carry one."
-    )
+    backlog: int = _option(1024, "The listen backlog for each bound socket.", metavar="N")
+    server_header: bool = _option(True, "Add a Server header to responses that do not carry one.")
+    server_name: str = _option("tricorn", "The value of the Server header.", metavar="NAME")
+    date_header: bool = _option(True, "Add a Date header to responses that do not carry one.")
     access_log: bool = _option(
         True, "Log one line per completed request to the tricorn.access logger."
     )
@@ -143,18 +135,26 @@ class Config:
             raise ConfigError("bind", "at least one address is needed")
         for address in self.bind:
             parse_bind(address)
-        for key in ("graceful_timeout", "keep_alive_timeout", "request_head_timeout",
-                    "lifespan_timeout"):
+        for key in (
+            "graceful_timeout",
+            "keep_alive_timeout",
+            "request_head_timeout",
+            "lifespan_timeout",
+        ):
             value = getattr(self, key)
             if not (value > 0 and math.isfinite(value)):
-                raise ConfigError(key, f"must be a positive, finite number of seconds, not {value!r}")
+                raise ConfigError(
+                    key, f"must be a positive, finite number of seconds, not {value!r}"
+                )
         for key in ("h11_max_incomplete_size", "wsgi_max_workers", "backlog"):
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size", "must not be negative")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
-            raise ConfigError("root_path", f"must start with '/' and not end with one, not {self.root_path!r}")
+            raise ConfigError(
+                "root_path", f"must start with '/' and not end with one, not {self.root_path!r}"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Config:
@@ -284,7 +284,7 @@ def parse_bind(address: str) -> tuple[str, str | int, int | None]:
     path) or ``"fd"`` (target is the file descriptor number).
     """
     if address.startswith("unix:"):
-        path = address[len("unix:"):]
+        path = address[len("unix:") :]
         if not path:
             raise ConfigError("bind", f"{address!r} names no socket path")
         return ("unix", path, None)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 __all__ = [
     "AppLoadError",
     "AppProtocolError",
+    "BindError",
     "ClientDisconnected",
     "ConfigError",
     "LifespanError",
@@ -80,3 +81,7 @@ class LifespanFailure(LifespanError):
 
 class LifespanUnsupported(LifespanError):
     """The app raised on the lifespan scope before it said anything."""
+
+
+class BindError(TricornError, OSError):
+    """A configured address could not be bound; the message names it."""

@@ -28,7 +28,9 @@ def import_app(path: str, *, factory: bool = False) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
-            raise AppLoadError(f"could not import module {module_name!r}: no module named {exc.name!r}") from None
+            raise AppLoadError(
+                f"could not import module {module_name!r}: no module named {exc.name!r}"
+            ) from None
         raise
     obj: Any = module
     for part in attribute.split("."):

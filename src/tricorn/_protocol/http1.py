@@ -233,19 +233,22 @@ class HTTP1Protocol:
         try:
             match command:
                 case SendInformational(status_code=status_code, headers=headers):
-                    self._send(h11.InformationalResponse(
-                        status_code=status_code, headers=list(headers),
-                        reason=_reason(status_code),
-                    ))
-                case StartResponse(status_code=status_code, headers=headers):
-                    self._body_allowed = not (
-                        self._method == b"HEAD" or status_code in (204, 304)
+                    self._send(
+                        h11.InformationalResponse(
+                            status_code=status_code,
+                            headers=list(headers),
+                            reason=_reason(status_code),
+                        )
                     )
-                    self._send(h11.Response(
-                        status_code=status_code,
-                        headers=self._response_headers(headers),
-                        reason=_reason(status_code),
-                    ))
+                case StartResponse(status_code=status_code, headers=headers):
+                    self._body_allowed = not (self._method == b"HEAD" or status_code in (204, 304))
+                    self._send(
+                        h11.Response(
+                            status_code=status_code,
+                            headers=self._response_headers(headers),
+                            reason=_reason(status_code),
+                        )
+                    )
                 case SendData(data=data, end_stream=end_stream):
                     # HEAD, 204 and 304 responses carry no body (RFC 9110
                     # 6.4.1); the app may still send one, and it is dropped.

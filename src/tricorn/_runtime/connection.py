@@ -8,6 +8,7 @@ the app does not take them), and an early close from the client becomes
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -49,12 +50,16 @@ _STREAM_ERRORS: Final = (
 )
 
 
-def default_headers(config: Config, clock: Callable[[], float] = time.time) -> Callable[[], Headers]:
+def default_headers(
+    config: Config, clock: Callable[[], float] = time.time
+) -> Callable[[], Headers]:
     """The ``date`` / ``server`` headers added to responses that lack them.
 
     The Date value is formatted once per second, not once per response.
     """
-    server: Headers = ((b"server", config.server_name.encode("latin-1")),) if config.server_header else ()
+    server: Headers = (
+        ((b"server", config.server_name.encode("latin-1")),) if config.server_header else ()
+    )
     if not config.date_header:
         return lambda: server
     cache: list[object] = [None, server]
@@ -137,10 +142,8 @@ class HTTP1Connection:
     async def _flush(self) -> None:
         """Write what the protocol queued by itself (error responses)."""
         async with self._write_lock:
-            try:
+            with contextlib.suppress(ClientDisconnected):
                 await self._write(self._protocol.data_to_send())
-            except ClientDisconnected:
-                pass
 
     async def _read(self) -> bytes:
         try:
@@ -242,7 +245,9 @@ class HTTP1Connection:
             self._idle_scope = None
             if scope.cancelled_caught:
                 if not idle:
-                    error_logger.debug("closing a connection whose request head did not arrive in time")
+                    error_logger.debug(
+                        "closing a connection whose request head did not arrive in time"
+                    )
                 return None, []
             events = self._protocol.receive_data(data)
 

@@ -7,6 +7,7 @@ small :class:`Transport` protocol and turns app messages into commands with
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Final, Protocol
 
@@ -67,10 +68,9 @@ class HTTPExchange:
     async def feed_body(self, data: bytes, *, more_body: bool) -> None:
         """Hand a body chunk to the app; waits while the app is not reading."""
         message: Message = {"type": "http.request", "body": data, "more_body": more_body}
-        try:
+        # If the app finished without reading the whole body, drop the rest.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self._inbox_send.send(message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the app finished without reading the whole body; drop it.
 
     def disconnect(self) -> None:
         """The peer is gone: ``receive()`` reports ``http.disconnect``, ``send()`` raises."""
@@ -122,7 +122,9 @@ class HTTPExchange:
             await self._app(self.scope, self.receive, self.send)
         except ClientDisconnected:
             # The app let our own "client went away" error propagate: routine.
-            error_logger.debug("client disconnected during %s %s", self.scope["method"], self.scope["path"])
+            error_logger.debug(
+                "client disconnected during %s %s", self.scope["method"], self.scope["path"]
+            )
         except Exception as exc:
             if isinstance(exc, AppProtocolError):
                 error_logger.error("ASGI app broke the HTTP message cycle: %s", exc, exc_info=exc)

@@ -33,7 +33,6 @@ class Lifespan:
         self._app = app
         self._mode = config.lifespan
         self._timeout = config.lifespan_timeout
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Message](2)
         self._phase = "startup"
         self._answered = anyio.Event()
         self._failure: str | None = None
@@ -45,6 +44,7 @@ class Lifespan:
         if self._mode == "off":
             return None
         self._running = True
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Message](2)
         task_group.start_soon(self._run_app)
         return await self._ask("startup")
 
@@ -59,7 +59,10 @@ class Lifespan:
     async def _ask(self, phase: str) -> str | None:
         self._phase = phase
         self._answered = anyio.Event()
-        await self._inbox_send.send({"type": f"lifespan.{phase}"})
+        try:
+            await self._inbox_send.send({"type": f"lifespan.{phase}"})
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return self._failure  # the lifespan task already ended
         with anyio.move_on_after(self._timeout) as scope:
             await self._answered.wait()
         if scope.cancelled_caught:
@@ -87,7 +90,9 @@ class Lifespan:
             await self._app(scope, self._receive, self._send)
         except Exception as exc:
             if self._mode == "auto" and not self._spoke:
-                error_logger.info("the app does not support the lifespan protocol; serving without it")
+                error_logger.info(
+                    "the app does not support the lifespan protocol; serving without it"
+                )
                 error_logger.debug("lifespan error", exc_info=exc)
             else:
                 self._failure = f"exception in lifespan {self._phase}: {exc!r}"
@@ -98,3 +103,5 @@ class Lifespan:
         finally:
             self._running = False
             self._answered.set()
+            self._inbox.close()
+            self._inbox_send.close()

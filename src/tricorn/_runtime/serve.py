@@ -17,7 +17,7 @@ import anyio.abc
 
 from .._asgi.types import ASGI3App
 from ..config import Config, parse_bind
-from ..errors import LifespanFailure
+from ..errors import BindError, LifespanFailure
 from .connection import ConnectionContext, HTTP1Connection
 from .lifespan import Lifespan
 from .logging import error_logger
@@ -156,23 +156,10 @@ async def _bind_all(config: Config) -> tuple[list[SocketListener], list[str], li
     unix_paths: list[str] = []
     try:
         for address in config.bind:
-            kind, target, port = parse_bind(address)
-            if kind == "tcp":
-                assert isinstance(target, str) and port is not None
-                multi = await anyio.create_tcp_listener(
-                    local_host=target, local_port=port, backlog=config.backlog
-                )
-                listeners.extend(multi.listeners)  # type: ignore[arg-type]  # always SocketListeners
-            elif kind == "unix":
-                assert isinstance(target, str)
-                _remove_stale_socket(target)
-                listeners.append(await anyio.create_unix_listener(target, backlog=config.backlog))
-                unix_paths.append(target)
-            else:
-                assert isinstance(target, int)
-                sock = socket.socket(fileno=target)
-                sock.listen(config.backlog)
-                listeners.append(SocketListener.from_socket(sock))
+            try:
+                listeners.extend(await _bind(address, config, unix_paths))
+            except OSError as exc:
+                raise BindError(f"could not bind {address}: {exc.strerror or exc}") from exc
     except BaseException:
         for listener in listeners:
             await listener.aclose()
@@ -185,6 +172,27 @@ async def _bind_all(config: Config) -> tuple[list[SocketListener], list[str], li
         for listener in listeners
     ]
     return listeners, addresses, unix_paths
+
+
+async def _bind(address: str, config: Config, unix_paths: list[str]) -> list[SocketListener]:
+    kind, target, port = parse_bind(address)
+    if kind == "tcp":
+        assert isinstance(target, str)
+        assert port is not None
+        multi = await anyio.create_tcp_listener(
+            local_host=target, local_port=port, backlog=config.backlog
+        )
+        return [listener for listener in multi.listeners if isinstance(listener, SocketListener)]
+    if kind == "unix":
+        assert isinstance(target, str)
+        _remove_stale_socket(target)
+        listener = await anyio.create_unix_listener(target, backlog=config.backlog)
+        unix_paths.append(target)
+        return [listener]
+    assert isinstance(target, int)
+    sock = socket.socket(fileno=target)
+    sock.listen(config.backlog)
+    return [await SocketListener.from_socket(sock)]
 
 
 def _remove_stale_socket(path: str) -> None:
