@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 import tomllib
 from collections.abc import Sequence
-from typing import Any, NoReturn
-
-import anyio
+from typing import Any
 
 from . import __version__
-from ._asgi.app import load_app
-from ._asgi.types import ASGI3App
-from ._runtime.logging import configure_logging, error_logger
-from ._runtime.serve import serve
+from ._supervisor import run
 from .config import Config, choices_of, option_specs
-from .errors import AppLoadError, BindError, ConfigError, LifespanFailure
+from .errors import ConfigError
 
 __all__ = ["build_parser", "config_from_args", "flag_for", "main"]
 
 ENV_PREFIX = "TRICORN_"
-
-#: Exit statuses: 1 the app could not be loaded or served, 2 bad usage or
-#: configuration (argparse's own convention), 3 lifespan startup failed.
-EXIT_FAILURE, EXIT_USAGE, EXIT_STARTUP = 1, 2, 3
 
 
 def flag_for(name: str) -> str:
@@ -112,18 +101,6 @@ def _option_name(key: str) -> str:
     return key
 
 
-def _fail(status: int, message: str) -> NoReturn:
-    print(f"tricorn: error: {message}", file=sys.stderr)
-    raise SystemExit(status)
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The first non-group exception inside (nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -131,57 +108,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = config_from_args(args, os.environ)
     except ConfigError as exc:
         parser.error(f"{_option_name(exc.key)}: {str(exc).split(': ', 1)[1]}")
-    configure_logging(config.log_level, access_log=config.access_log)
-    try:
-        app = load_app(
-            args.app,
-            interface=config.interface,
-            factory=config.factory,
-            wsgi_max_workers=config.wsgi_max_workers,
-        )
-    except AppLoadError as exc:
-        _fail(EXIT_FAILURE, str(exc))
-    backend, options = _backend(config.worker_class)
-    try:
-        anyio.run(_serve_until_signal, app, config, backend=backend, backend_options=options)
-    except KeyboardInterrupt:
-        pass  # a second Ctrl+C during the graceful shutdown: stop now.
-    except BaseException as exc:
-        error = _leaf(exc)
-        if isinstance(error, LifespanFailure):
-            _fail(EXIT_STARTUP, f"lifespan startup failed: {error}")
-        if isinstance(error, BindError):
-            _fail(EXIT_FAILURE, str(error))
-        if isinstance(error, KeyboardInterrupt):
-            return
-        raise
-
-
-def _backend(worker_class: str) -> tuple[str, dict[str, Any]]:
-    if worker_class == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            _fail(EXIT_USAGE, "--worker-class uvloop needs uvloop: pip install 'tricorn[uvloop]'")
-        return "asyncio", {"use_uvloop": True}
-    if worker_class == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            _fail(EXIT_USAGE, "--worker-class trio needs trio: pip install 'tricorn[trio]'")
-    return worker_class, {}
-
-
-async def _serve_until_signal(app: ASGI3App, config: Config) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
-    async with anyio.create_task_group() as task_group:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await task_group.start(serve, app, config)
-            async for signum in signals:
-                error_logger.info(
-                    "received %s, shutting down (graceful timeout %gs)",
-                    signal.Signals(signum).name,
-                    config.graceful_timeout,
-                )
-                task_group.cancel_scope.cancel()
-                break
+    run(args.app, config)

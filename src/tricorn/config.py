@@ -65,6 +65,18 @@ class Config:
         "The event loop to run on. uvloop needs the extra: pip install 'tricorn[uvloop]'.",
         flags=("--worker-class", "-k"),
     )
+    workers: int = _option(
+        1,
+        "Worker processes. Each runs its own event loop and lifespan; they share the "
+        "listening sockets, which the supervisor binds once. A worker that dies is restarted.",
+        flags=("--workers", "-w"),
+        metavar="N",
+    )
+    reload: bool = _option(
+        False,
+        "Restart the worker when a .py file under the working directory changes "
+        "(for development; implies one worker).",
+    )
     interface: Interface = _option(
         "auto",
         "The application's interface. auto tells ASGI 3, ASGI 2 and WSGI apart by their signature.",
@@ -146,7 +158,7 @@ class Config:
                 raise ConfigError(
                     key, f"must be a positive, finite number of seconds, not {value!r}"
                 )
-        for key in ("h11_max_incomplete_size", "wsgi_max_workers", "backlog"):
+        for key in ("h11_max_incomplete_size", "wsgi_max_workers", "backlog", "workers"):
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:

@@ -162,7 +162,12 @@ class HTTP1Protocol:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
-                events.append(self._reject(self._status_for(exc), str(exc) or "bad request"))
+                status = self._status_for(exc)
+                reason = {
+                    414: "request line too long",
+                    431: "request header block too large",
+                }.get(status, str(exc) or "malformed request")
+                events.append(self._reject(status, reason))
                 return events
             match event:
                 case h11.Request():
@@ -213,6 +218,14 @@ class HTTP1Protocol:
             if b"\n" not in buffered:
                 return 414
         return status
+
+    def request_timed_out(self) -> RequestRejected:
+        """The runtime's head timeout fired with part of a request received.
+
+        RFC 9110 15.5.9: answer 408 and close, so the client knows not to
+        wait and may retry on a new connection.
+        """
+        return self._reject(408, "request head not received in time")
 
     def _reject(self, status_code: int, reason: str) -> RequestRejected:
         if not self.response_started:

@@ -123,9 +123,10 @@ class HTTP1Connection:
 
     # -- the Transport an exchange writes through --------------------------
 
-    async def send_command(self, command: Command) -> None:
+    async def send_commands(self, *commands: Command) -> None:
         async with self._write_lock:
-            self._protocol.handle(command)
+            for command in commands:
+                self._protocol.handle(command)
             await self._write(self._protocol.data_to_send())
 
     def stop_keep_alive(self) -> None:
@@ -245,9 +246,9 @@ class HTTP1Connection:
             self._idle_scope = None
             if scope.cancelled_caught:
                 if not idle:
-                    error_logger.debug(
-                        "closing a connection whose request head did not arrive in time"
-                    )
+                    error_logger.debug("request head not received in time; answering 408")
+                    self._protocol.request_timed_out()
+                    await self._flush()
                 return None, []
             events = self._protocol.receive_data(data)
 

@@ -31,8 +31,8 @@ _DISCONNECT: Final = {"type": "http.disconnect"}
 class Transport(Protocol):
     """What an exchange needs from its connection."""
 
-    async def send_command(self, command: Command) -> None:
-        """Write a command's bytes; raise ClientDisconnected if the peer is gone."""
+    async def send_commands(self, *commands: Command) -> None:
+        """Write the commands' bytes in one go; raise ClientDisconnected if the peer is gone."""
         ...
 
     def stop_keep_alive(self) -> None:
@@ -93,7 +93,7 @@ class HTTPExchange:
             # say it only once the app asks for the body.
             self._awaiting_continue = False
             try:
-                await self._transport.send_command(SendInformational(self._stream_id, 100))
+                await self._transport.send_commands(SendInformational(self._stream_id, 100))
             except ClientDisconnected:
                 return dict(_DISCONNECT)
         try:
@@ -105,9 +105,9 @@ class HTTPExchange:
         if self._disconnected:
             raise ClientDisconnected("the client has disconnected")
         commands = self._cycle.commands_for(message)
-        for command in commands:
+        if commands:
             try:
-                await self._transport.send_command(command)
+                await self._transport.send_commands(*commands)
             except ClientDisconnected:
                 self.disconnect()
                 raise
@@ -161,8 +161,10 @@ class HTTPExchange:
             (b"content-length", str(len(body)).encode()),
         )
         try:
-            await self._transport.send_command(StartResponse(self._stream_id, 500, headers))
-            await self._transport.send_command(SendData(self._stream_id, body, end_stream=True))
+            await self._transport.send_commands(
+                StartResponse(self._stream_id, 500, headers),
+                SendData(self._stream_id, body, end_stream=True),
+            )
             self._error_status = 500
         except (ClientDisconnected, AppProtocolError):
             error_logger.debug("could not send the 500 response: %s", reason)

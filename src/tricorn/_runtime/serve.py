@@ -6,21 +6,18 @@ connection -> one task per exchange. Nothing lives outside it.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import stat
 from typing import Any
 
 import anyio
 import anyio.abc
 
 from .._asgi.types import ASGI3App
-from ..config import Config, parse_bind
-from ..errors import BindError, LifespanFailure
+from ..config import Config
+from ..errors import LifespanFailure
 from .connection import ConnectionContext, HTTP1Connection
 from .lifespan import Lifespan
 from .logging import error_logger
+from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
 
 __all__ = ["serve"]
 
@@ -74,52 +71,65 @@ class _Server:
             self.stopped.set()
 
     async def _run(self, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
-        config = self._config
-        lifespan = Lifespan(self._app, config)
-        failure: str | None = None
-        async with anyio.create_task_group() as lifespan_group:
-            failure = await lifespan.startup(lifespan_group)
-            if failure is None:
-                try:
-                    await self._serve(lifespan.state, task_status)
-                finally:
-                    await lifespan.shutdown()
-            lifespan_group.cancel_scope.cancel()
+        # Bind first: an address in use should fail before the app's startup
+        # opens its database pools. Connections wait in the backlog meanwhile.
+        sockets = bind_sockets(self._config)
+        paths = unix_paths(self._config)
+        try:
+            listeners = [await SocketListener.from_socket(sock) for sock in sockets]
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        try:
+            lifespan = Lifespan(self._app, self._config)
+            failure: str | None = None
+            async with anyio.create_task_group() as lifespan_group:
+                failure = await lifespan.startup(lifespan_group)
+                if failure is None:
+                    try:
+                        addresses = [format_address(sock) for sock in sockets]
+                        await self._serve(listeners, addresses, lifespan.state, task_status)
+                    finally:
+                        await lifespan.shutdown()
+                lifespan_group.cancel_scope.cancel()
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+            remove_unix_sockets(paths)
         if failure is not None:
             raise LifespanFailure(failure)
 
     async def _serve(
-        self, state: dict[str, Any], task_status: anyio.abc.TaskStatus[list[str]]
+        self,
+        listeners: list[SocketListener],
+        addresses: list[str],
+        state: dict[str, Any],
+        task_status: anyio.abc.TaskStatus[list[str]],
     ) -> None:
-        listeners, addresses, unix_paths = await _bind_all(self._config)
         context = ConnectionContext(self._app, self._config, state)
-        try:
-            with anyio.CancelScope() as grace:
-                async with anyio.create_task_group() as connections:
-                    async with anyio.create_task_group() as accepting:
-                        for listener in listeners:
-                            accepting.start_soon(_accept, listener, connections, context)
-                        task_status.started(addresses)
-                        for address in addresses:
-                            error_logger.info("serving on %s", address)
-                        await self._shutdown_requested.wait()
-                        accepting.cancel_scope.cancel()
-                    error_logger.info(
-                        "shutting down: %d open connection(s)", len(context.connections)
-                    )
-                    context.begin_shutdown()
-                    grace.deadline = anyio.current_time() + self._config.graceful_timeout
-            if grace.cancelled_caught:
-                error_logger.warning(
-                    "graceful timeout (%gs) passed; closed the remaining connections",
-                    self._config.graceful_timeout,
-                )
-        finally:
-            for listener in listeners:
-                await listener.aclose()
-            for path in unix_paths:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        with anyio.CancelScope() as grace:
+            async with anyio.create_task_group() as connections:
+                async with anyio.create_task_group() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(_accept, listener, connections, context)
+                    task_status.started(addresses)
+                    for address in addresses:
+                        error_logger.info("serving on %s", address)
+                    await self._shutdown_requested.wait()
+                    accepting.cancel_scope.cancel()
+                # Stop accepting before winding down: close the listeners now
+                # so new connections are refused, not left in the backlog.
+                for listener in listeners:
+                    await listener.aclose()
+                error_logger.info("shutting down: %d open connection(s)", len(context.connections))
+                context.begin_shutdown()
+                grace.deadline = anyio.current_time() + self._config.graceful_timeout
+        if grace.cancelled_caught:
+            error_logger.warning(
+                "graceful timeout (%gs) passed; closed the remaining connections",
+                self._config.graceful_timeout,
+            )
 
 
 async def _accept(
@@ -141,62 +151,3 @@ async def _accept(
 
 async def _handle(stream: anyio.abc.SocketStream, context: ConnectionContext) -> None:
     await HTTP1Connection(stream, context).run()
-
-
-def format_address(family: int, address: Any) -> str:
-    """A bound address in bind syntax: ``host:port``, ``[v6]:port`` or ``unix:path``."""
-    if family == socket.AF_UNIX:
-        return f"unix:{address}"
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-
-
-async def _bind_all(config: Config) -> tuple[list[SocketListener], list[str], list[str]]:
-    listeners: list[SocketListener] = []
-    unix_paths: list[str] = []
-    try:
-        for address in config.bind:
-            try:
-                listeners.extend(await _bind(address, config, unix_paths))
-            except OSError as exc:
-                raise BindError(f"could not bind {address}: {exc.strerror or exc}") from exc
-    except BaseException:
-        for listener in listeners:
-            await listener.aclose()
-        raise
-    addresses = [
-        format_address(
-            listener.extra(anyio.abc.SocketAttribute.family),
-            listener.extra(anyio.abc.SocketAttribute.local_address),
-        )
-        for listener in listeners
-    ]
-    return listeners, addresses, unix_paths
-
-
-async def _bind(address: str, config: Config, unix_paths: list[str]) -> list[SocketListener]:
-    kind, target, port = parse_bind(address)
-    if kind == "tcp":
-        assert isinstance(target, str)
-        assert port is not None
-        multi = await anyio.create_tcp_listener(
-            local_host=target, local_port=port, backlog=config.backlog
-        )
-        return [listener for listener in multi.listeners if isinstance(listener, SocketListener)]
-    if kind == "unix":
-        assert isinstance(target, str)
-        _remove_stale_socket(target)
-        listener = await anyio.create_unix_listener(target, backlog=config.backlog)
-        unix_paths.append(target)
-        return [listener]
-    assert isinstance(target, int)
-    sock = socket.socket(fileno=target)
-    sock.listen(config.backlog)
-    return [await SocketListener.from_socket(sock)]
-
-
-def _remove_stale_socket(path: str) -> None:
-    """A socket file left by a crashed server would make bind fail; remove it."""
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)

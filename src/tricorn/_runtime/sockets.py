@@ -1,0 +1,124 @@
+"""Binding listening sockets for every bind syntax.
+
+Synchronous on purpose: the supervisor binds once in the parent and hands
+the sockets to its workers as ``fd://N``, and ``serve`` wraps the same
+sockets for AnyIO. One binding path serves both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+
+from ..config import Config, parse_bind
+from ..errors import BindError
+
+__all__ = ["bind_sockets", "format_address", "remove_unix_sockets", "unix_paths"]
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """Bind and listen on every configured address; BindError names the one that failed."""
+    sockets: list[socket.socket] = []
+    try:
+        for address in config.bind:
+            try:
+                sockets.extend(_bind(address, config.backlog))
+            except OSError as exc:
+                raise BindError(f"could not bind {address}: {exc.strerror or exc}") from exc
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bind(address: str, backlog: int) -> list[socket.socket]:
+    kind, target, port = parse_bind(address)
+    if kind == "fd":
+        assert isinstance(target, int)
+        sock = socket.socket(fileno=target)
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return [sock]
+    if kind == "unix":
+        assert isinstance(target, str)
+        _remove_stale_socket(target)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(target)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return [sock]
+    assert isinstance(target, str)
+    assert port is not None
+    return _bind_tcp(target, port, backlog)
+
+
+def _bind_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # One socket per family: "localhost" binds ::1 and 127.0.0.1
+                # separately, so the IPv6 one must not claim IPv4 too.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                # Port 0 on a name with several addresses: all share the
+                # port the OS picked for the first.
+                sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def format_address(sock: socket.socket) -> str:
+    """A bound socket's address in bind syntax: ``host:port``, ``[v6]:port``, ``unix:path``."""
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{address}"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+
+
+def unix_paths(config: Config) -> list[str]:
+    """The socket files this config creates (and so must remove); fd:// ones are not ours."""
+    paths = []
+    for address in config.bind:
+        kind, target, _ = parse_bind(address)
+        if kind == "unix":
+            assert isinstance(target, str)
+            paths.append(target)
+    return paths
+
+
+def remove_unix_sockets(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """A socket file left by a crashed server would make bind fail; remove it."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
