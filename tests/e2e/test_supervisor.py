@@ -1,0 +1,157 @@
+"""--workers and --reload: the supervisor in a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+APP = """
+import os
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = f"{os.getpid()} VERSION".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 10.0) -> str:
+    """GET with retries until the server answers or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=2.0).text
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "svc.py").write_text(APP.replace("VERSION", "one"))
+    return tmp_path
+
+
+def _start(app_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tricorn",
+            "svc:app",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--no-access-log",
+            *args,
+        ],
+        cwd=app_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def stop() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if process.stderr:
+            process.stderr.close()
+
+
+def test_workers_serve_from_separate_processes_and_stop_on_sigterm(
+    app_dir: Path, stop: list[subprocess.Popen[str]]
+) -> None:
+    process, url = _start(app_dir, "--workers", "2")
+    stop.append(process)
+    pids = set()
+    deadline = time.monotonic() + 20
+    while len(pids) < 2 and time.monotonic() < deadline:
+        # New connections each time; the kernel spreads them over the workers.
+        pids.add(_get(url).split()[0])
+    assert len(pids) == 2
+    assert str(process.pid) not in pids
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+def test_a_worker_that_dies_is_replaced(app_dir: Path, stop: list[subprocess.Popen[str]]) -> None:
+    process, url = _start(app_dir, "--workers", "2")
+    stop.append(process)
+    victim = _get(url).split()[0]
+    time.sleep(3.5)  # past the startup grace, so a death is a crash, not a failed start
+    os.kill(int(victim), signal.SIGKILL)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 20
+    while len(seen - {victim}) < 2 and time.monotonic() < deadline:
+        try:
+            seen.add(_get(url, timeout=2).split()[0])
+        except httpx.TransportError:
+            continue
+    # Two live workers answer again, neither of them the one that died.
+    assert len(seen - {victim}) == 2
+    process.send_signal(signal.SIGINT)
+    assert process.wait(20) == 0
+
+
+def test_reload_restarts_the_worker_when_a_source_file_changes(
+    app_dir: Path, stop: list[subprocess.Popen[str]]
+) -> None:
+    process, url = _start(app_dir, "--reload")
+    stop.append(process)
+    assert _get(url).endswith("one")
+    time.sleep(1.1)  # coarse mtime resolution on some filesystems
+    (app_dir / "svc.py").write_text(APP.replace("VERSION", "two"))
+    deadline = time.monotonic() + 20
+    body = ""
+    while not body.endswith("two") and time.monotonic() < deadline:
+        try:
+            body = _get(url, timeout=2)
+        except httpx.TransportError:
+            continue
+        time.sleep(0.2)
+    assert body.endswith("two")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(20) == 0
+
+
+def test_workers_fail_fast_when_the_app_cannot_start(
+    app_dir: Path, stop: list[subprocess.Popen[str]]
+) -> None:
+    (app_dir / "svc.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    await receive()\n"
+        "    await send({'type': 'lifespan.startup.failed', 'message': 'no database'})\n"
+    )
+    process, _ = _start(app_dir, "--workers", "2")
+    stop.append(process)
+    assert process.wait(30) == 3
+    assert process.stderr is not None
+    assert "no database" in process.stderr.read()
