@@ -9,8 +9,10 @@ the app does not take them), and an early close from the client becomes
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Final, assert_never
@@ -94,6 +96,33 @@ def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> Conne
     return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme)
 
 
+class _Guard:
+    """A lock that costs no event loop trip when uncontended.
+
+    A connection's writers (the app, an error answer from the read loop) and
+    dispatchers (the read loop, a finishing exchange) rarely overlap, so the
+    common path is a flag check where anyio's Lock would checkpoint.
+    """
+
+    __slots__ = ("_busy", "_waiters")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def __aenter__(self) -> None:
+        while self._busy:
+            event = anyio.Event()
+            self._waiters.append(event)
+            await event.wait()
+        self._busy = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._busy = False
+        if self._waiters:
+            self._waiters.popleft().set()
+
+
 class ConnectionContext:
     """What every connection of one server shares: app, config, state, shutdown."""
 
@@ -112,14 +141,32 @@ class ConnectionContext:
 
 
 class HTTP1Connection:
+    """One HTTP/1.1 connection: a single read loop and one exchange at a time.
+
+    The read loop never stops between requests: the read that watches for a
+    disconnect during a response is the same read that receives the next
+    request, so keep-alive costs no cancellation. The loop's deadline follows
+    the state: none while an exchange runs, the keep-alive timeout while idle,
+    the head timeout once a request head has begun.
+    """
+
     def __init__(self, stream: anyio.abc.ByteStream, context: ConnectionContext) -> None:
         self._stream = stream
         self._context = context
         self._config = context.config
         self._protocol = HTTP1Protocol(context.config, context.default_headers)
         self._info = connection_info(stream)
-        self._write_lock = anyio.Lock()
-        self._idle_scope: anyio.CancelScope | None = None
+        self._write_lock = _Guard()
+        # Events are taken from the protocol and handed on under this lock, by
+        # the read loop or by a finishing exchange (for pipelined requests).
+        self._dispatch_lock = _Guard()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._exchange: HTTPExchange | None = None
+        self._read_scope = anyio.CancelScope()
+        self._stopped = False
+        self._cycle_done: anyio.Event | None = None
+        self._idle_deadline = anyio.current_time() + self._config.request_head_timeout
+        self._head_deadline: float | None = None
 
     # -- the Transport an exchange writes through --------------------------
 
@@ -146,19 +193,18 @@ class HTTP1Connection:
             with contextlib.suppress(ClientDisconnected):
                 await self._write(self._protocol.data_to_send())
 
-    async def _read(self) -> bytes:
-        try:
-            return await self._stream.receive(_READ_SIZE)
-        except _STREAM_ERRORS:
-            return b""
-
     # -- shutdown -----------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Finish the current request with ``Connection: close``; drop an idle wait."""
+        """Finish the current request with ``Connection: close``; close if idle."""
         self._protocol.stop_keep_alive()
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
+        if self._exchange is None and self._protocol.idle:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """End the read loop on purpose (not a timeout)."""
+        self._stopped = True
+        self._read_scope.cancel()
 
     # -- the connection task ----------------------------------------------
 
@@ -166,122 +212,124 @@ class HTTP1Connection:
         self._context.connections.add(self)
         try:
             async with anyio.create_task_group() as task_group:
-                await self._serve(task_group)
+                self._task_group = task_group
+                await self._read_loop()
         finally:
             self._context.connections.discard(self)
             with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await self._stream.aclose()
 
-    async def _serve(self, task_group: anyio.abc.TaskGroup) -> None:
-        events: list[Event] = []
-        first = True
-        while True:
-            if not first:
-                events = self._protocol.start_next_cycle()
-            request, events = await self._next_request(events, first=first)
-            first = False
-            if request is None:
-                return
-            scope = build_http_scope(
-                request, self._info, root_path=self._config.root_path, state=self._context.state
-            )
-            if self._context.shutting_down:
-                self._protocol.stop_keep_alive()
-            exchange = HTTPExchange(
-                self._context.app,
-                scope,
-                self,
-                stream_id=request.stream_id,
-                expects_continue=request.expects_continue,
-            )
-            with anyio.CancelScope() as reader_scope:
-                task_group.start_soon(self._run_exchange, exchange, reader_scope)
-                await self._dispatch(events, exchange)
-                await self._read_while_serving(exchange)
-            await exchange.finished.wait()
-            if not self._protocol.reusable:
-                return
+    def _deadline(self) -> float:
+        if self._exchange is not None:
+            return math.inf
+        if self._protocol.idle:
+            return self._idle_deadline
+        if self._head_deadline is None:
+            self._head_deadline = anyio.current_time() + self._config.request_head_timeout
+        return self._head_deadline
 
-    async def _run_exchange(self, exchange: HTTPExchange, reader_scope: anyio.CancelScope) -> None:
-        await exchange.run()
-        if self._protocol.request_complete or not self._protocol.keep_alive:
-            reader_scope.cancel()
+    async def _read_loop(self) -> None:
+        # One scope for the whole loop: its deadline is moved before every
+        # read, and when it fires (a timeout) or is cancelled (close,
+        # shutdown) the loop is over either way.
+        with self._read_scope:
+            while not self._protocol.closed:
+                if not self._protocol.wants_data:
+                    # Enough pipelined bytes are held; wait for the response.
+                    self._cycle_done = anyio.Event()
+                    self._read_scope.deadline = math.inf
+                    await self._cycle_done.wait()
+                    continue
+                self._read_scope.deadline = self._deadline()
+                try:
+                    data = await self._stream.receive(_READ_SIZE)
+                except _STREAM_ERRORS:
+                    data = b""
+                async with self._dispatch_lock:
+                    await self._dispatch(self._protocol.receive_data(data))
+        if self._read_scope.cancelled_caught and not self._stopped:
+            await self._timed_out()
 
-    async def _next_request(
-        self, events: list[Event], *, first: bool
-    ) -> tuple[RequestReceived | None, list[Event]]:
-        """Read until a request head is complete, within the configured timeouts."""
-        now = anyio.current_time()
-        # A fresh connection gets the head timeout to say anything at all;
-        # a kept-alive one gets the (usually shorter) keep-alive timeout.
-        idle_deadline = now + (
-            self._config.request_head_timeout if first else self._config.keep_alive_timeout
-        )
-        head_deadline: float | None = None
-        while True:
-            for index, event in enumerate(events):
-                match event:
-                    case RequestReceived():
-                        return event, events[index + 1 :]
-                    case RequestRejected(status_code=status, reason=reason):
-                        error_logger.debug("rejected a request with %d: %s", status, reason)
-                        await self._flush()
-                        return None, []
-                    case ConnectionClosed():
-                        return None, []
-                    case DataReceived() | StreamEnded():
-                        pass  # the tail of a body nobody wanted any more
-            if self._protocol.closed:
-                return None, []
-            idle = self._protocol.idle
-            if idle and self._context.shutting_down:
-                return None, []
-            if not idle and head_deadline is None:
-                head_deadline = anyio.current_time() + self._config.request_head_timeout
-            deadline = idle_deadline if idle else head_deadline
-            assert deadline is not None
-            with anyio.CancelScope(deadline=deadline) as scope:
-                self._idle_scope = scope if idle else None
-                data = await self._read()
-            self._idle_scope = None
-            if scope.cancelled_caught:
-                if not idle:
-                    error_logger.debug("request head not received in time; answering 408")
-                    self._protocol.request_timed_out()
-                    await self._flush()
-                return None, []
-            events = self._protocol.receive_data(data)
+    async def _timed_out(self) -> None:
+        if not self._protocol.idle:
+            error_logger.debug("request head not received in time; answering 408")
+            self._protocol.request_timed_out()
+            await self._flush()
 
-    async def _read_while_serving(self, exchange: HTTPExchange) -> None:
-        """Feed the body to the exchange and watch for the client going away."""
-        while not self._protocol.closed:
-            if exchange.finished.is_set() and self._protocol.request_complete:
-                return
-            if not self._protocol.wants_data:
-                # Enough pipelined bytes are held; wait for this response.
-                await exchange.finished.wait()
-                return
-            events = self._protocol.receive_data(await self._read())
-            await self._dispatch(events, exchange)
-
-    async def _dispatch(self, events: list[Event], exchange: HTTPExchange) -> None:
+    async def _dispatch(self, events: list[Event]) -> None:
+        """Hand protocol events on; the caller holds the dispatch lock."""
+        exchange = self._exchange
         for index, event in enumerate(events):
             match event:
+                case RequestReceived():
+                    exchange = self._start_exchange(event)
                 case DataReceived(data=data):
-                    # Merge a final chunk with the end of the body: one message.
-                    ends = index + 1 < len(events) and isinstance(events[index + 1], StreamEnded)
-                    await exchange.feed_body(data, more_body=not ends)
+                    if exchange is not None:
+                        # Merge a final chunk with the end of the body: one message.
+                        ends = index + 1 < len(events) and isinstance(
+                            events[index + 1], StreamEnded
+                        )
+                        await exchange.feed_body(data, more_body=not ends)
                 case StreamEnded():
-                    if index == 0 or not isinstance(events[index - 1], DataReceived):
+                    if exchange is None:
+                        # The response went out before the body was read in
+                        # full; now that it has, the next request may come.
+                        await self._next_cycle()
+                    elif index == 0 or not isinstance(events[index - 1], DataReceived):
                         await exchange.feed_body(b"", more_body=False)
                 case ConnectionClosed():
-                    exchange.disconnect()
+                    if exchange is not None:
+                        exchange.disconnect()
                 case RequestRejected(status_code=status, reason=reason):
                     error_logger.debug("rejected a request with %d: %s", status, reason)
                     await self._flush()
-                    exchange.disconnect()
-                case RequestReceived():
-                    # HTTP/1.1 yields the next request only after start_next_cycle.
-                    raise AssertionError("a second request head inside one exchange")
+                    if exchange is not None:
+                        exchange.disconnect()
                 case _:
                     assert_never(event)
+
+    def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
+        scope = build_http_scope(
+            request, self._info, root_path=self._config.root_path, state=self._context.state
+        )
+        if self._context.shutting_down:
+            self._protocol.stop_keep_alive()
+        exchange = HTTPExchange(
+            self._context.app,
+            scope,
+            self,
+            stream_id=request.stream_id,
+            expects_continue=request.expects_continue,
+        )
+        self._exchange = exchange
+        self._head_deadline = None
+        assert self._task_group is not None
+        self._task_group.start_soon(self._run_exchange, exchange)
+        return exchange
+
+    async def _run_exchange(self, exchange: HTTPExchange) -> None:
+        await exchange.run()
+        async with self._dispatch_lock:
+            self._exchange = None
+            if self._cycle_done is not None:
+                self._cycle_done.set()
+            if self._protocol.reusable:
+                await self._next_cycle()
+            elif not self._protocol.keep_alive:
+                # Nothing more can be said on this connection: stop reading.
+                self._stop_reading()
+            # else: the response is done but the request body is still
+            # arriving; the read loop drains it and then starts the next cycle.
+
+    async def _next_cycle(self) -> None:
+        """Start the next request on a kept-alive connection (dispatch lock held)."""
+        if not self._protocol.reusable:
+            self._stop_reading()
+            return
+        if self._context.shutting_down:
+            self._stop_reading()
+            return
+        self._idle_deadline = anyio.current_time() + self._config.keep_alive_timeout
+        await self._dispatch(self._protocol.start_next_cycle())
+        # The read loop may be waiting with the "exchange running" deadline.
+        self._read_scope.deadline = self._deadline()

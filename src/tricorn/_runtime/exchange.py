@@ -7,8 +7,8 @@ small :class:`Transport` protocol and turns app messages into commands with
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections import deque
 from typing import Final, Protocol
 
 import anyio
@@ -24,6 +24,55 @@ __all__ = ["HTTPExchange", "Transport"]
 #: Body chunks held for the app before the reader stops reading. With one
 #: chunk of up to 64 KiB waiting, the socket's own buffers do the rest.
 _INBOX_SIZE: Final = 1
+
+
+class _Inbox:
+    """A bounded queue of request messages between the read loop and the app.
+
+    Unlike a memory object stream it does not yield when a message is ready
+    or there is room: on the hot path (a GET's single message) neither side
+    waits, so neither side pays a trip through the event loop.
+    """
+
+    __slots__ = ("_closed", "_messages", "_readable", "_writable")
+
+    def __init__(self) -> None:
+        self._messages: deque[Message] = deque()
+        self._closed = False
+        self._readable: anyio.Event | None = None
+        self._writable: anyio.Event | None = None
+
+    async def put(self, message: Message) -> None:
+        """Queue a message, waiting while the inbox is full; dropped once closed."""
+        while len(self._messages) >= _INBOX_SIZE and not self._closed:
+            self._writable = anyio.Event()
+            await self._writable.wait()
+        if self._closed:
+            return
+        self._messages.append(message)
+        if self._readable is not None:
+            self._readable.set()
+
+    async def get(self) -> Message | None:
+        """The next message, or None once the inbox is closed and empty."""
+        while not self._messages:
+            if self._closed:
+                return None
+            self._readable = anyio.Event()
+            await self._readable.wait()
+        message = self._messages.popleft()
+        if self._writable is not None:
+            self._writable.set()
+        return message
+
+    def close(self) -> None:
+        """No more messages: a waiting reader gets None, a waiting writer returns."""
+        self._closed = True
+        self._messages.clear()
+        for event in (self._readable, self._writable):
+            if event is not None:
+                event.set()
+
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
 
@@ -58,25 +107,22 @@ class HTTPExchange:
         self._cycle = HTTPCycle(stream_id)
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Message](_INBOX_SIZE)
+        self._inbox = _Inbox()
         self._disconnected = False
         self._error_status: int | None = None
-        self.finished = anyio.Event()
 
     # -- the connection's side ---------------------------------------------
 
     async def feed_body(self, data: bytes, *, more_body: bool) -> None:
         """Hand a body chunk to the app; waits while the app is not reading."""
-        message: Message = {"type": "http.request", "body": data, "more_body": more_body}
-        # If the app finished without reading the whole body, drop the rest.
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._inbox_send.send(message)
+        # If the app finished without reading the whole body, the rest is dropped.
+        await self._inbox.put({"type": "http.request", "body": data, "more_body": more_body})
 
     def disconnect(self) -> None:
         """The peer is gone: ``receive()`` reports ``http.disconnect``, ``send()`` raises."""
         self._disconnected = True
         self._awaiting_continue = False
-        self._inbox_send.close()
+        self._inbox.close()
 
     @property
     def response_complete(self) -> bool:
@@ -96,10 +142,8 @@ class HTTPExchange:
                 await self._transport.send_commands(SendInformational(self._stream_id, 100))
             except ClientDisconnected:
                 return dict(_DISCONNECT)
-        try:
-            return await self._inbox.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return dict(_DISCONNECT)
+        message = await self._inbox.get()
+        return message if message is not None else dict(_DISCONNECT)
 
     async def send(self, message: Message) -> None:
         if self._disconnected:
@@ -145,8 +189,6 @@ class HTTPExchange:
                 self._transport.stop_keep_alive()
         finally:
             self._inbox.close()
-            self._inbox_send.close()
-            self.finished.set()
             status = self._cycle.status if self._cycle.flushed else self._error_status
             log_access(self.scope, status, self._cycle.bytes_sent, time.perf_counter() - started)
 
