@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
 
 from . import __version__
 from ._supervisor import run
 from .config import Config, choices_of, option_specs
 from .errors import ConfigError
 
-__all__ = ["build_parser", "config_from_args", "flag_for", "main"]
+__all__ = ["build_parser", "config_from_args", "flag_for", "flag_for_key", "main"]
 
 ENV_PREFIX = "TRICORN_"
 
@@ -31,8 +31,14 @@ def flag_for(name: str) -> str:
     return flags[0] if flags else "--" + name.replace("_", "-")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line that names the problem, not the whole usage block."""
+        self.exit(2, f"tricorn: error: {message}\nRun 'tricorn --help' to see every option.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tricorn",
         description="Serve an ASGI 3, ASGI 2 or WSGI application over HTTP/1.1.",
         epilog=f"Every option can also be set as {ENV_PREFIX}<OPTION> in the environment "
@@ -72,29 +78,44 @@ def _show_default(value: object) -> str:
 
 
 def config_from_args(
-    args: argparse.Namespace, environ: dict[str, str] | os._Environ[str]
-) -> Config:
-    """Merge the config file, the environment and the command line."""
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[Config | None, str]:
+    """Merge the config file, the environment and the command line.
+
+    Returns the config, or None and an error message that names the value
+    the way the user wrote it: the flag, the environment variable, or the
+    key in the file.
+    """
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     if args.config:
         try:
             with open(args.config, "rb") as file:
-                values.update(tomllib.load(file))
+                table = tomllib.load(file)
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError("--config", f"cannot read {args.config!r}: {exc}") from None
-    names = {field.name for field in option_specs()}
-    for name in names:
-        if (value := environ.get(ENV_PREFIX + name.upper())) is not None:
-            values[name] = value
-    for name in names:
-        if name in vars(args):
-            value = getattr(args, name)
-            values[name] = tuple(value) if isinstance(value, list) else value
-    return Config.from_mapping(values)
+            return None, f"--config: cannot read {args.config!r}: {exc}"
+        for key, value in table.items():
+            values[key.replace("-", "_")] = value
+            origin[key.replace("-", "_")] = f"{key!r} in {args.config}"
+    for field in option_specs():
+        variable = ENV_PREFIX + field.name.upper()
+        if (value := environ.get(variable)) is not None:
+            values[field.name] = value
+            origin[field.name] = variable
+    for field in option_specs():
+        if field.name in vars(args):
+            value = getattr(args, field.name)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+            origin[field.name] = flag_for(field.name)
+    try:
+        return Config.from_mapping(values), ""
+    except ConfigError as exc:
+        where = origin.get(exc.key.replace("-", "_"), flag_for_key(exc.key))
+        return None, f"{where}: {str(exc).split(': ', 1)[1]}"
 
 
-def _option_name(key: str) -> str:
-    """Name a config key the way the user wrote it on the command line."""
+def flag_for_key(key: str) -> str:
+    """The flag of a Config key, or the key itself when it is not one."""
     name = key.replace("-", "_")
     if name in {field.name for field in option_specs()}:
         return flag_for(name)
@@ -104,8 +125,7 @@ def _option_name(key: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args, os.environ)
-    except ConfigError as exc:
-        parser.error(f"{_option_name(exc.key)}: {str(exc).split(': ', 1)[1]}")
+    config, error = config_from_args(args, os.environ)
+    if config is None:
+        parser.error(error)
     run(args.app, config)

@@ -8,6 +8,7 @@ described exactly once, here.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -15,7 +16,16 @@ from typing import Any, Final, Literal, get_args
 
 from .errors import ConfigError
 
-__all__ = ["Config", "Interface", "LifespanMode", "LogLevel", "WorkerClass", "option_specs"]
+__all__ = [
+    "Config",
+    "Interface",
+    "LifespanMode",
+    "LogLevel",
+    "WorkerClass",
+    "choices_of",
+    "option_specs",
+    "parse_bind",
+]
 
 WorkerClass = Literal["asyncio", "uvloop", "trio"]
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
@@ -23,7 +33,9 @@ LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 _FD_BIND = re.compile(r"fd://(\d+)")
-_IPV6_BIND = re.compile(r"\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d+)")
+_IPV6_BIND = re.compile(r"\[([^\]]+)\]:(\d+)")
+#: RFC 9110 5.6.2 token characters: what a Server header value may safely be.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z/ ()]+")
 _HOST_BIND = re.compile(r"([^:\[\]]*):(\d+)")
 
 
@@ -62,7 +74,8 @@ class Config:
     )
     worker_class: WorkerClass = _option(
         "asyncio",
-        "The event loop to run on. uvloop needs the extra: pip install 'tricorn[uvloop]'.",
+        "The event loop to run on. uvloop and trio need their extras: "
+        "pip install 'tricorn[uvloop]' or 'tricorn[trio]'.",
         flags=("--worker-class", "-k"),
     )
     workers: int = _option(
@@ -142,7 +155,15 @@ class Config:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            _check(field.name, field.type, getattr(self, field.name))
+            value = getattr(self, field.name)
+            # Friendly conversions a user would expect to just work: a list
+            # of binds, a whole number of seconds.
+            if isinstance(value, list) and field.type == "tuple[str, ...]":
+                value = tuple(value)
+            elif field.type == "float" and type(value) is int:
+                value = float(value)
+            object.__setattr__(self, field.name, value)
+            _check(field.name, field.type, value)
         if not self.bind:
             raise ConfigError("bind", "at least one address is needed")
         for address in self.bind:
@@ -163,6 +184,14 @@ class Config:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size", "must not be negative")
+        if self.reload and self.workers > 1:
+            raise ConfigError(
+                "reload", "cannot be combined with workers > 1; reload runs one worker"
+            )
+        if not _TOKEN.fullmatch(self.server_name):
+            raise ConfigError(
+                "server_name", f"{self.server_name!r} is not a valid header value (visible ASCII)"
+            )
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError(
                 "root_path", f"must start with '/' and not end with one, not {self.root_path!r}"
@@ -309,6 +338,13 @@ def parse_bind(address: str) -> tuple[str, str | int, int | None]:
             f"{address!r} is not an address",
             allowed=("HOST:PORT", "[IPv6]:PORT", "unix:PATH", "fd://N"),
         )
+    if address.startswith("["):
+        try:
+            ipaddress.IPv6Address(match.group(1).split("%")[0])
+        except ValueError:
+            raise ConfigError(
+                "bind", f"{match.group(1)!r} in {address!r} is not an IPv6 address"
+            ) from None
     port = int(match.group(2))
     if port > 65535:
         raise ConfigError("bind", f"port {port} in {address!r} is out of range (0-65535)")

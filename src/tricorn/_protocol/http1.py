@@ -78,6 +78,7 @@ class HTTP1Protocol:
             h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_size
         )
         self._max_body = config.max_request_body_size
+        self._max_head = config.h11_max_incomplete_size
         self._default_headers = default_headers
         self._out = bytearray()
         self._closed = False
@@ -202,6 +203,15 @@ class HTTP1Protocol:
 
     def _check_request(self, request: h11.Request) -> RequestRejected | None:
         self._method = request.method
+        # h11 bounds a head only while it is incomplete, so a head that
+        # arrives in one read escapes it; measure the parsed head instead
+        # ("METHOD SP target SP HTTP/x.y CRLF", then "name: value CRLF").
+        line = len(request.method) + len(request.target) + 12
+        if line > self._max_head:
+            return self._reject(414, "request line too long")
+        size = line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
+        if size > self._max_head:
+            return self._reject(431, "request header block too large")
         if self._max_body is None:
             return None
         for name, value in request.headers:
