@@ -78,7 +78,12 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     counter = scope.get("state", {}).get("served")
     if counter is not None:
         counter[0] += 1
+    # Route on the path below root_path: behind a proxy mounted at /api,
+    # "/api/stream" is this app's "/stream".
     path = scope["path"]
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :] or "/"
     if path == "/stream":
         await send(
             {
@@ -119,7 +124,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             client=html.escape(_address(scope.get("client"))),
             server=html.escape(_address(scope.get("server"))),
             method=html.escape(scope["method"]),
-            path=html.escape(path),
+            path=html.escape(scope["path"]),
             served=counter[0] if counter is not None else "?",
         )
         await _send_text(send, 200, page.encode(), b"text/html; charset=utf-8")

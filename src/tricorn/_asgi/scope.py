@@ -30,15 +30,15 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     RFC 9112 3.2.2, whose path is what the app routes on) and asterisk-form
     (``*``, for ``OPTIONS``), which is passed through as the path.
     """
+    # A fragment is never sent by a conforming client (RFC 9112 3.2); if one
+    # is, it belongs to neither the path nor the query (RFC 3986 3.5).
+    target = target.partition(b"#")[0]
     path, _, query = target.partition(b"?")
     if not path.startswith(b"/") and b"://" in path:
         # absolute-form: drop scheme and authority, keep the path.
         after_authority = path.split(b"://", 1)[1]
         slash = after_authority.find(b"/")
         path = after_authority[slash:] if slash >= 0 else b"/"
-    # A fragment is never sent by a conforming client; if one is, it is
-    # not part of the query string.
-    query = query.partition(b"#")[0]
     return path, query
 
 

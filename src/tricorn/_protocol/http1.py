@@ -40,6 +40,22 @@ _PIPELINE_BUFFER: Final = 64 * 1024
 
 HeaderSource = Callable[[], Headers]
 
+_RESPONSE_HEAD_SENT: Final = frozenset({h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
+
+#: Client states in which the request has been read in full. An Upgrade or
+#: CONNECT request leaves h11 in a switch state rather than DONE; its body is
+#: complete all the same, and bytes after it must be bounded like any other.
+_REQUEST_COMPLETE: Final = frozenset(
+    {
+        h11.DONE,
+        h11.MUST_CLOSE,
+        h11.CLOSED,
+        # h11 exports these states but leaves MIGHT_SWITCH_PROTOCOL out of __all__.
+        h11.MIGHT_SWITCH_PROTOCOL,  # type: ignore[attr-defined]
+        h11.SWITCHED_PROTOCOL,
+    }
+)
+
 
 def _reason(status_code: int) -> bytes:
     try:
@@ -84,10 +100,10 @@ class HTTP1Protocol:
         self._closed = False
         self._keep_alive = True
         # Per-cycle state, reset by start_next_cycle.
+        self._head_handed_out = False
         self._method = b""
         self._body_received = 0
         self._body_allowed = True
-        self._held_bytes = 0
 
     # -- state the runtime reads ---------------------------------------------
 
@@ -99,7 +115,7 @@ class HTTP1Protocol:
     @property
     def request_complete(self) -> bool:
         """The current request's body has been received in full."""
-        return self._h11.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+        return self._h11.their_state in _REQUEST_COMPLETE
 
     @property
     def response_complete(self) -> bool:
@@ -108,6 +124,11 @@ class HTTP1Protocol:
     @property
     def response_started(self) -> bool:
         return self._h11.our_state is not h11.SEND_RESPONSE and self._h11.our_state is not h11.IDLE
+
+    @property
+    def awaiting_request(self) -> bool:
+        """No request is being processed: between requests, perhaps mid-head."""
+        return self._h11.their_state is h11.IDLE
 
     @property
     def idle(self) -> bool:
@@ -127,7 +148,8 @@ class HTTP1Protocol:
     @property
     def wants_data(self) -> bool:
         """False while enough pipelined bytes are held; the runtime should stop reading."""
-        return not self._closed and self._held_bytes < _PIPELINE_BUFFER
+        held = len(self._h11.trailing_data[0]) if self.request_complete else 0
+        return not self._closed and held < _PIPELINE_BUFFER
 
     def stop_keep_alive(self) -> None:
         """Answer the current request (if any) with ``Connection: close`` and stop."""
@@ -139,8 +161,12 @@ class HTTP1Protocol:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
         if self._closed:
             return []
-        if self.request_complete and data:
-            self._held_bytes += len(data)
+        if self._h11.their_state is h11.MUST_CLOSE and data:
+            return []  # RFC 9112 9.6: no further requests are processed
+        if self._h11.their_state is h11.IDLE and not self._h11.trailing_data[0] and data:
+            data = data.lstrip(b"\r\n")  # RFC 9112 2.2
+            if not data:
+                return []
         try:
             self._h11.receive_data(data)
         except RuntimeError:
@@ -151,15 +177,28 @@ class HTTP1Protocol:
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
         self._h11.start_next_cycle()
+        leftover, eof = self._h11.trailing_data
+        if leftover[:1] in (b"\r", b"\n"):
+            # RFC 9112 2.2: ignore empty lines before a request line. h11
+            # cannot drop bytes it holds, so a fresh parser takes the rest.
+            self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+            if leftover := bytes(leftover).lstrip(b"\r\n"):
+                self._h11.receive_data(leftover)
+            if eof:
+                self._h11.receive_data(b"")
+        self._head_handed_out = False
         self._method = b""
         self._body_received = 0
         self._body_allowed = True
-        self._held_bytes = 0
         return self._events()
 
     def _events(self) -> list[Event]:
         events: list[Event] = []
         while True:
+            if self._h11.their_state is h11.MUST_CLOSE:
+                if self._h11.trailing_data[1]:
+                    events.extend(self._close_event())
+                return events
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -167,7 +206,7 @@ class HTTP1Protocol:
                 reason = {
                     414: "request line too long",
                     431: "request header block too large",
-                }.get(status, str(exc) or "malformed request")
+                }.get(status, str(exc)[:200] or "malformed request")
                 events.append(self._reject(status, reason))
                 return events
             match event:
@@ -264,6 +303,12 @@ class HTTP1Protocol:
                         )
                     )
                 case StartResponse(status_code=status_code, headers=headers):
+                    if self._h11.they_are_waiting_for_100_continue:
+                        # A final answer without 100 Continue: the client may
+                        # never send the body h11 would wait for, so the next
+                        # request could be read as this one's body. Close
+                        # instead (RFC 9110 10.1.1).
+                        self._keep_alive = False
                     self._body_allowed = not (self._method == b"HEAD" or status_code in (204, 304))
                     self._send(
                         h11.Response(
@@ -283,9 +328,15 @@ class HTTP1Protocol:
                     assert_never(command)
         except h11.LocalProtocolError as exc:
             # h11 refused what the app asked for (a bad header value, a body
-            # longer than its Content-Length ...). Nothing sane can follow on
-            # this connection.
+            # shorter or longer than its Content-Length ...). Nothing sane can
+            # follow on this connection; if no byte of the response has been
+            # handed out yet, the client still gets an honest 500.
             self._closed = True
+            if not self._head_handed_out:
+                self._out.clear()
+                self._out += error_response(
+                    500, "the application sent an invalid response", self._default_headers()
+                )
             raise AppProtocolError(f"invalid response: {exc}") from None
 
     def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
@@ -305,6 +356,8 @@ class HTTP1Protocol:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer, emptied on each call."""
+        if self._out and self._h11.our_state in _RESPONSE_HEAD_SENT:
+            self._head_handed_out = True
         data = bytes(self._out)
         self._out.clear()
         return data

@@ -172,9 +172,13 @@ class HTTP1Connection:
 
     async def send_commands(self, *commands: Command) -> None:
         async with self._write_lock:
-            for command in commands:
-                self._protocol.handle(command)
-            await self._write(self._protocol.data_to_send())
+            try:
+                for command in commands:
+                    self._protocol.handle(command)
+            finally:
+                # Also when the protocol refused a command: what it queued
+                # (the 500 that replaces an invalid response) must go out.
+                await self._write(self._protocol.data_to_send())
 
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()
@@ -198,7 +202,9 @@ class HTTP1Connection:
     def shutdown(self) -> None:
         """Finish the current request with ``Connection: close``; close if idle."""
         self._protocol.stop_keep_alive()
-        if self._exchange is None and self._protocol.idle:
+        if self._exchange is None and self._protocol.awaiting_request:
+            # No request is being served; a half-received head is dropped,
+            # as the client cannot know it was seen and will retry.
             self._stop_reading()
 
     def _stop_reading(self) -> None:
@@ -300,6 +306,7 @@ class HTTP1Connection:
             self,
             stream_id=request.stream_id,
             expects_continue=request.expects_continue,
+            access_log=self._config.access_log,
         )
         self._exchange = exchange
         self._head_deadline = None
@@ -330,6 +337,7 @@ class HTTP1Connection:
             self._stop_reading()
             return
         self._idle_deadline = anyio.current_time() + self._config.keep_alive_timeout
+        self._head_deadline = None
         await self._dispatch(self._protocol.start_next_cycle())
         # The read loop may be waiting with the "exchange running" deadline.
         self._read_scope.deadline = self._deadline()

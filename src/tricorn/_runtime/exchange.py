@@ -100,6 +100,7 @@ class HTTPExchange:
         *,
         stream_id: int,
         expects_continue: bool,
+        access_log: bool = True,
     ) -> None:
         self.scope = scope
         self._app = app
@@ -110,6 +111,7 @@ class HTTPExchange:
         self._inbox = _Inbox()
         self._disconnected = False
         self._error_status: int | None = None
+        self._access_log = access_log
 
     # -- the connection's side ---------------------------------------------
 
@@ -134,7 +136,7 @@ class HTTPExchange:
         if self._cycle.done:
             # Spec: once the response is sent, receive() reports disconnect.
             return dict(_DISCONNECT)
-        if self._awaiting_continue and not self._cycle.started:
+        if self._awaiting_continue and not self._cycle.flushed:
             # RFC 9110 10.1.1: the client waits for 100 before the body; we
             # say it only once the app asks for the body.
             self._awaiting_continue = False
@@ -189,8 +191,11 @@ class HTTPExchange:
                 self._transport.stop_keep_alive()
         finally:
             self._inbox.close()
-            status = self._cycle.status if self._cycle.flushed else self._error_status
-            log_access(self.scope, status, self._cycle.bytes_sent, time.perf_counter() - started)
+            if self._access_log:
+                status = self._cycle.status if self._cycle.flushed else self._error_status
+                log_access(
+                    self.scope, status, self._cycle.bytes_sent, time.perf_counter() - started
+                )
 
     async def _fail(self, reason: str) -> None:
         """Answer 500 if no byte went out yet, else give up on the connection."""

@@ -6,6 +6,7 @@ connection -> one task per exchange. Nothing lives outside it.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import anyio
@@ -20,8 +21,6 @@ from .logging import error_logger
 from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
 
 __all__ = ["serve"]
-
-SocketListener = anyio.abc.SocketListener
 
 
 async def serve(
@@ -61,12 +60,8 @@ class _Server:
         self._shutdown_requested.set()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
-        # Shielded: the enclosing scope's cancellation is our cue to shut down
-        # gracefully, not a reason to drop in-flight requests. The deadline
-        # set on `grace` bounds how long that takes.
         try:
-            with anyio.CancelScope(shield=True):
-                await self._run(task_status)
+            await self._run(task_status)
         finally:
             self.stopped.set()
 
@@ -76,33 +71,33 @@ class _Server:
         sockets = bind_sockets(self._config)
         paths = unix_paths(self._config)
         try:
-            listeners = [await SocketListener.from_socket(sock) for sock in sockets]
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        try:
             lifespan = Lifespan(self._app, self._config)
             failure: str | None = None
             async with anyio.create_task_group() as lifespan_group:
+                # Startup may be cancelled outright: nothing is served yet.
                 failure = await lifespan.startup(lifespan_group)
                 if failure is None:
+                    # From here on the enclosing scope's cancellation is the
+                    # cue to shut down gracefully, not a reason to drop
+                    # in-flight requests or skip lifespan shutdown. The
+                    # deadline set on `grace` in _serve bounds how long.
+                    lifespan_group.cancel_scope.shield = True
                     try:
                         addresses = [format_address(sock) for sock in sockets]
-                        await self._serve(listeners, addresses, lifespan.state, task_status)
+                        await self._serve(sockets, addresses, lifespan.state, task_status)
                     finally:
                         await lifespan.shutdown()
                 lifespan_group.cancel_scope.cancel()
         finally:
-            for listener in listeners:
-                await listener.aclose()
+            for sock in sockets:
+                sock.close()
             remove_unix_sockets(paths)
         if failure is not None:
             raise LifespanFailure(failure)
 
     async def _serve(
         self,
-        listeners: list[SocketListener],
+        listeners: list[socket.socket],
         addresses: list[str],
         state: dict[str, Any],
         task_status: anyio.abc.TaskStatus[list[str]],
@@ -121,7 +116,7 @@ class _Server:
                 # Stop accepting before winding down: close the listeners now
                 # so new connections are refused, not left in the backlog.
                 for listener in listeners:
-                    await listener.aclose()
+                    listener.close()
                 error_logger.info("shutting down: %d open connection(s)", len(context.connections))
                 context.begin_shutdown()
                 grace.deadline = anyio.current_time() + self._config.graceful_timeout
@@ -133,21 +128,49 @@ class _Server:
 
 
 async def _accept(
-    listener: SocketListener, connections: anyio.abc.TaskGroup, context: ConnectionContext
+    listener: socket.socket, connections: anyio.abc.TaskGroup, context: ConnectionContext
 ) -> None:
+    """Accept every pending connection each time the listener is readable.
+
+    One accept per wake-up (as anyio's listener does) lets a busy loop take
+    hundreds of milliseconds to let a burst of new clients in; draining the
+    backlog in one go keeps a new connection's first request as quick as
+    any other.
+    """
     while True:
-        try:
-            stream = await listener.accept()
-        except anyio.ClosedResourceError:
-            return
-        except OSError as exc:
-            # EMFILE and friends: keep serving the connections we have and
-            # try again shortly rather than spin or die.
-            error_logger.error("accept failed: %s", exc)
-            await anyio.sleep(0.1)
-            continue
-        connections.start_soon(_handle, stream, context)
+        await anyio.wait_readable(listener)
+        while True:
+            try:
+                client, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                # EMFILE and friends: keep serving the connections we have
+                # and try again shortly rather than spin or die.
+                error_logger.error("accept failed: %s", exc)
+                await anyio.sleep(0.1)
+                break
+            connections.start_soon(_handle, client, context)
 
 
-async def _handle(stream: anyio.abc.SocketStream, context: ConnectionContext) -> None:
-    await HTTP1Connection(stream, context).run()
+async def _handle(client: socket.socket, context: ConnectionContext) -> None:
+    try:
+        client.setblocking(False)
+        stream: anyio.abc.SocketStream
+        if client.family == socket.AF_UNIX:
+            stream = await anyio.abc.UNIXSocketStream.from_socket(client)
+        else:
+            # Responses are written whole; Nagle would only delay them.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = await anyio.abc.SocketStream.from_socket(client)
+    except OSError as exc:
+        # The client left between accept and now.
+        error_logger.debug("dropping a connection that failed on arrival: %s", exc)
+        client.close()
+        return
+    try:
+        await HTTP1Connection(stream, context).run()
+    except Exception as exc:
+        # One connection's failure is a bug to report, never a reason to take
+        # the server and every other connection down with it.
+        error_logger.error("unexpected error on a connection", exc_info=exc)

@@ -28,8 +28,11 @@ def bind_sockets(config: Config) -> list[socket.socket]:
             except OSError as exc:
                 raise BindError(f"could not bind {address}: {exc.strerror or exc}") from exc
     except BaseException:
+        # Leave nothing behind: the sockets bound so far, and their files.
+        created = {sock.getsockname() for sock in sockets if sock.family == socket.AF_UNIX}
         for sock in sockets:
             sock.close()
+        remove_unix_sockets([path for path in unix_paths(config) if path in created])
         raise
     return sockets
 

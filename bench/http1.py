@@ -1,0 +1,534 @@
+"""HTTP/1.1 hello-world throughput: tricorn beside Uvicorn and Hypercorn, measured with wrk.
+
+Each server runs alone, with one worker, on 127.0.0.1 and a port the OS picked,
+serving ``bench.app:app``. After a short warm-up, ``wrk --latency`` loads it for
+``--duration`` seconds; the table gives requests per second, the 99th
+percentile latency, errors, the throughput relative to Hypercorn, and (from
+/proc) the CPU the server used and the CPU anything else used meanwhile, which
+flags a disturbed row.
+
+Run it as ``nox -s bench`` or ``python bench/http1.py [--duration 10]
+[--connections 64] [--no-uvloop] [--json results.json]`` from the repository
+root. It needs wrk (``apt-get install -y wrk``). Exit status: 0 when every
+server was measured, 1 when at least one failed, 2 when wrk is missing or an
+argument is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "bench.app:app"
+BASELINE = "hypercorn"  # the row every ratio is relative to
+
+STARTUP_TIMEOUT = 15.0  # seconds for a server to answer its first request
+STOP_TIMEOUT = 10.0  # seconds between SIGINT and SIGKILL
+STDERR_TAIL = 2000  # characters of a failed server's stderr to show
+BUSY_WARNING = 0.15  # warn when the CPUs are busier than this before the run
+NOISE_WARNING = 0.1  # flag a row when other processes used this many cores during it
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """One row of the table: a server, an event loop, and how to start it."""
+
+    name: str  # "tricorn", "uvicorn", "hypercorn"
+    loop: str  # "asyncio" or "uvloop"
+    argv_template: tuple[str, ...]  # "{port}" is replaced by the port
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.loop})"
+
+    def argv(self, port: int) -> list[str]:
+        return [sys.executable, *(arg.format(port=port) for arg in self.argv_template)]
+
+
+def tricorn(loop: str) -> Server:
+    return Server(
+        "tricorn",
+        loop,
+        ("-m", "tricorn", APP, "--bind", "127.0.0.1:{port}", "--worker-class", loop,
+         "--no-access-log", "--log-level", "warning"),
+    )  # fmt: skip
+
+
+def uvicorn(loop: str) -> Server:
+    return Server(
+        "uvicorn",
+        loop,
+        ("-m", "uvicorn", APP, "--http", "h11", "--loop", loop, "--no-access-log",
+         "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--log-level", "warning"),
+    )  # fmt: skip
+
+
+def hypercorn(loop: str) -> Server:
+    # Hypercorn's access log is off unless --access-logfile is given.
+    return Server(
+        "hypercorn",
+        loop,
+        ("-m", "hypercorn", APP, "--bind", "127.0.0.1:{port}", "--workers", "1",
+         "--worker-class", loop, "--log-level", "warning"),
+    )  # fmt: skip
+
+
+def servers(uvloop: bool) -> list[Server]:
+    rows = [tricorn("asyncio"), uvicorn("asyncio"), hypercorn("asyncio")]
+    if uvloop:
+        rows += [tricorn("uvloop"), uvicorn("uvloop")]
+    return rows
+
+
+@dataclasses.dataclass
+class Result:
+    server: str
+    loop: str
+    ok: bool
+    requests_per_sec: float | None = None
+    p99_ms: float | None = None
+    requests: int | None = None
+    socket_errors: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(("connect", "read", "write", "timeout"), 0)
+    )
+    non_2xx_3xx: int = 0
+    error: str | None = None  # why the server could not be measured
+    # CPU during the measured run, in cores (1.0 = one core busy the whole time):
+    server_cpu: float | None = None  # the server's process group
+    wrk_cpu: float | None = None
+    other_cpu: float | None = None  # everything else on the machine: noise
+    wrk_output: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.server} ({self.loop})"
+
+    @property
+    def errors(self) -> int:
+        return sum(self.socket_errors.values()) + self.non_2xx_3xx
+
+
+# -- wrk's output ----------------------------------------------------------
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_P99 = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS_MS[unit]
+
+
+def parse_wrk(output: str, result: Result) -> None:
+    """Fill in ``result`` from wrk's report; raises ValueError if it has no numbers."""
+    rps = _RPS.search(output)
+    p99 = _P99.search(output)
+    if rps is None or p99 is None:
+        raise ValueError("wrk printed no Requests/sec or 99% latency")
+    result.requests_per_sec = float(rps.group(1))
+    result.p99_ms = to_ms(p99.group(1), p99.group(2))
+    if total := _TOTAL.search(output):
+        result.requests = int(total.group(1))
+    if errors := _SOCKET_ERRORS.search(output):
+        names = ("connect", "read", "write", "timeout")
+        result.socket_errors = dict(zip(names, map(int, errors.groups()), strict=True))
+    if non_2xx := _NON_2XX.search(output):
+        result.non_2xx_3xx = int(non_2xx.group(1))
+
+
+# -- processes -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(port: int) -> bool:
+    """Whether a server on ``port`` answers ``GET /`` with a 200."""
+    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(request.encode("ascii"))
+            head = sock.recv(64)
+    except OSError:
+        return False
+    return head.startswith(b"HTTP/1.1 200")
+
+
+def wait_until_up(process: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
+    """None once the server answers; otherwise why it did not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"exited with status {process.returncode} before answering"
+        if answers(port):
+            return None
+        time.sleep(0.1)
+    return f"did not answer on port {port} within {timeout:.0f} s"
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT the server's process group (as Ctrl-C would), SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"  did not stop within {STOP_TIMEOUT:.0f} s of SIGINT; SIGKILL", file=sys.stderr)
+    # Also reap anything the server spawned (Hypercorn's worker process).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+def run_wrk(port: int, seconds: int, args: argparse.Namespace) -> str:
+    argv = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
+        f"http://127.0.0.1:{port}/",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk exited with status {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+# -- CPU accounting (Linux /proc; None elsewhere) ----------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuSnapshot:
+    wall: float
+    machine: float | None  # busy CPU seconds over all CPUs, since boot
+    group: float | None  # CPU seconds of the server's process group
+    children: float  # CPU seconds of our reaped children (wrk)
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """CPU seconds used so far by the live processes in process group ``pgid``."""
+    ticks = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After "pid (comm)": state ppid pgrp ... utime stime (fields 3.., 14, 15).
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / _TICK
+
+
+def cpu_snapshot(pgid: int) -> CpuSnapshot:
+    try:
+        machine: float | None = _cpu_times()[0] / _TICK
+    except (OSError, ValueError, IndexError):
+        machine = None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return CpuSnapshot(
+        time.monotonic(), machine, group_cpu_seconds(pgid), usage.ru_utime + usage.ru_stime
+    )
+
+
+def account_cpu(result: Result, before: CpuSnapshot, after: CpuSnapshot) -> None:
+    """Split the run's CPU time into the server, wrk and everything else."""
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return
+    result.wrk_cpu = (after.children - before.children) / wall
+    if after.group is not None and before.group is not None:
+        result.server_cpu = (after.group - before.group) / wall
+    if after.machine is not None and before.machine is not None and result.server_cpu is not None:
+        machine = (after.machine - before.machine) / wall
+        result.other_cpu = max(0.0, machine - result.server_cpu - result.wrk_cpu)
+
+
+def tail(file: IO[bytes]) -> str:
+    file.seek(0)
+    text = file.read().decode(errors="replace").strip()
+    return text[-STDERR_TAIL:] if text else "(no output)"
+
+
+def measure(server: Server, args: argparse.Namespace) -> Result:
+    result = Result(server.name, server.loop, ok=False)
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            server.argv(port),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for stop()
+        )
+        try:
+            if (why := wait_until_up(process, port, STARTUP_TIMEOUT)) is not None:
+                result.error = f"{why}; its output:\n{tail(output)}"
+                return result
+            if args.warmup > 0:
+                run_wrk(port, args.warmup, args)
+            before = cpu_snapshot(process.pid)
+            result.wrk_output = run_wrk(port, args.duration, args)
+            account_cpu(result, before, cpu_snapshot(process.pid))
+            if process.poll() is not None:
+                result.error = f"exited with status {process.returncode} during the run"
+                return result
+            parse_wrk(result.wrk_output, result)
+            result.ok = True
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired, OSError) as exc:
+            result.error = f"{exc}\n{result.wrk_output}".strip()
+        finally:
+            stop(process)
+    return result
+
+
+# -- report ----------------------------------------------------------------
+
+
+def version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    found = re.search(r"wrk\s+\S+", done.stdout or done.stderr)
+    return found.group(0) if found else "wrk (unknown version)"
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_fraction(seconds: float = 1.0) -> float | None:
+    """How busy the CPUs are right now (0..1), or None where /proc/stat is missing."""
+    try:
+        busy0, total0 = _cpu_times()
+        time.sleep(seconds)
+        busy1, total1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "busy_before_start": busy_fraction(),
+        "wrk": wrk_version(),
+        "versions": {
+            name: version(name) for name in ("tricorn", "uvicorn", "hypercorn", "uvloop", "h11")
+        },
+        "wrk_args": {
+            "threads": args.threads,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+        },
+    }
+
+
+def baseline_rps(results: list[Result]) -> float | None:
+    for result in results:
+        if result.server == BASELINE and result.loop == "asyncio" and result.ok:
+            return result.requests_per_sec
+    return None
+
+
+def _cores(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+def table(results: list[Result]) -> str:
+    base = baseline_rps(results)
+    header = ("server", "req/s", "p99 ms", "errors", f"vs {BASELINE}", "cpu", "other cpu")
+    rows = []
+    for r in results:
+        if not r.ok or r.requests_per_sec is None or r.p99_ms is None:
+            rows.append((r.label, "FAILED", *("-" * (len(header) - 2))))
+            continue
+        ratio = f"{r.requests_per_sec / base:.2f}" if base else "n/a"
+        noisy = " !" if r.other_cpu is not None and r.other_cpu > NOISE_WARNING else ""
+        rows.append(
+            (
+                r.label + noisy,
+                f"{r.requests_per_sec:,.0f}",
+                f"{r.p99_ms:.2f}",
+                str(r.errors),
+                ratio,
+                _cores(r.server_cpu),
+                _cores(r.other_cpu),
+            )
+        )
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate([header, *rows]):
+        cells = [
+            row[0].ljust(widths[0]),
+            *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)),
+        ]
+        lines.append("  ".join(cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/http1.py",
+        description="Benchmark tricorn beside Uvicorn and Hypercorn (HTTP/1.1, one worker, wrk).",
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (default 2)")
+    parser.add_argument(
+        "--connections", "-c", type=int, default=64, help="wrk connections (default 64)"
+    )
+    parser.add_argument("--threads", "-t", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--uvloop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run tricorn and Uvicorn on uvloop (default: on)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated servers to run, e.g. tricorn,uvicorn (default: all)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 0:
+        parser.error("--duration must be at least 1 and --warmup at least 0")
+    if args.threads < 1 or args.connections < args.threads:
+        parser.error("--threads must be at least 1 and --connections at least --threads")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(
+            "bench/http1.py needs wrk, the HTTP benchmarking tool. On Debian or Ubuntu:\n"
+            "    sudo apt-get update && sudo apt-get install -y wrk",
+            file=sys.stderr,
+        )
+        return 2
+    rows = servers(args.uvloop)
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        rows = [row for row in rows if row.name in wanted]
+    env = environment(args)
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency "
+        f"(after {args.warmup} s of warm-up); one worker per server on 127.0.0.1; "
+        f"{env['cpus']} CPUs shared by wrk and the server",
+        file=sys.stderr,
+    )
+    if (busy := env["busy_before_start"]) is not None and busy > BUSY_WARNING:
+        print(
+            f"warning: the CPUs were {busy:.0%} busy before the benchmark started; something "
+            "else is running, so these numbers will be low and noisy",
+            file=sys.stderr,
+        )
+    results = []
+    for server in rows:
+        print(f"- {server.label} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        result = measure(server, args)
+        took = time.monotonic() - started
+        if result.ok:
+            rps, p99 = result.requests_per_sec, result.p99_ms
+            print(f"  {rps:,.0f} req/s, p99 {p99:.2f} ms ({took:.0f} s)", file=sys.stderr)
+        else:
+            print(f"  FAILED: {result.error}", file=sys.stderr)
+        results.append(result)
+
+    versions = ", ".join(f"{name} {v}" for name, v in env["versions"].items())
+    sys.stderr.flush()
+    print()
+    print(f"HTTP/1.1 hello world, {env['wrk']}, Python {env['python']}, {versions}")
+    print(table(results))
+    if (failed := [r for r in results if not r.ok]) and not baseline_rps(results):
+        print(f"({BASELINE} (asyncio) was not measured, so there are no ratios)")
+    if any(r.ok and r.other_cpu is not None and r.other_cpu > NOISE_WARNING for r in results):
+        print(
+            f"! other processes used more than {NOISE_WARNING:.2f} of a core during this row's "
+            "run: its numbers are disturbed; rerun on a quiet machine"
+        )
+    print(
+        "cpu = the server's CPU use during the run, in cores; other cpu = everything "
+        "except the server and wrk"
+    )
+    for r in failed:
+        first = (r.error or "").splitlines()[0] if r.error else "unknown"
+        print(f"{r.label} failed: {first}")
+
+    if args.json:
+        document = {
+            "environment": env,
+            "baseline": f"{BASELINE} (asyncio)",
+            "results": [
+                {
+                    **dataclasses.asdict(r),
+                    "label": r.label,
+                    "errors": r.errors,
+                    "ratio_to_baseline": (
+                        r.requests_per_sec / base
+                        if r.ok and r.requests_per_sec and (base := baseline_rps(results))
+                        else None
+                    ),
+                }
+                for r in results
+            ],
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

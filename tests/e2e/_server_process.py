@@ -1,0 +1,186 @@
+"""The ``tricorn`` command in a subprocess, with its stderr read line by line.
+
+The server is started with ``--bind 127.0.0.1:0``; the real address comes
+from the "serving on HOST:PORT" lines it logs at info level. Every wait is
+bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+#: The ``tricorn`` console script installed next to this interpreter.
+TRICORN_SCRIPT = str(Path(sys.executable).with_name("tricorn"))
+MODULE_COMMAND = (sys.executable, "-m", "tricorn")
+SCRIPT_COMMAND = (TRICORN_SCRIPT,)
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+
+_SERVING = re.compile(r"serving on (\S+)")
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without TRICORN_* settings, plus ``extra``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRICORN_")}
+    environ.update(extra)
+    return environ
+
+
+def write_module(directory: Path, name: str, source: str) -> None:
+    """Write ``name.py`` into ``directory`` (the working directory of the server)."""
+    (directory / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+class ServerProcess:
+    """A running ``tricorn`` process whose stderr is collected as it arrives."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path,
+        command: Sequence[str] = MODULE_COMMAND,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.process = subprocess.Popen(
+            [*command, *args],
+            cwd=cwd,
+            env=env if env is not None else clean_environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: list[str] = []
+        self._eof = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="tricorn-stderr", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for_line(self, pattern: str, *, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """The first stderr line matching ``pattern``; fails after ``timeout`` or at EOF."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self._lines[seen:]:
+                    if match := regex.search(line):
+                        return match
+                seen = len(self._lines)
+                if self._eof:
+                    raise AssertionError(
+                        f"tricorn exited ({self.process.poll()}) before logging {pattern!r};"
+                        f" stderr:\n{''.join(self._lines)}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no {pattern!r} on stderr within {timeout}s; stderr:\n"
+                        + "".join(self._lines)
+                    )
+                self._changed.wait(remaining)
+
+    def addresses(self, count: int = 1, *, timeout: float = START_TIMEOUT) -> list[str]:
+        """The first ``count`` addresses the server reports it is serving on."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [m.group(1) for line in self._lines if (m := _SERVING.search(line))]
+                if len(found) >= count:
+                    return found[:count]
+                if self._eof:
+                    raise AssertionError(
+                        f"tricorn exited ({self.process.poll()}) before serving; stderr:\n"
+                        + "".join(self._lines)
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"tricorn did not report {count} address(es) within {timeout}s;"
+                        f" stderr:\n{''.join(self._lines)}"
+                    )
+                self._changed.wait(remaining)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.addresses()[0]}{path}"
+
+    def send_signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """The exit status; fails if the process is still running after ``timeout``."""
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"tricorn still running after {timeout}s; stderr:\n{self.stderr}"
+            ) from None
+        self._reader.join(5)
+        return status
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._reader.join(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+@contextmanager
+def server_processes() -> Iterator[list[ServerProcess]]:
+    """Collect started processes; kill whatever is still running at the end."""
+    started: list[ServerProcess] = []
+    try:
+        yield started
+    finally:
+        for server in started:
+            server.close()
+
+
+def run_cli(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    command: Sequence[str] = MODULE_COMMAND,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run a tricorn command that is expected to end on its own."""
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=env if env is not None else clean_environ(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,342 @@
+"""Bad or slow clients over raw sockets: 400, 413, 414, 431, 408 and timeouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import h11
+import pytest
+
+from tests.conftest import running_server
+
+from ._support import WAIT, ok_app, raw_client, read_body, request
+
+pytestmark = pytest.mark.anyio
+
+
+def app_recording_calls(calls: list[str]) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["path"])
+        body, _ = await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+# -- malformed and oversized heads ---------------------------------------------
+
+
+async def test_malformed_request_line_gets_400_and_close() -> None:
+    calls: list[str] = []
+    async with running_server(app_recording_calls(calls), lifespan="off") as address:
+        async with raw_client(address) as client:
+            await client.send(b"THIS IS NOT HTTP\r\n\r\n")
+            response = await client.response()
+            await client.assert_closed()
+        async with raw_client(address) as client:
+            await client.send(request(target="/next"))
+            after = await client.response()
+    assert response.status_code == 400
+    assert response.header(b"connection") == b"close"
+    assert after.status_code == 200
+    assert calls == ["/next"]
+
+
+async def test_invalid_header_line_gets_400() -> None:
+    async with running_server(ok_app) as address, raw_client(address) as client:
+        await client.send(b"GET / HTTP/1.1\r\nHost: test\r\nno colon here\r\n\r\n")
+        response = await client.response()
+        await client.assert_closed()
+    assert response.status_code == 400
+
+
+async def test_too_long_request_line_gets_414() -> None:
+    async with (
+        running_server(ok_app, h11_max_incomplete_size=1024) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(b"GET /" + b"a" * 2000)
+        response = await client.response()
+        await client.assert_closed()
+    assert response.status_code == 414
+    assert response.header(b"connection") == b"close"
+
+
+async def test_too_long_header_block_gets_431() -> None:
+    async with (
+        running_server(ok_app, h11_max_incomplete_size=1024) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(b"GET / HTTP/1.1\r\nHost: test\r\n" + b"X-Big: " + b"b" * 2000)
+        response = await client.response()
+        await client.assert_closed()
+    assert response.status_code == 431
+    assert response.header(b"connection") == b"close"
+
+
+async def test_error_responses_carry_the_default_headers() -> None:
+    async with running_server(ok_app, server_name="edge") as address, raw_client(address) as client:
+        await client.send(b"NOT HTTP\r\n\r\n")
+        response = await client.response()
+    assert response.header(b"server") == b"edge"
+    assert response.header(b"date") is not None
+
+
+# -- body size limit -----------------------------------------------------------
+
+
+async def test_content_length_over_the_limit_gets_413_without_calling_the_app() -> None:
+    calls: list[str] = []
+    app = app_recording_calls(calls)
+    async with (
+        running_server(app, lifespan="off", max_request_body_size=100) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request("POST", headers=[("Content-Length", "1000")]))
+        response = await client.response(b"POST")
+        await client.assert_closed()
+    assert response.status_code == 413
+    assert response.header(b"connection") == b"close"
+    assert calls == []
+
+
+async def test_body_at_the_limit_is_accepted() -> None:
+    calls: list[str] = []
+    app = app_recording_calls(calls)
+    async with (
+        running_server(app, lifespan="off", max_request_body_size=100) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request("POST", body=b"z" * 100))
+        response = await client.response(b"POST")
+    assert response.status_code == 200
+    assert response.body == b"z" * 100
+
+
+async def test_chunked_body_over_the_limit_gets_413() -> None:
+    calls: list[str] = []
+    app = app_recording_calls(calls)
+    async with (
+        running_server(app, lifespan="off", max_request_body_size=100) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(
+            request("POST", headers=[("Transfer-Encoding", "chunked")])
+            + b"c8\r\n"
+            + b"q" * 200
+            + b"\r\n0\r\n\r\n"
+        )
+        response = await client.response(b"POST")
+        await client.assert_closed()
+    assert response.status_code == 413
+
+
+async def test_chunked_body_over_the_limit_after_response_started_closes_connection() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        await read_body(receive)
+        await send({"type": "http.response.body", "body": b"end"})
+
+    async with (
+        running_server(app, lifespan="off", max_request_body_size=100) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request("POST", headers=[("Transfer-Encoding", "chunked")]))
+        client.expect(b"POST")
+        head = await client.next_event()
+        assert isinstance(head, h11.Response)
+        assert head.status_code == 200
+        await client.send(b"c8\r\n" + b"q" * 200 + b"\r\n0\r\n\r\n")
+        with pytest.raises(h11.RemoteProtocolError):
+            await client.read_body()
+
+
+# -- timeouts ------------------------------------------------------------------
+
+
+async def test_partial_head_is_answered_408_and_closed_after_head_timeout() -> None:
+    async with (
+        running_server(ok_app, request_head_timeout=0.3) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(b"GET / HTTP/1.1\r\nHost: te")
+        start = anyio.current_time()
+        response = await client.response()
+        await client.assert_closed()
+        elapsed = anyio.current_time() - start
+    assert response.status_code == 408
+    assert 0.2 <= elapsed < 1.5
+
+
+async def test_fresh_connection_that_sends_nothing_is_closed_after_head_timeout() -> None:
+    async with (
+        running_server(ok_app, request_head_timeout=0.3) as address,
+        raw_client(address) as client,
+    ):
+        start = anyio.current_time()
+        assert await client.receive_some() == b""
+        elapsed = anyio.current_time() - start
+    assert 0.2 <= elapsed < 1.5
+
+
+async def test_idle_keep_alive_connection_is_closed_after_keep_alive_timeout() -> None:
+    async with (
+        running_server(ok_app, keep_alive_timeout=0.3) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request())
+        await client.response()
+        start = anyio.current_time()
+        await client.assert_closed()
+        elapsed = anyio.current_time() - start
+    assert 0.2 <= elapsed < 1.5
+
+
+async def test_keep_alive_timeout_does_not_cut_a_slow_app() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await anyio.sleep(0.5)  # the app's own work, longer than both timeouts
+        await ok_app(scope, receive, send)
+
+    options = {"keep_alive_timeout": 0.2, "request_head_timeout": 0.2, "lifespan": "off"}
+    async with running_server(app, **options) as address, raw_client(address) as client:
+        await client.send(request())
+        response = await client.response()
+    assert response.body == b"ok"
+
+
+async def test_head_timeout_restarts_for_a_request_after_keep_alive() -> None:
+    async with (
+        running_server(ok_app, request_head_timeout=0.3, keep_alive_timeout=5) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request())
+        await client.response()
+        await client.send(b"GET / HTTP/1.1\r\n")
+        start = anyio.current_time()
+        with anyio.fail_after(WAIT):
+            response = await client.response()
+        elapsed = anyio.current_time() - start
+    assert response.status_code == 408
+    assert 0.2 <= elapsed < 1.5
+
+
+# -- more malformed input ------------------------------------------------------
+
+
+async def test_conflicting_content_lengths_get_400() -> None:
+    calls: list[str] = []
+    app = app_recording_calls(calls)
+    async with (
+        running_server(app, lifespan="off") as address,
+        raw_client(address) as client,
+    ):
+        await client.send(
+            request("POST", headers=[("Content-Length", "3"), ("Content-Length", "4")]) + b"abcd"
+        )
+        response = await client.response(b"POST")
+        await client.assert_closed()
+    assert response.status_code == 400
+    assert calls == []
+
+
+async def test_invalid_chunk_size_gets_400_and_the_app_sees_disconnect() -> None:
+    seen: list[dict[str, Any]] = []
+    done = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            while True:
+                message = await receive()
+                seen.append(message)
+                if message["type"] == "http.disconnect" or not message["more_body"]:
+                    break
+        finally:
+            done.set()
+
+    async with (
+        running_server(app, lifespan="off") as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request("POST", headers=[("Transfer-Encoding", "chunked")]) + b"zz\r\n")
+        response = await client.response(b"POST")
+        await client.assert_closed()
+        with anyio.fail_after(WAIT):
+            await done.wait()
+    assert response.status_code == 400
+    assert seen[-1] == {"type": "http.disconnect"}
+
+
+async def test_oversized_body_with_expect_continue_gets_413_without_100() -> None:
+    async with (
+        running_server(ok_app, max_request_body_size=10) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(
+            request("POST", headers=[("Expect", "100-continue"), ("Content-Length", "11")])
+        )
+        response = await client.response(b"POST")
+    assert response.informational == []
+    assert response.status_code == 413
+
+
+async def test_trickled_head_is_cut_off_at_the_head_timeout() -> None:
+    head = request(headers=[("X-Padding", "p" * 40)])
+    async with (
+        running_server(ok_app, request_head_timeout=0.4) as address,
+        raw_client(address) as client,
+    ):
+        start = anyio.current_time()
+
+        async def trickle() -> None:
+            # One byte every 50 ms would take ~3 s; the deadline must not move.
+            for index in range(len(head) - 1):
+                try:
+                    await client.send(head[index : index + 1])
+                except (anyio.BrokenResourceError, OSError):
+                    return
+                await anyio.sleep(0.05)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(trickle)
+            response = await client.response()
+            elapsed = anyio.current_time() - start
+            task_group.cancel_scope.cancel()
+    assert response.status_code == 408
+    assert 0.3 <= elapsed < 1.2
+
+
+async def test_server_keeps_serving_after_oversized_heads() -> None:
+    async with running_server(ok_app, h11_max_incomplete_size=1024) as address:
+        async with raw_client(address) as client:
+            await client.send(b"GET /" + b"a" * 2000)
+            assert (await client.response()).status_code == 414
+        async with raw_client(address) as client:
+            await client.send(request())
+            assert (await client.response()).body == b"ok"
+
+
+async def test_http_1_1_request_without_host_gets_400() -> None:
+    async with running_server(ok_app) as address, raw_client(address) as client:
+        await client.send(b"GET / HTTP/1.1\r\n\r\n")
+        response = await client.response()
+        await client.assert_closed()
+    assert response.status_code == 400
+
+
+async def test_head_timeout_is_fresh_for_a_request_after_a_drained_body() -> None:
+    size = 1024 * 1024
+    options = {"request_head_timeout": 0.4, "keep_alive_timeout": 5}
+    async with running_server(ok_app, **options) as address, raw_client(address) as client:
+        # The app answers without reading; the server then drains the body.
+        await client.send(request("POST", headers=[("Content-Length", str(size))]))
+        await client.response(b"POST")
+        await client.send(b"d" * size)
+        await anyio.sleep(0.6)  # idle for longer than the head timeout, within keep-alive
+        await client.send(b"GET /next HTTP/1.1\r\n")
+        await anyio.sleep(0.05)  # let the partial head arrive on its own
+        await client.send(b"Host: test\r\n\r\n")
+        response = await client.response()
+    assert response.status_code == 200

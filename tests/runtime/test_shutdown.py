@@ -1,0 +1,161 @@
+"""Graceful shutdown: in-flight requests finish, idle connections close, new ones are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import h11
+import pytest
+
+from ._support import WAIT, ok_app, raw_client, request, server, watch_log
+
+pytestmark = pytest.mark.anyio
+
+
+def blocking_app(in_request: anyio.Event, release: anyio.Event) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        in_request.set()
+        await release.wait()
+        await ok_app(scope, receive, send)
+
+    return app
+
+
+async def test_in_flight_request_finishes_with_connection_close() -> None:
+    in_request, release = anyio.Event(), anyio.Event()
+    app = blocking_app(in_request, release)
+    with watch_log() as log:
+        async with server(app, lifespan="off") as handle, raw_client(handle.address) as client:
+            await client.send(request())
+            with anyio.fail_after(WAIT):
+                await in_request.wait()
+            handle.shutdown()
+            await log.wait_for("shutting down")
+            release.set()
+            response = await client.response()
+            await client.assert_closed()
+            await handle.wait_stopped()
+    assert response.body == b"ok"
+    assert response.header(b"connection") == b"close"
+
+
+async def test_in_flight_streamed_response_completes_during_shutdown() -> None:
+    streaming, release = anyio.Event(), anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first,", "more_body": True})
+        streaming.set()
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"last"})
+
+    with watch_log() as log:
+        async with server(app, lifespan="off") as handle, raw_client(handle.address) as client:
+            await client.send(request())
+            with anyio.fail_after(WAIT):
+                await streaming.wait()
+            handle.shutdown()
+            await log.wait_for("shutting down")
+            release.set()
+            response = await client.response()
+            await client.assert_closed()
+            await handle.wait_stopped()
+    assert response.body == b"first,last"
+
+
+async def test_idle_keep_alive_connection_is_closed_promptly_on_shutdown() -> None:
+    async with server(ok_app, keep_alive_timeout=30) as handle:
+        async with raw_client(handle.address) as client:
+            await client.send(request())
+            await client.response()
+            handle.shutdown()
+            start = anyio.current_time()
+            await client.assert_closed()
+            assert anyio.current_time() - start < 1
+        await handle.wait_stopped()
+
+
+async def test_connection_with_a_partial_head_is_closed_on_shutdown() -> None:
+    async with server(ok_app, request_head_timeout=30, graceful_timeout=30) as handle:
+        async with raw_client(handle.address) as client:
+            await client.send(b"GET / HTTP/1.1\r\n")
+            handle.shutdown()
+            # Like an idle one: no request is in flight, so none is cut off.
+            assert await client.closed_by_server(within=1)
+        await handle.wait_stopped()
+
+
+async def test_new_connections_are_refused_once_shutdown_begins() -> None:
+    in_request, release = anyio.Event(), anyio.Event()
+    app = blocking_app(in_request, release)
+    with watch_log() as log:
+        async with server(app, lifespan="off") as handle, raw_client(handle.address) as client:
+            await client.send(request())
+            with anyio.fail_after(WAIT):
+                await in_request.wait()
+            handle.shutdown()
+            await log.wait_for("shutting down")
+            host, port = handle.address.rsplit(":", 1)
+            with pytest.raises(OSError, match="connection attempts failed"):
+                await anyio.connect_tcp(host, int(port))
+            release.set()
+            await client.response()
+            await handle.wait_stopped()
+
+
+async def test_graceful_timeout_cancels_an_app_that_never_finishes() -> None:
+    in_request = anyio.Event()
+    cancelled: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        in_request.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(True)
+            raise
+
+    with watch_log() as log:
+        async with (
+            server(app, lifespan="off", graceful_timeout=0.5) as handle,
+            raw_client(handle.address) as client,
+        ):
+            await client.send(request())
+            with anyio.fail_after(WAIT):
+                await in_request.wait()
+            handle.shutdown()
+            start = anyio.current_time()
+            await handle.wait_stopped()
+            elapsed = anyio.current_time() - start
+            client.expect()
+            with pytest.raises(h11.RemoteProtocolError):
+                await client.next_event()
+    assert 0.4 <= elapsed < 1.5
+    assert cancelled == [True]
+    assert any("graceful timeout" in message for message in log.messages())
+
+
+async def test_shutdown_with_no_connections_returns_promptly() -> None:
+    async with server(ok_app) as handle:
+        handle.shutdown()
+        await handle.wait_stopped(within=1)
+
+
+async def test_fresh_connection_is_closed_while_another_request_finishes() -> None:
+    in_request, release = anyio.Event(), anyio.Event()
+    app = blocking_app(in_request, release)
+    with watch_log() as log:
+        async with server(app, lifespan="off") as handle:
+            async with raw_client(handle.address) as busy, raw_client(handle.address) as idle:
+                await busy.send(request())
+                with anyio.fail_after(WAIT):
+                    await in_request.wait()
+                handle.shutdown()
+                await log.wait_for("shutting down")
+                # The idle connection was closed; nothing it sends is served.
+                assert await idle.closed_by_server()
+                release.set()
+                response = await busy.response()
+            await handle.wait_stopped()
+    assert response.header(b"connection") == b"close"
