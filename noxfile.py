@@ -11,12 +11,27 @@ BACKENDS = ["asyncio", "uvloop", "trio"]
 
 
 @nox.session
-@nox.parametrize("backend", [None, *BACKENDS])
-def tests(session: nox.Session, backend: str | None) -> None:
-    """The test suite; with a backend, only the runtime tests on that backend."""
+def tests(session: nox.Session) -> None:
+    """The whole suite, every backend (what the README's test command runs)."""
     session.install("-e", ".[test]")
-    env = {"TRICORN_TEST_BACKENDS": backend} if backend else {}
-    session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(name="tests-backend")
+@nox.parametrize("backend", BACKENDS)
+def tests_backend(session: nox.Session, backend: str) -> None:
+    """The runtime and end-to-end tests on one backend.
+
+    nox -s "tests-backend(backend='trio')"
+    """
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "tests/runtime",
+        "tests/e2e",
+        *session.posargs,
+        env={"TRICORN_TEST_BACKENDS": backend},
+    )
 
 
 @nox.session

@@ -198,3 +198,11 @@ def test_each_scope_gets_its_own_state_copy() -> None:
     second = build_http_scope(_request(), info, root_path="", state=state)
     first["state"]["n"] = 1
     assert second["state"] == {"n": 0}
+
+
+def test_an_app_mutating_scope_asgi_does_not_change_later_scopes() -> None:
+    info = ConnectionInfo(client=None, server=None)
+    first = build_http_scope(_request(), info, root_path="", state=None)
+    first["asgi"]["version"] = "2.0"
+    second = build_http_scope(_request(), info, root_path="", state=None)
+    assert second["asgi"] == {"version": "3.0", "spec_version": "2.5"}

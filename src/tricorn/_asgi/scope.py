@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .._protocol.events import RequestReceived
 from .types import ASGIVersions, HTTPScope
 
-__all__ = ["ConnectionInfo", "build_http_scope", "decode_path", "split_target"]
+__all__ = ["ConnectionInfo", "asgi_versions", "build_http_scope", "decode_path", "split_target"]
 
-ASGI_VERSIONS: Final[ASGIVersions] = {"version": "3.0", "spec_version": "2.5"}
+
+def asgi_versions() -> ASGIVersions:
+    """A fresh ``scope["asgi"]``: a dict shared between scopes would let one
+    app's mutation leak into every later request."""
+    return {"version": "3.0", "spec_version": "2.5"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,7 @@ def build_http_scope(
     raw_path, query_string = split_target(request.target)
     scope: HTTPScope = {
         "type": "http",
-        "asgi": ASGI_VERSIONS,
+        "asgi": asgi_versions(),
         "http_version": request.http_version,
         "method": request.method.decode("ascii").upper(),
         "scheme": connection.scheme,

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .._asgi.scope import ASGI_VERSIONS
+from .._asgi.scope import asgi_versions
 from .._asgi.types import ASGI3App, LifespanScope, Message
 from ..config import Config
 from ..errors import AppProtocolError
@@ -85,7 +85,7 @@ class Lifespan:
         self._answered.set()
 
     async def _run_app(self) -> None:
-        scope: LifespanScope = {"type": "lifespan", "asgi": ASGI_VERSIONS, "state": self.state}
+        scope: LifespanScope = {"type": "lifespan", "asgi": asgi_versions(), "state": self.state}
         try:
             await self._app(scope, self._receive, self._send)
         except Exception as exc:
