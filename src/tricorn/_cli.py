@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _show_default(value: object) -> str:
     if isinstance(value, tuple):
         return " ".join(str(item) for item in value)
-    if value is None:
-        return "unset"
+    if value is None or value == "":
+        return "none"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

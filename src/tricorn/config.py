@@ -88,7 +88,7 @@ class Config:
     reload: bool = _option(
         False,
         "Restart the worker when a .py file under the working directory changes "
-        "(for development; implies one worker).",
+        "(for development; runs a single worker, so not with --workers).",
     )
     interface: Interface = _option(
         "auto",
