@@ -107,6 +107,18 @@ class Config:
         "The path prefix the app is mounted under behind a proxy (WSGI's SCRIPT_NAME).",
         metavar="PATH",
     )
+    proxy_headers: bool = _option(
+        True,
+        "Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto "
+        "when the peer is a trusted proxy (see --forwarded-allow-ips).",
+    )
+    forwarded_allow_ips: tuple[str, ...] = _option(
+        ("127.0.0.1", "::1"),
+        "Proxies whose forwarding headers are believed: addresses, networks "
+        "(10.0.0.0/8) or * for any. Unix socket peers are always trusted. Repeatable.",
+        metavar="ADDRESS",
+        repeatable=True,
+    )
     graceful_timeout: float = _option(
         10.0,
         "Seconds that in-flight requests get to finish after a shutdown begins.",
@@ -184,6 +196,16 @@ class Config:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size", "must not be negative")
+        for value in self.forwarded_allow_ips:
+            if value.strip() != "*":
+                try:
+                    ipaddress.ip_network(value.strip(), strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        "forwarded_allow_ips",
+                        f"{value!r} is not an IP address or network",
+                        allowed=("*", "ADDRESS", "NETWORK/PREFIX"),
+                    ) from None
         if self.reload and self.workers > 1:
             raise ConfigError(
                 "reload", "cannot be combined with workers > 1; reload runs one worker"

@@ -20,6 +20,7 @@ from typing import Final, assert_never
 import anyio
 import anyio.abc
 
+from .._asgi.proxy import ProxyTrust
 from .._asgi.scope import ConnectionInfo, build_http_scope
 from .._asgi.types import ASGI3App
 from .._protocol import (
@@ -131,6 +132,7 @@ class ConnectionContext:
         self.config = config
         self.state = state
         self.default_headers = default_headers(config)
+        self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shutting_down = False
         self.connections: set[HTTP1Connection] = set()
 
@@ -295,8 +297,11 @@ class HTTP1Connection:
                     assert_never(event)
 
     def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
+        info = self._info
+        if self._context.proxy is not None:
+            info = self._context.proxy.resolve(info, request.headers)
         scope = build_http_scope(
-            request, self._info, root_path=self._config.root_path, state=self._context.state
+            request, info, root_path=self._config.root_path, state=self._context.state
         )
         if self._context.shutting_down:
             self._protocol.stop_keep_alive()

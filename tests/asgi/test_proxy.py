@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from tricorn._asgi.proxy import ProxyTrust
+from tricorn._asgi.scope import ConnectionInfo
+
+LOOPBACK = ProxyTrust.parse(["127.0.0.1", "::1"])
+VIA_PROXY = ConnectionInfo(client=("127.0.0.1", 51000), server=("127.0.0.1", 8000))
+DIRECT = ConnectionInfo(client=("203.0.113.9", 51000), server=("0.0.0.0", 8000))
+
+
+def test_a_trusted_proxy_supplies_client_and_scheme() -> None:
+    headers = [(b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-proto", b"https")]
+    info = LOOPBACK.resolve(VIA_PROXY, headers)
+    assert info.client == ("198.51.100.7", 0)
+    assert info.scheme == "https"
+    assert info.server == VIA_PROXY.server
+
+
+def test_an_untrusted_peer_cannot_spoof_its_address() -> None:
+    headers = [(b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"https")]
+    assert LOOPBACK.resolve(DIRECT, headers) is DIRECT
+
+
+def test_the_nearest_untrusted_hop_is_the_client() -> None:
+    trust = ProxyTrust.parse(["127.0.0.1", "10.0.0.0/8"])
+    # The client claimed 1.1.1.1; the real client 198.51.100.7 went through
+    # two of our proxies (10.x), and the claim must not win.
+    headers = [(b"x-forwarded-for", b"1.1.1.1, 198.51.100.7, 10.0.0.2, 10.0.0.3")]
+    assert trust.resolve(VIA_PROXY, headers).client == ("198.51.100.7", 0)
+
+
+def test_when_every_hop_is_trusted_the_farthest_is_the_client() -> None:
+    headers = [(b"x-forwarded-for", b"127.0.0.1, 127.0.0.1")]
+    assert LOOPBACK.resolve(VIA_PROXY, headers).client == ("127.0.0.1", 0)
+
+
+def test_repeated_forwarded_for_headers_are_one_list() -> None:
+    headers = [(b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-for", b"127.0.0.1")]
+    assert LOOPBACK.resolve(VIA_PROXY, headers).client == ("198.51.100.7", 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme"),
+    [(b"https, http", "http"), (b"HTTPS", "https"), (b"gopher", "http"), (b"", "http")],
+)
+def test_the_last_recognised_proto_wins(value: bytes, scheme: str) -> None:
+    assert LOOPBACK.resolve(VIA_PROXY, [(b"x-forwarded-proto", value)]).scheme == scheme
+
+
+def test_a_unix_socket_peer_is_trusted() -> None:
+    unix = ConnectionInfo(client=None, server=("/run/app.sock", None))
+    info = LOOPBACK.resolve(unix, [(b"x-forwarded-for", b"198.51.100.7")])
+    assert info.client == ("198.51.100.7", 0)
+
+
+def test_star_trusts_everyone() -> None:
+    info = ProxyTrust.parse(["*"]).resolve(DIRECT, [(b"x-forwarded-for", b"198.51.100.7")])
+    assert info.client == ("198.51.100.7", 0)
+
+
+def test_no_headers_leave_the_connection_as_it_is() -> None:
+    assert LOOPBACK.resolve(VIA_PROXY, [(b"host", b"example.com")]) is VIA_PROXY
