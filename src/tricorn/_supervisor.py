@@ -66,7 +66,14 @@ def run(app_path: str, config: Config) -> None:
 def run_worker(app_path: str, config: Config, sockets: list[socket.socket] | None = None) -> None:
     """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure."""
     configure_logging(config.log_level, access_log=config.access_log)
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     if sockets is not None:
+        # Under a supervisor, Ctrl+C reaches every process in the group; the
+        # supervisor answers it with one SIGTERM per worker. A worker that
+        # also acted on SIGINT would take that SIGTERM as a second signal
+        # after its handlers were gone, and die mid-request.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signals = (signal.SIGTERM,)
         config = dataclasses.replace(
             config, bind=tuple(f"fd://{sock.detach()}" for sock in sockets)
         )
@@ -81,7 +88,9 @@ def run_worker(app_path: str, config: Config, sockets: list[socket.socket] | Non
         fail(EXIT_FAILURE, str(exc))
     backend, options = _backend(config.worker_class)
     try:
-        anyio.run(_serve_until_signal, app, config, backend=backend, backend_options=options)
+        anyio.run(
+            _serve_until_signal, app, config, signals, backend=backend, backend_options=options
+        )
     except KeyboardInterrupt:
         pass  # a second Ctrl+C during the graceful shutdown: stop now.
     except BaseException as exc:
@@ -117,12 +126,14 @@ def _backend(worker_class: str) -> tuple[str, dict[str, Any]]:
     return worker_class, {}
 
 
-async def _serve_until_signal(app: ASGI3App, config: Config) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+async def _serve_until_signal(
+    app: ASGI3App, config: Config, signals: tuple[signal.Signals, ...]
+) -> None:
+    """Serve until one of ``signals`` arrives, then shut down gracefully."""
     async with anyio.create_task_group() as task_group:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*signals) as received:
             await task_group.start(serve, app, config)
-            async for signum in signals:
+            async for signum in received:
                 error_logger.info(
                     "received %s, shutting down (graceful timeout %gs)",
                     signal.Signals(signum).name,

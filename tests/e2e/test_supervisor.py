@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,49 @@ def test_workers_fail_fast_when_the_app_cannot_start(
     assert process.wait(30) == 3
     assert process.stderr is not None
     assert "no database" in process.stderr.read()
+
+
+def test_ctrl_c_to_the_process_group_lets_workers_finish_in_flight_requests(
+    app_dir: Path, stop: list[subprocess.Popen[str]]
+) -> None:
+    (app_dir / "svc.py").write_text(
+        "import anyio\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await anyio.sleep(1.5)\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'finished'})\n"
+    )
+    port = _free_port()
+    # A terminal's Ctrl+C signals the whole process group: start the server
+    # in a group of its own and signal that group, as a terminal would.
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tricorn",
+            "svc:app",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--no-access-log",
+        ],
+        cwd=app_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    stop.append(process)
+    url = f"http://127.0.0.1:{port}/"
+    _get(url)  # up, and one slow request done
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(httpx.get(url, timeout=10).text))
+    thread.start()
+    time.sleep(0.5)  # the request is in flight
+    os.killpg(process.pid, signal.SIGINT)
+    thread.join(15)
+    assert result == ["finished"]
+    assert process.wait(20) == 0
