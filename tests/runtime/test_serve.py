@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 import tricorn
+from tests.conftest import running_server
 from tricorn.errors import BindError
 
 from ._support import WAIT, ok_app, raw_client, request, server
@@ -106,3 +109,13 @@ async def test_serve_can_be_restarted_on_the_same_port() -> None:
     async with server(ok_app, bind=(address,)) as again, raw_client(again.address) as client:
         await client.send(request())
         assert (await client.response()).body == b"ok"
+
+
+async def test_serve_installs_no_signal_handlers() -> None:
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {signum: signal.getsignal(signum) for signum in watched}
+    async with running_server(ok_app) as address:
+        during = {signum: signal.getsignal(signum) for signum in watched}
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://{address}/")).status_code == 200
+    assert during == before
