@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="A TOML file whose top-level keys are options."
     )
     parser.add_argument("--version", action="version", version=f"tricorn {__version__}")
+    parser.add_argument(
+        "--app-dir",
+        metavar="DIR",
+        default="",
+        help="Import the app from this directory (default: the working directory).",
+    )
     for field in option_specs():
         flags = field.metadata["flags"] or ("--" + field.name.replace("_", "-"),)
         kwargs: dict[str, Any] = {
@@ -128,4 +135,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config, error = config_from_args(args, os.environ)
     if config is None:
         parser.error(error)
+    if args.app_dir:
+        if not os.path.isdir(args.app_dir):
+            parser.error(f"--app-dir: {args.app_dir!r} is not a directory")
+        # Spawned workers inherit sys.path, so this reaches them too.
+        sys.path.insert(0, os.path.abspath(args.app_dir))
     run(args.app, config)

@@ -477,3 +477,12 @@ def test_demo_scope_is_json(start: Start) -> None:
     assert scope["root_path"] == ""
     assert scope["path"] == "/scope"
     assert scope["query_string"] == "a=1"
+
+
+def test_app_dir_imports_the_app_from_another_directory(start: Start, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_module(elsewhere, "factorymod", FACTORY_APP)
+    # Run from tmp_path, where factorymod is not importable without --app-dir.
+    server = start("factorymod:create_app", "--factory", "--app-dir", str(elsewhere), *LOCAL)
+    assert httpx.get(server.url(), timeout=10).text == "made by the factory"
