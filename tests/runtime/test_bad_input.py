@@ -340,3 +340,32 @@ async def test_head_timeout_is_fresh_for_a_request_after_a_drained_body() -> Non
         await client.send(b"Host: test\r\n\r\n")
         response = await client.response()
     assert response.status_code == 200
+
+
+async def test_head_timeout_does_not_fire_while_a_slow_app_takes_the_body() -> None:
+    # The head and many body chunks arrive in one read; the app reads them
+    # slowly, well past request_head_timeout. The request must not get 408.
+    async def slow_reader(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        total = 0
+        while True:
+            await anyio.sleep(0.1)
+            message = await receive()
+            total += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = str(total).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    chunks = b"".join(b"1\r\nx\r\n" for _ in range(8)) + b"0\r\n\r\n"
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with (
+        running_server(slow_reader, lifespan="off", request_head_timeout=0.3) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(head + chunks)
+        response = await client.response(method=b"POST")
+    assert response.status_code == 200
+    assert response.body == b"8"

@@ -315,6 +315,9 @@ class HTTP1Connection:
         )
         self._exchange = exchange
         self._head_deadline = None
+        # No timeout while the app runs; set now, not at the next read, as
+        # feeding the rest of this batch of body chunks may wait on the app.
+        self._read_scope.deadline = math.inf
         assert self._task_group is not None
         self._task_group.start_soon(self._run_exchange, exchange)
         return exchange
