@@ -405,3 +405,70 @@ async def test_server_keeps_serving_after_an_app_error() -> None:
             async with raw_client(address) as client:
                 await client.send(request())
                 assert (await client.response()).body == b"ok"
+
+
+async def _stream_until_the_client_leaves(app: Any, done: anyio.Event) -> None:
+    async with running_server(app, lifespan="off") as address:
+        async with raw_client(address) as client:
+            await client.send(request())
+            await client.receive_some()
+        with anyio.fail_after(WAIT):
+            await done.wait()
+
+
+async def test_a_disconnect_raised_through_a_task_group_is_not_an_app_error(
+    error_log: pytest.LogCaptureFixture,
+) -> None:
+    done = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"tick", "more_body": True})
+            async with anyio.create_task_group() as task_group:  # as Starlette streams
+
+                async def stream() -> None:
+                    with anyio.fail_after(WAIT):
+                        while True:
+                            chunk = {
+                                "type": "http.response.body",
+                                "body": b"x" * 65536,
+                                "more_body": True,
+                            }
+                            await send(chunk)
+
+                task_group.start_soon(stream)
+        finally:
+            done.set()
+
+    await _stream_until_the_client_leaves(app, done)
+    assert errors(error_log) == []
+
+
+async def test_an_exception_after_the_client_left_is_logged_below_error(
+    error_log: pytest.LogCaptureFixture,
+) -> None:
+    done = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"tick", "more_body": True})
+            with anyio.fail_after(WAIT):
+                while True:
+                    try:
+                        chunk = {
+                            "type": "http.response.body",
+                            "body": b"x" * 65536,
+                            "more_body": True,
+                        }
+                        await send(chunk)
+                    except OSError:
+                        raise RuntimeError("the stream broke") from None
+        finally:
+            done.set()
+
+    with error_log.at_level(logging.INFO, logger="tricorn.error"):
+        await _stream_until_the_client_leaves(app, done)
+    assert errors(error_log) == []
+    assert "the stream broke" in error_log.text

@@ -26,6 +26,13 @@ __all__ = ["HTTPExchange", "Transport"]
 _INBOX_SIZE: Final = 1
 
 
+def _only_disconnects(error: BaseException) -> bool:
+    """An exception group whose every leaf is our ClientDisconnected."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_disconnects(inner) for inner in error.exceptions)
+    return isinstance(error, ClientDisconnected)
+
+
 class _Inbox:
     """A bounded queue of request messages between the read loop and the app.
 
@@ -172,7 +179,15 @@ class HTTPExchange:
                 "client disconnected during %s %s", self.scope["method"], self.scope["path"]
             )
         except Exception as exc:
-            if isinstance(exc, AppProtocolError):
+            if _only_disconnects(exc):
+                # The same, from an app that sends inside a task group.
+                error_logger.debug("client disconnected during %s", self.scope["path"])
+            elif self._disconnected:
+                # Most often the ripple of the disconnect through app code;
+                # worth a line, not an alarm.
+                error_logger.info("ASGI app raised after its client disconnected: %r", exc)
+                error_logger.debug("the exception", exc_info=exc)
+            elif isinstance(exc, AppProtocolError):
                 error_logger.error("ASGI app broke the HTTP message cycle: %s", exc, exc_info=exc)
             else:
                 error_logger.error("exception in ASGI app", exc_info=exc)
