@@ -18,9 +18,9 @@ def test_a_trusted_proxy_supplies_client_and_scheme() -> None:
     assert info.server == VIA_PROXY.server
 
 
-def test_an_untrusted_peer_cannot_spoof_its_address() -> None:
-    headers = [(b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"https")]
-    assert LOOPBACK.resolve(DIRECT, headers) is DIRECT
+def test_an_untrusted_peer_is_not_a_proxy() -> None:
+    assert LOOPBACK.trusts_peer(VIA_PROXY)
+    assert not LOOPBACK.trusts_peer(DIRECT)
 
 
 def test_the_nearest_untrusted_hop_is_the_client() -> None:
@@ -51,13 +51,18 @@ def test_the_last_recognised_proto_wins(value: bytes, scheme: str) -> None:
 
 def test_a_unix_socket_peer_is_trusted() -> None:
     unix = ConnectionInfo(client=None, server=("/run/app.sock", None))
+    assert LOOPBACK.trusts_peer(unix)
     info = LOOPBACK.resolve(unix, [(b"x-forwarded-for", b"198.51.100.7")])
     assert info.client == ("198.51.100.7", 0)
 
 
 def test_star_trusts_everyone() -> None:
-    info = ProxyTrust.parse(["*"]).resolve(DIRECT, [(b"x-forwarded-for", b"198.51.100.7")])
-    assert info.client == ("198.51.100.7", 0)
+    everyone = ProxyTrust.parse(["*"])
+    assert everyone.trusts_peer(DIRECT)
+    assert everyone.resolve(DIRECT, [(b"x-forwarded-for", b"198.51.100.7")]).client == (
+        "198.51.100.7",
+        0,
+    )
 
 
 def test_no_headers_leave_the_connection_as_it_is() -> None:

@@ -48,13 +48,18 @@ class ProxyTrust:
             return False
         return any(address in network for network in self.networks)
 
+    def trusts_peer(self, connection: ConnectionInfo) -> bool:
+        """Whether this connection's peer is a proxy whose headers count.
+
+        The peer does not change during a connection: ask once, then call
+        :meth:`resolve` per request only when the answer is yes.
+        """
+        return self.trusts(connection.client[0] if connection.client is not None else None)
+
     def resolve(
         self, connection: ConnectionInfo, headers: Iterable[tuple[bytes, bytes]]
     ) -> ConnectionInfo:
-        """The connection as the client saw it, if the peer is a trusted proxy."""
-        peer = connection.client[0] if connection.client is not None else None
-        if not self.trusts(peer):
-            return connection
+        """The connection as the client saw it, given that the peer is trusted."""
         forwarded_for: list[str] = []
         proto: str | None = None
         for name, value in headers:

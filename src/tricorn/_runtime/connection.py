@@ -158,6 +158,8 @@ class HTTP1Connection:
         self._config = context.config
         self._protocol = HTTP1Protocol(context.config, context.default_headers)
         self._info = connection_info(stream)
+        proxy = context.proxy
+        self._proxy = proxy if proxy is not None and proxy.trusts_peer(self._info) else None
         self._write_lock = _Guard()
         # Events are taken from the protocol and handed on under this lock, by
         # the read loop or by a finishing exchange (for pipelined requests).
@@ -298,8 +300,8 @@ class HTTP1Connection:
 
     def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
         info = self._info
-        if self._context.proxy is not None:
-            info = self._context.proxy.resolve(info, request.headers)
+        if self._proxy is not None:
+            info = self._proxy.resolve(info, request.headers)
         scope = build_http_scope(
             request, info, root_path=self._config.root_path, state=self._context.state
         )
