@@ -416,6 +416,15 @@ async def _stream_until_the_client_leaves(app: Any, done: anyio.Event) -> None:
             await done.wait()
 
 
+async def _stream_forever(send: Any) -> None:
+    """Start a response and send chunks until send() raises (the client left)."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    chunk = {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
+    with anyio.fail_after(WAIT):
+        while True:
+            await send(chunk)
+
+
 async def test_a_disconnect_raised_through_a_task_group_is_not_an_app_error(
     error_log: pytest.LogCaptureFixture,
 ) -> None:
@@ -423,21 +432,8 @@ async def test_a_disconnect_raised_through_a_task_group_is_not_an_app_error(
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"tick", "more_body": True})
             async with anyio.create_task_group() as task_group:  # as Starlette streams
-
-                async def stream() -> None:
-                    with anyio.fail_after(WAIT):
-                        while True:
-                            chunk = {
-                                "type": "http.response.body",
-                                "body": b"x" * 65536,
-                                "more_body": True,
-                            }
-                            await send(chunk)
-
-                task_group.start_soon(stream)
+                task_group.start_soon(_stream_forever, send)
         finally:
             done.set()
 
@@ -452,19 +448,9 @@ async def test_an_exception_after_the_client_left_is_logged_below_error(
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"tick", "more_body": True})
-            with anyio.fail_after(WAIT):
-                while True:
-                    try:
-                        chunk = {
-                            "type": "http.response.body",
-                            "body": b"x" * 65536,
-                            "more_body": True,
-                        }
-                        await send(chunk)
-                    except OSError:
-                        raise RuntimeError("the stream broke") from None
+            await _stream_forever(send)
+        except OSError:
+            raise RuntimeError("the stream broke") from None
         finally:
             done.set()
 
