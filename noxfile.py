@@ -64,5 +64,5 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmark tricorn beside Uvicorn and Hypercorn with wrk (needs Debian's wrk)."""
-    session.install("-e", ".[uvloop]", "uvicorn", "hypercorn")
+    session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn")
     session.run("python", "bench/http1.py", *session.posargs)

@@ -51,7 +51,7 @@ class Server:
     """One row of the table: a server, an event loop, and how to start it."""
 
     name: str  # "tricorn", "uvicorn", "hypercorn"
-    loop: str  # "asyncio" or "uvloop"
+    loop: str  # "asyncio", "uvloop" or "trio"
     argv_template: tuple[str, ...]  # "{port}" is replaced by the port
 
     @property
@@ -90,10 +90,13 @@ def hypercorn(loop: str) -> Server:
     )  # fmt: skip
 
 
-def servers(uvloop: bool) -> list[Server]:
+def servers(uvloop: bool, trio: bool = True) -> list[Server]:
     rows = [tricorn("asyncio"), uvicorn("asyncio"), hypercorn("asyncio")]
     if uvloop:
         rows += [tricorn("uvloop"), uvicorn("uvloop")]
+    if trio:
+        # Uvicorn has no trio support; Hypercorn does.
+        rows += [tricorn("trio"), hypercorn("trio")]
     return rows
 
 
@@ -435,6 +438,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run tricorn and Uvicorn on uvloop (default: on)",
     )
     parser.add_argument(
+        "--trio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run tricorn and Hypercorn on trio (default: on)",
+    )
+    parser.add_argument(
         "--only",
         metavar="NAMES",
         help="comma-separated servers to run, e.g. tricorn,uvicorn (default: all)",
@@ -457,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = servers(args.uvloop)
+    rows = servers(args.uvloop, args.trio)
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         rows = [row for row in rows if row.name in wanted]
