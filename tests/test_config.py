@@ -1,0 +1,110 @@
+"""Config validation: every bad value is named by its key, with the allowed values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tricorn import Config
+from tricorn.config import choices_of, option_specs, parse_bind
+from tricorn.errors import ConfigError
+
+
+def test_defaults_are_valid_and_finite() -> None:
+    config = Config()
+    assert config.bind == ("127.0.0.1:8000",)
+    assert 0 < config.graceful_timeout < float("inf")
+
+
+def test_every_option_is_documented() -> None:
+    for field in option_specs():
+        assert field.metadata["help"], field.name
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "fragment"),
+    [
+        ({"worker_class": "gevent"}, "worker_class", "allowed: asyncio, uvloop, trio"),
+        ({"lifespan": "maybe"}, "lifespan", "allowed: auto, on, off"),
+        ({"interface": "rsgi"}, "interface", "allowed: auto, asgi3, asgi2, wsgi"),
+        ({"keep_alive_timeout": -1}, "keep_alive_timeout", "positive"),
+        ({"graceful_timeout": float("inf")}, "graceful_timeout", "finite"),
+        ({"workers": 0}, "workers", "at least 1"),
+        ({"backlog": "many"}, "backlog", "an integer"),
+        ({"access_log": "perhaps"}, "access_log", "true or false"),
+        ({"bind": ()}, "bind", "at least one"),
+        ({"bind": ("localhost",)}, "bind", "HOST:PORT"),
+        ({"bind": ("127.0.0.1:70000",)}, "bind", "out of range"),
+        ({"bind": ("[not-v6]:80",)}, "bind", "not an IPv6 address"),
+        ({"root_path": "api/"}, "root_path", "start with '/'"),
+        ({"server_name": "a\r\nb"}, "server_name", "header value"),
+        ({"forwarded_allow_ips": ("nope",)}, "forwarded_allow_ips", "not an IP"),
+        ({"reload": True, "workers": 2}, "reload", "workers"),
+        ({"max_request_body_size": -5}, "max_request_body_size", "negative"),
+    ],
+)
+def test_a_bad_value_is_named_by_its_key(values: dict[str, Any], key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Config.from_mapping(values)
+    assert raised.value.key == key
+    assert str(raised.value).startswith(f"{key}: ")
+    assert fragment in str(raised.value)
+
+
+def test_an_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Config.from_mapping({"keep-alive": 5})
+    assert raised.value.key == "keep-alive"
+    assert raised.value.allowed is not None
+    assert "keep_alive_timeout" in raised.value.allowed
+
+
+def test_from_mapping_converts_text_as_the_environment_gives_it() -> None:
+    config = Config.from_mapping(
+        {
+            "bind": "127.0.0.1:0,unix:/tmp/t.sock",
+            "keep-alive-timeout": "2.5",
+            "workers": "3",
+            "access_log": "off",
+            "max_request_body_size": "none",
+        }
+    )
+    assert config.bind == ("127.0.0.1:0", "unix:/tmp/t.sock")
+    assert config.keep_alive_timeout == 2.5
+    assert config.workers == 3
+    assert config.access_log is False
+    assert config.max_request_body_size is None
+
+
+def test_keywords_accept_a_list_of_binds_and_whole_seconds() -> None:
+    config = Config(bind=["127.0.0.1:0"], graceful_timeout=30)  # type: ignore[arg-type]  # lists are accepted on purpose
+    assert config.bind == ("127.0.0.1:0",)
+    assert isinstance(config.graceful_timeout, float)
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(AttributeError):
+        config.workers = 2  # type: ignore[misc]  # the point of the test
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [
+        ("127.0.0.1:8000", ("tcp", "127.0.0.1", 8000)),
+        (":8000", ("tcp", "0.0.0.0", 8000)),
+        ("[::1]:0", ("tcp", "::1", 0)),
+        ("[fe80::1%eth0]:80", ("tcp", "fe80::1%eth0", 80)),
+        ("unix:/run/app.sock", ("unix", "/run/app.sock", None)),
+        ("fd://3", ("fd", 3, None)),
+    ],
+)
+def test_bind_syntax(address: str, parsed: tuple[str, str | int, int | None]) -> None:
+    assert parse_bind(address) == parsed
+
+
+def test_choices_are_read_from_the_annotations() -> None:
+    fields = {field.name: field for field in option_specs()}
+    assert choices_of(fields["worker_class"].type) == ("asyncio", "uvloop", "trio")
+    assert choices_of(fields["workers"].type) is None
