@@ -18,9 +18,10 @@ variable, default) whose first column links to the full entries. Without it,
 it renders one ``.. option::`` entry per field under ``.. program:: tricorn``,
 so other pages can write ``:option:`tricorn --graceful-timeout```.
 
-The derivation rules, mirrored from ``tricorn._cli``:
+The derivation rules, shared with ``tricorn._cli``:
 
-- flags: ``metadata["flags"]`` if non-empty, else ``--<name-with-dashes>``;
+- flags: ``tricorn.config.flags_of(field)`` (the declared flags, else
+  ``--<name-with-dashes>``);
   a boolean field also gets ``--no-<flag>`` for each long flag
   (argparse's ``BooleanOptionalAction``);
 - allowed values: ``tricorn.config.choices_of(field.type)``;
@@ -105,15 +106,13 @@ def _annotation_text(annotation: Any) -> str:
 
 def describe_options() -> list[ConfigOption]:
     """Every Config field as a :class:`ConfigOption`, in declaration order."""
-    from tricorn.config import choices_of, option_specs
+    from tricorn.config import choices_of, flags_of, option_specs
 
     described = []
     for field in option_specs():
         metadata = field.metadata
         annotation = _annotation_text(field.type)
-        flags: tuple[str, ...] = tuple(metadata.get("flags") or ())
-        if not flags:
-            flags = ("--" + field.name.replace("_", "-"),)
+        flags = flags_of(field)
         choices = choices_of(field.type)
         is_bool = annotation == "bool"
         negations = (

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._supervisor import run
-from .config import Config, choices_of, option_specs
+from .config import Config, choices_of, flags_of, option_specs
 from .errors import ConfigError
 
 __all__ = ["build_parser", "config_from_args", "flag_for", "flag_for_key", "main"]
@@ -27,9 +27,7 @@ ENV_PREFIX = "TRICORN_"
 
 def flag_for(name: str) -> str:
     """The long option for a Config key."""
-    field = next(f for f in option_specs() if f.name == name)
-    flags: tuple[str, ...] = field.metadata["flags"]
-    return flags[0] if flags else "--" + name.replace("_", "-")
+    return flags_of(next(f for f in option_specs() if f.name == name))[0]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Import the app from this directory (default: the working directory).",
     )
     for field in option_specs():
-        flags = field.metadata["flags"] or ("--" + field.name.replace("_", "-"),)
+        flags = flags_of(field)
         kwargs: dict[str, Any] = {
             "dest": field.name,
             "default": argparse.SUPPRESS,

@@ -23,6 +23,7 @@ __all__ = [
     "LogLevel",
     "WorkerClass",
     "choices_of",
+    "flags_of",
     "option_specs",
     "parse_bind",
 ]
@@ -239,6 +240,15 @@ class Config:
 def option_specs() -> list[dataclasses.Field[Any]]:
     """The documented fields of Config, in declaration order."""
     return list(dataclasses.fields(Config))
+
+
+def flags_of(field: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """A field's command-line flags: the declared ones, else ``--name-with-dashes``.
+
+    The CLI and the docs both spell options this way; this is the one rule.
+    """
+    flags: tuple[str, ...] = field.metadata["flags"]
+    return flags or ("--" + field.name.replace("_", "-"),)
 
 
 def choices_of(annotation: Any) -> tuple[str, ...] | None:
