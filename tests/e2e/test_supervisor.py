@@ -51,7 +51,9 @@ def app_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _start(app_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+def _start(
+    app_dir: Path, *args: str, new_session: bool = False
+) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -68,6 +70,7 @@ def _start(app_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
     return process, f"http://127.0.0.1:{port}/"
 
@@ -170,29 +173,10 @@ def test_ctrl_c_to_the_process_group_lets_workers_finish_in_flight_requests(
         "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
         "    await send({'type': 'http.response.body', 'body': b'finished'})\n"
     )
-    port = _free_port()
     # A terminal's Ctrl+C signals the whole process group: start the server
     # in a group of its own and signal that group, as a terminal would.
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tricorn",
-            "svc:app",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--no-access-log",
-        ],
-        cwd=app_dir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process, url = _start(app_dir, "--workers", "2", new_session=True)
     stop.append(process)
-    url = f"http://127.0.0.1:{port}/"
     _get(url)  # up, and one slow request done
     result: list[str] = []
     thread = threading.Thread(target=lambda: result.append(httpx.get(url, timeout=10).text))

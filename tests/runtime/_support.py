@@ -277,3 +277,27 @@ async def read_body(receive: Any) -> tuple[bytes, list[dict[str, Any]]]:
         if not message.get("more_body", False):
             break
     return bytes(body), messages
+
+
+async def stream_until_send_fails(send: Any, streaming: anyio.Event) -> None:
+    """Start a response, set ``streaming``, then send chunks until send() raises."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"tick", "more_body": True})
+    streaming.set()
+    chunk = {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
+    with anyio.fail_after(WAIT):
+        while True:
+            await send(chunk)
+
+
+async def request_then_leave(app: Any, streaming: anyio.Event, done: anyio.Event) -> None:
+    """Serve ``app``, send one request, leave once it is streaming, await ``done``."""
+    from tests.conftest import running_server
+
+    async with running_server(app, lifespan="off") as address:
+        async with raw_client(address) as client:
+            await client.send(request())
+            with anyio.fail_after(WAIT):
+                await streaming.wait()
+        with anyio.fail_after(WAIT):
+            await done.wait()

@@ -12,7 +12,13 @@ import pytest
 
 from tests.conftest import running_server
 
-from ._support import WAIT, ok_app, raw_client, request
+from ._support import (
+    ok_app,
+    raw_client,
+    request,
+    request_then_leave,
+    stream_until_send_fails,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -257,24 +263,12 @@ async def test_client_disconnect_is_not_logged_as_an_app_error(
     done = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"tick", "more_body": True})
-            streaming.set()
-            with anyio.fail_after(WAIT):
-                while True:  # ClientDisconnected ends this loop and is not caught
-                    chunk = {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
-                    await send(chunk)
+        try:  # ClientDisconnected ends the stream and is not caught
+            await stream_until_send_fails(send, streaming)
         finally:
             done.set()
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
-            await client.send(request())
-            with anyio.fail_after(WAIT):
-                await streaming.wait()
-        with anyio.fail_after(WAIT):
-            await done.wait()
+    await request_then_leave(app, streaming, done)
     assert errors(error_log) == []
 
 
@@ -407,54 +401,38 @@ async def test_server_keeps_serving_after_an_app_error() -> None:
                 assert (await client.response()).body == b"ok"
 
 
-async def _stream_until_the_client_leaves(app: Any, done: anyio.Event) -> None:
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
-            await client.send(request())
-            await client.receive_some()
-        with anyio.fail_after(WAIT):
-            await done.wait()
-
-
-async def _stream_forever(send: Any) -> None:
-    """Start a response and send chunks until send() raises (the client left)."""
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    chunk = {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
-    with anyio.fail_after(WAIT):
-        while True:
-            await send(chunk)
-
-
 async def test_a_disconnect_raised_through_a_task_group_is_not_an_app_error(
     error_log: pytest.LogCaptureFixture,
 ) -> None:
+    streaming = anyio.Event()
     done = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
             async with anyio.create_task_group() as task_group:  # as Starlette streams
-                task_group.start_soon(_stream_forever, send)
+                task_group.start_soon(stream_until_send_fails, send, streaming)
         finally:
             done.set()
 
-    await _stream_until_the_client_leaves(app, done)
+    await request_then_leave(app, streaming, done)
     assert errors(error_log) == []
 
 
 async def test_an_exception_after_the_client_left_is_logged_below_error(
     error_log: pytest.LogCaptureFixture,
 ) -> None:
+    streaming = anyio.Event()
     done = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
-            await _stream_forever(send)
+            await stream_until_send_fails(send, streaming)
         except OSError:
             raise RuntimeError("the stream broke") from None
         finally:
             done.set()
 
     with error_log.at_level(logging.INFO, logger="tricorn.error"):
-        await _stream_until_the_client_leaves(app, done)
+        await request_then_leave(app, streaming, done)
     assert errors(error_log) == []
     assert "the stream broke" in error_log.text

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import running_server
 from tricorn.errors import ClientDisconnected
 
-from ._support import WAIT, raw_client, request, server
+from ._support import WAIT, raw_client, request, request_then_leave, server, stream_until_send_fails
 
 pytestmark = pytest.mark.anyio
 
@@ -116,26 +116,13 @@ async def test_send_of_streamed_body_raises_once_client_is_gone() -> None:
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"tick", "more_body": True})
-            streaming.set()
-            with anyio.fail_after(WAIT):
-                while True:
-                    await send(
-                        {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
-                    )
+            await stream_until_send_fails(send, streaming)
         except OSError as exc:
             errors.append(exc)
         finally:
             done.set()
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
-            await client.send(request())
-            with anyio.fail_after(WAIT):
-                await streaming.wait()
-        with anyio.fail_after(WAIT):
-            await done.wait()
+    await request_then_leave(app, streaming, done)
     assert len(errors) == 1
     assert isinstance(errors[0], ClientDisconnected)
 
