@@ -163,7 +163,7 @@ class HTTP1Protocol:
             return []
         if self._h11.their_state is h11.MUST_CLOSE and data:
             return []  # RFC 9112 9.6: no further requests are processed
-        if self._h11.their_state is h11.IDLE and not self._h11.trailing_data[0] and data:
+        if data and self.idle:
             data = data.lstrip(b"\r\n")  # RFC 9112 2.2
             if not data:
                 return []
