@@ -21,6 +21,7 @@ __all__ = [
     "Interface",
     "LifespanMode",
     "LogLevel",
+    "WebSocketMode",
     "WorkerClass",
     "choices_of",
     "flags_of",
@@ -32,6 +33,7 @@ WorkerClass = Literal["asyncio", "uvloop", "trio"]
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+WebSocketMode = Literal["auto", "none"]
 
 _FD_BIND = re.compile(r"fd://(\d+)")
 _IPV6_BIND = re.compile(r"\[([^\]]+)\]:(\d+)")
@@ -157,6 +159,32 @@ class Config:
         "Threads in the pool that runs a WSGI app; at most this many WSGI requests run at once.",
         metavar="N",
     )
+    ws: WebSocketMode = _option(
+        "auto",
+        "WebSocket support. auto serves WebSocket upgrade requests as websocket scopes; "
+        "none turns WebSocket off, so upgrade requests reach the app as plain HTTP requests.",
+    )
+    ws_max_message_size: int = _option(
+        16 * 1024 * 1024,
+        "Largest incoming WebSocket message, in bytes, after decompression. A larger "
+        "message closes the connection with 1009 (message too big).",
+        metavar="BYTES",
+    )
+    ws_ping_interval: float = _option(
+        20.0,
+        "Seconds between the server's keepalive pings on an open WebSocket; 0 sends none.",
+        metavar="SECONDS",
+    )
+    ws_ping_timeout: float = _option(
+        20.0,
+        "Seconds a client has to answer a keepalive ping before its WebSocket is closed "
+        "as dead (the app sees code 1006); 0 waits forever.",
+        metavar="SECONDS",
+    )
+    ws_per_message_deflate: bool = _option(
+        True,
+        "Negotiate permessage-deflate compression (RFC 7692) when the client offers it.",
+    )
     backlog: int = _option(1024, "The listen backlog for each bound socket.", metavar="N")
     server_header: bool = _option(True, "Add a Server header to responses that do not carry one.")
     server_name: str = _option("tricorn", "The value of the Server header.", metavar="NAME")
@@ -192,7 +220,19 @@ class Config:
                 raise ConfigError(
                     key, f"must be a positive, finite number of seconds, not {value!r}"
                 )
-        for key in ("h11_max_incomplete_size", "wsgi_max_workers", "backlog", "workers"):
+        for key in ("ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(
+                    key, f"must be 0 (off) or a positive, finite number of seconds, not {value!r}"
+                )
+        for key in (
+            "h11_max_incomplete_size",
+            "wsgi_max_workers",
+            "backlog",
+            "workers",
+            "ws_max_message_size",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
@@ -264,6 +304,7 @@ _NAMES: Final = {
     "Interface": Interface,
     "LifespanMode": LifespanMode,
     "LogLevel": LogLevel,
+    "WebSocketMode": WebSocketMode,
 }
 
 

@@ -1,4 +1,4 @@
-"""The ASGI HTTP message cycle as a state table.
+"""The ASGI HTTP and WebSocket message cycles as state tables.
 
 An app's ``send(message)`` either becomes protocol commands or raises
 :class:`AppProtocolError` naming the state and the message. The table is the
@@ -11,10 +11,24 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from .._protocol.events import Command, Headers, SendData, StartResponse
+from .._protocol.events import (
+    AcceptWebSocket,
+    CloseWebSocket,
+    Command,
+    Headers,
+    SendData,
+    SendMessage,
+    StartResponse,
+)
 from ..errors import AppProtocolError
 
-__all__ = ["HTTPCycle", "HTTPCycleState", "check_headers"]
+__all__ = [
+    "HTTPCycle",
+    "HTTPCycleState",
+    "WebSocketCycle",
+    "WebSocketCycleState",
+    "check_headers",
+]
 
 
 class HTTPCycleState(enum.Enum):
@@ -68,12 +82,17 @@ def check_headers(headers: object, message: Mapping[str, Any]) -> Headers:
 
 
 class HTTPCycle:
-    """One HTTP response, from ``http.response.start`` to the last body chunk."""
+    """One HTTP response, from ``http.response.start`` to the last body chunk.
 
-    __slots__ = ("_held", "bytes_sent", "state", "status", "stream_id")
+    ``prefix`` serves the WebSocket denial response, whose messages are the
+    HTTP ones with ``websocket.`` in front.
+    """
 
-    def __init__(self, stream_id: int) -> None:
+    __slots__ = ("_held", "_prefix", "bytes_sent", "state", "status", "stream_id")
+
+    def __init__(self, stream_id: int, *, prefix: str = "") -> None:
         self.stream_id = stream_id
+        self._prefix = prefix
         self.state = HTTPCycleState.AWAITING_START
         self.status: int | None = None
         self.bytes_sent = 0
@@ -98,11 +117,12 @@ class HTTPCycle:
             raise AppProtocolError(
                 f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
             )
-        kind: str = message["type"]
+        name: str = message["type"]
+        kind = name.removeprefix(self._prefix) if name.startswith(self._prefix) else ""
         next_state = _TRANSITIONS.get((self.state, kind))
         if next_state is None:
             raise AppProtocolError(
-                f"unexpected ASGI message {kind!r} while {self.state.value}: {_describe(message)}"
+                f"unexpected ASGI message {name!r} while {self.state.value}: {_describe(message)}"
             )
         commands: list[Command]
         if kind == "http.response.start":
@@ -141,3 +161,151 @@ class HTTPCycle:
             )
         headers = check_headers(message.get("headers", ()), message)
         return StartResponse(self.stream_id, status, headers)
+
+
+class WebSocketCycleState(enum.Enum):
+    HANDSHAKE = "awaiting websocket.accept, websocket.close or websocket.http.response.start"
+    #: The app answers the handshake with its own HTTP response (denial).
+    RESPONDING = "sending a websocket.http.response"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+_W = WebSocketCycleState
+
+#: RFC 6455 7.4: the codes an endpoint may send. 1004-1006 and 1015 are
+#: reserved; 1016-2999 belong to future RFCs; 3000-4999 to apps and registries.
+_SENDABLE_CLOSE_CODES: Final = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+) | frozenset(range(3000, 5000))
+
+#: Handshake headers only the server may set; the app names its subprotocol
+#: with the ``subprotocol`` key (ASGI WebSocket spec, Accept).
+_RESERVED_ACCEPT_HEADERS: Final = frozenset(
+    {
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+        b"sec-websocket-extensions",
+        b"upgrade",
+        b"connection",
+    }
+)
+
+
+_FORBIDDEN: Final = ((b"content-length", b"0"),)
+_EMPTY_BODY: Final = {"type": "http.response.body"}
+
+
+def _truncate_reason(reason: str) -> str:
+    """A close reason fits in a control frame: 123 bytes of UTF-8."""
+    encoded = reason.encode("utf-8")
+    return reason if len(encoded) <= 123 else encoded[:123].decode("utf-8", "ignore")
+
+
+class WebSocketCycle:
+    """One WebSocket, from the handshake to the close, as the app drives it."""
+
+    __slots__ = ("_offered", "close_code", "response", "state", "stream_id")
+
+    def __init__(self, stream_id: int, subprotocols: Iterable[str] = ()) -> None:
+        self.stream_id = stream_id
+        self._offered = tuple(subprotocols)
+        self.state = WebSocketCycleState.HANDSHAKE
+        #: The denial response, once the app starts one.
+        self.response: HTTPCycle | None = None
+        #: The code the app closed with.
+        self.close_code: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.close_code is not None or self.state is WebSocketCycleState.CONNECTED
+
+    def commands_for(self, message: object) -> list[Command]:
+        """The protocol commands for one app message, or AppProtocolError."""
+        if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
+            raise AppProtocolError(
+                f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
+            )
+        kind: str = message["type"]
+        state = self.state
+        if state is _W.HANDSHAKE and kind == "websocket.accept":
+            command: Command = self._accept(message)
+            self.state = _W.CONNECTED
+            return [command]
+        if state is _W.HANDSHAKE and kind == "websocket.close":
+            # ASGI: closing before accepting refuses the handshake with 403.
+            self.state = _W.CLOSED
+            self.response = HTTPCycle(self.stream_id)
+            start = {"type": "http.response.start", "status": 403, "headers": _FORBIDDEN}
+            return self.response.commands_for(start) + self.response.commands_for(_EMPTY_BODY)
+        if state in (_W.HANDSHAKE, _W.RESPONDING) and kind.startswith("websocket.http.response."):
+            if self.response is None:
+                self.response = HTTPCycle(self.stream_id, prefix="websocket.")
+            self.state = _W.RESPONDING
+            commands = self.response.commands_for(message)
+            if self.response.done:
+                self.state = _W.CLOSED
+            return commands
+        if state is _W.CONNECTED and kind == "websocket.send":
+            return [SendMessage(self.stream_id, self._payload(message))]
+        if state is _W.CONNECTED and kind == "websocket.close":
+            self.state = _W.CLOSED
+            code = message.get("code", 1000)
+            if code is None:
+                code = 1000
+            if not isinstance(code, int) or isinstance(code, bool):
+                raise AppProtocolError(f"'code' must be an int in {_describe(message)}")
+            if code not in _SENDABLE_CLOSE_CODES:
+                raise AppProtocolError(
+                    f"close code {code} may not be sent (RFC 6455 7.4: use 1000-1003, "
+                    f"1007-1014 or 3000-4999) in {_describe(message)}"
+                )
+            reason = message.get("reason") or ""
+            if not isinstance(reason, str):
+                raise AppProtocolError(f"'reason' must be a str in {_describe(message)}")
+            self.close_code = code
+            return [CloseWebSocket(self.stream_id, code, _truncate_reason(reason))]
+        raise AppProtocolError(
+            f"unexpected ASGI message {kind!r} while {state.value}: {_describe(message)}"
+        )
+
+    def _accept(self, message: Mapping[str, Any]) -> AcceptWebSocket:
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            if not isinstance(subprotocol, str):
+                raise AppProtocolError(
+                    f"'subprotocol' must be a str or None in {_describe(message)}"
+                )
+            if subprotocol not in self._offered:
+                raise AppProtocolError(
+                    f"subprotocol {subprotocol!r} was not offered by the client "
+                    f"(offered: {list(self._offered)}) in {_describe(message)}"
+                )
+        headers = check_headers(message.get("headers") or (), message)
+        for name, _ in headers:
+            if name.lower() in _RESERVED_ACCEPT_HEADERS or name.startswith(b":"):
+                raise AppProtocolError(
+                    f"header {name!r} is the server's to set in {_describe(message)}"
+                    + (
+                        " (use the 'subprotocol' key)"
+                        if name.lower() == b"sec-websocket-protocol"
+                        else ""
+                    )
+                )
+        return AcceptWebSocket(self.stream_id, subprotocol, headers)
+
+    @staticmethod
+    def _payload(message: Mapping[str, Any]) -> bytes | str:
+        data = message.get("bytes")
+        text = message.get("text")
+        if (data is None) == (text is None):
+            raise AppProtocolError(
+                f"exactly one of 'bytes' and 'text' must be set in {_describe(message)}"
+            )
+        if text is not None:
+            if not isinstance(text, str):
+                raise AppProtocolError(f"'text' must be a str in {_describe(message)}")
+            return text
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise AppProtocolError(f"'bytes' must be a byte string in {_describe(message)}")
+        return bytes(data)

@@ -7,9 +7,16 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .._protocol.events import RequestReceived
-from .types import ASGIVersions, HTTPScope
+from .types import ASGIVersions, HTTPScope, WebSocketScope
 
-__all__ = ["ConnectionInfo", "asgi_versions", "build_http_scope", "decode_path", "split_target"]
+__all__ = [
+    "ConnectionInfo",
+    "asgi_versions",
+    "build_http_scope",
+    "build_websocket_scope",
+    "decode_path",
+    "split_target",
+]
 
 
 def asgi_versions() -> ASGIVersions:
@@ -83,4 +90,42 @@ def build_http_scope(
         # A shallow copy per request (lifespan spec): an app may add keys for
         # one request without leaking them into the next.
         scope["state"] = dict(state)
+    return scope
+
+
+#: The WebSocket scheme for the scheme of the connection it rides on.
+_WS_SCHEMES = {"http": "ws", "https": "wss"}
+
+
+def build_websocket_scope(
+    request: RequestReceived,
+    connection: ConnectionInfo,
+    *,
+    root_path: str,
+    state: dict[str, Any] | None,
+) -> WebSocketScope:
+    """The ``websocket`` scope for a handshake (ASGI WebSocket spec 2.5).
+
+    It offers the denial-response extension: the app may answer the
+    handshake with an HTTP response of its own.
+    """
+    assert request.websocket is not None
+    http = build_http_scope(request, connection, root_path=root_path, state=state)
+    scope: WebSocketScope = {
+        "type": "websocket",
+        "asgi": http["asgi"],
+        "http_version": http["http_version"],
+        "scheme": _WS_SCHEMES.get(connection.scheme, connection.scheme),
+        "path": http["path"],
+        "raw_path": http["raw_path"],
+        "query_string": http["query_string"],
+        "root_path": root_path,
+        "headers": http["headers"],
+        "client": http["client"],
+        "server": http["server"],
+        "subprotocols": list(request.websocket.subprotocols),
+        "extensions": {"websocket.http.response": {}},
+    }
+    if "state" in http:
+        scope["state"] = http["state"]
     return scope

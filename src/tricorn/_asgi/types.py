@@ -19,6 +19,7 @@ __all__ = [
     "LifespanScope",
     "Message",
     "Scope",
+    "WebSocketScope",
 ]
 
 
@@ -40,6 +41,23 @@ class HTTPScope(TypedDict):
     headers: list[tuple[bytes, bytes]]
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
+    state: NotRequired[dict[str, Any]]
+    extensions: dict[str, dict[object, object]]
+
+
+class WebSocketScope(TypedDict):
+    type: Literal["websocket"]
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    subprotocols: list[str]
     state: NotRequired[dict[str, Any]]
     extensions: dict[str, dict[object, object]]
 
@@ -73,7 +91,7 @@ class HTTPResponseBodyEvent(TypedDict):
     more_body: NotRequired[bool]
 
 
-Scope = HTTPScope | LifespanScope
+Scope = HTTPScope | WebSocketScope | LifespanScope
 #: Messages are checked by hand at the edge (apps send whatever they like),
 #: so inside tricorn they travel as plain mappings.
 Message = MutableMapping[str, Any]

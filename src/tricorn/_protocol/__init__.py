@@ -1,31 +1,47 @@
 """Sans-IO protocol state machines: bytes in -> events out, commands in -> bytes out."""
 
 from .events import (
+    AcceptWebSocket,
+    CloseWebSocket,
     Command,
     ConnectionClosed,
     DataReceived,
     Event,
     Headers,
+    MessageReceived,
+    PongReceived,
     RequestReceived,
     RequestRejected,
     SendData,
     SendInformational,
+    SendMessage,
+    SendPing,
     StartResponse,
     StreamEnded,
+    WebSocketClosed,
+    WebSocketRequest,
 )
 from .http1 import HTTP1Protocol
 
 __all__ = [
+    "AcceptWebSocket",
+    "CloseWebSocket",
     "Command",
     "ConnectionClosed",
     "DataReceived",
     "Event",
     "HTTP1Protocol",
     "Headers",
+    "MessageReceived",
+    "PongReceived",
     "RequestReceived",
     "RequestRejected",
     "SendData",
     "SendInformational",
+    "SendMessage",
+    "SendPing",
     "StartResponse",
     "StreamEnded",
+    "WebSocketClosed",
+    "WebSocketRequest",
 ]

@@ -13,8 +13,11 @@ from typing import Final, assert_never
 import h11
 
 from ..config import Config
-from ..errors import AppProtocolError, ClientDisconnected
+from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
+from . import websocket
 from .events import (
+    AcceptWebSocket,
+    CloseWebSocket,
     Command,
     ConnectionClosed,
     DataReceived,
@@ -24,8 +27,11 @@ from .events import (
     RequestRejected,
     SendData,
     SendInformational,
+    SendMessage,
+    SendPing,
     StartResponse,
     StreamEnded,
+    WebSocketRequest,
 )
 
 __all__ = ["HTTP1Protocol"]
@@ -39,6 +45,8 @@ STREAM_ID: Final = 1
 _PIPELINE_BUFFER: Final = 64 * 1024
 
 HeaderSource = Callable[[], Headers]
+
+_UPGRADE_HEADERS: Final = ((b"upgrade", b"websocket"), (b"connection", b"Upgrade"))
 
 _RESPONSE_HEAD_SENT: Final = frozenset({h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 
@@ -64,7 +72,9 @@ def _reason(status_code: int) -> bytes:
         return b""
 
 
-def error_response(status_code: int, reason: str, default_headers: Headers) -> bytes:
+def error_response(
+    status_code: int, reason: str, default_headers: Headers, extra_headers: Headers = ()
+) -> bytes:
     """A complete ``Connection: close`` response for a request we refuse.
 
     Written by hand rather than through h11 because h11 may already be in its
@@ -77,7 +87,7 @@ def error_response(status_code: int, reason: str, default_headers: Headers) -> b
         b"content-length: %d" % len(body),
         b"connection: close",
     ]
-    head.extend(name + b": " + value for name, value in default_headers)
+    head.extend(name + b": " + value for name, value in (*extra_headers, *default_headers))
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
@@ -99,6 +109,12 @@ class HTTP1Protocol:
         self._out = bytearray()
         self._closed = False
         self._keep_alive = True
+        self._config = config
+        # After a WebSocket upgrade the connection carries frames: this
+        # protocol hands bytes and commands to the frame layer from then on.
+        self._ws: websocket.WebSocketProtocol | None = None
+        self._ws_held = b""
+        self._ws_request: WebSocketRequest | None = None
         # Per-cycle state, reset by start_next_cycle.
         self._head_handed_out = False
         self._method = b""
@@ -110,7 +126,17 @@ class HTTP1Protocol:
     @property
     def closed(self) -> bool:
         """True once the connection can carry nothing more."""
-        return self._closed
+        return self._closed or (self._ws is not None and self._ws.closed)
+
+    @property
+    def upgraded(self) -> bool:
+        """The connection switched to WebSocket."""
+        return self._ws is not None
+
+    @property
+    def closing(self) -> bool:
+        """A WebSocket close frame went out and the peer's answer is awaited."""
+        return self._ws is not None and self._ws.closing
 
     @property
     def request_complete(self) -> bool:
@@ -148,6 +174,8 @@ class HTTP1Protocol:
     @property
     def wants_data(self) -> bool:
         """False while enough pipelined bytes are held; the runtime should stop reading."""
+        if self._ws is not None:
+            return not self.closed
         held = len(self._h11.trailing_data[0]) if self.request_complete else 0
         return not self._closed and held < _PIPELINE_BUFFER
 
@@ -161,6 +189,8 @@ class HTTP1Protocol:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
         if self._closed:
             return []
+        if self._ws is not None:
+            return self.pending_events() + self._ws.receive_data(data)
         if self._h11.their_state is h11.MUST_CLOSE and data:
             return []  # RFC 9112 9.6: no further requests are processed
         if data and self.idle:
@@ -173,6 +203,13 @@ class HTTP1Protocol:
             # h11 refuses data after the peer closed; the connection is over.
             return self._close_event()
         return self._events()
+
+    def pending_events(self) -> list[Event]:
+        """Events from bytes that arrived before the switch to WebSocket."""
+        held, self._ws_held = self._ws_held, b""
+        if self._ws is None or not held:
+            return []
+        return self._ws.receive_data(held)
 
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
@@ -190,6 +227,7 @@ class HTTP1Protocol:
         self._method = b""
         self._body_received = 0
         self._body_allowed = True
+        self._ws_request = None
         return self._events()
 
     def _events(self) -> list[Event]:
@@ -214,14 +252,29 @@ class HTTP1Protocol:
                     if (rejected := self._check_request(event)) is not None:
                         events.append(rejected)
                         return events
+                    headers = tuple(event.headers)
+                    http_version = event.http_version.decode("ascii")
+                    if self._config.ws != "none" and websocket.is_websocket_upgrade(headers):
+                        try:
+                            self._ws_request = websocket.read_handshake(
+                                event.method, http_version, headers
+                            )
+                        except PeerProtocolError as exc:
+                            events.append(
+                                self._reject(
+                                    exc.status_code, str(exc), websocket.refusal_headers(exc)
+                                )
+                            )
+                            return events
                     events.append(
                         RequestReceived(
                             stream_id=STREAM_ID,
                             method=event.method,
                             target=event.target,
-                            http_version=event.http_version.decode("ascii"),
-                            headers=tuple(event.headers),
+                            http_version=http_version,
+                            headers=headers,
                             expects_continue=self._h11.they_are_waiting_for_100_continue,
+                            websocket=self._ws_request,
                         )
                     )
                 case h11.Data():
@@ -276,9 +329,9 @@ class HTTP1Protocol:
         """
         return self._reject(408, "request head not received in time")
 
-    def _reject(self, status_code: int, reason: str) -> RequestRejected:
+    def _reject(self, status_code: int, reason: str, headers: Headers = ()) -> RequestRejected:
         if not self.response_started:
-            self._out += error_response(status_code, reason, self._default_headers())
+            self._out += error_response(status_code, reason, self._default_headers(), headers)
         self._closed = True
         return RequestRejected(status_code, reason)
 
@@ -290,8 +343,13 @@ class HTTP1Protocol:
 
     def handle(self, command: Command) -> None:
         """Turn a command into bytes; raises ClientDisconnected once closed."""
-        if self._closed:
+        if self.closed:
             raise ClientDisconnected("the connection is closed")
+        if self._ws is not None:
+            if not isinstance(command, (SendMessage, SendPing, CloseWebSocket)):
+                raise AppProtocolError(f"{type(command).__name__} on a WebSocket connection")
+            self._ws.handle(command)
+            return
         try:
             match command:
                 case SendInformational(status_code=status_code, headers=headers):
@@ -309,6 +367,10 @@ class HTTP1Protocol:
                         # request could be read as this one's body. Close
                         # instead (RFC 9110 10.1.1).
                         self._keep_alive = False
+                    if self._ws_request is not None:
+                        # A refused WebSocket handshake: the answer ends the
+                        # connection (ASGI websocket denial response).
+                        self._keep_alive = False
                     self._body_allowed = not (self._method == b"HEAD" or status_code in (204, 304))
                     self._send(
                         h11.Response(
@@ -324,6 +386,10 @@ class HTTP1Protocol:
                         self._send(h11.Data(data=data))
                     if end_stream:
                         self._send(h11.EndOfMessage())
+                case AcceptWebSocket():
+                    self._accept_websocket(command)
+                case SendMessage() | SendPing() | CloseWebSocket():
+                    raise AppProtocolError("the WebSocket handshake is not complete")
                 case _:
                     assert_never(command)
         except h11.LocalProtocolError as exc:
@@ -339,13 +405,44 @@ class HTTP1Protocol:
                 )
             raise AppProtocolError(f"invalid response: {exc}") from None
 
-    def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
+    def _accept_websocket(self, command: AcceptWebSocket) -> None:
+        request = self._ws_request
+        if request is None:
+            raise AppProtocolError("not a WebSocket handshake")
+        headers, guard = websocket.accept_handshake(
+            request,
+            command.subprotocol,
+            per_message_deflate=self._config.ws_per_message_deflate,
+            max_message_size=self._config.ws_max_message_size,
+        )
+        self._send(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=self._response_headers(
+                    (
+                        (b"upgrade", b"websocket"),
+                        (b"connection", b"Upgrade"),
+                        *headers,
+                        *command.headers,
+                    ),
+                    switching=True,
+                ),
+                reason=b"Switching Protocols",
+            )
+        )
+        self._ws = websocket.WebSocketProtocol(STREAM_ID, guard)
+        # Frames the client sent right behind its handshake.
+        self._ws_held = bytes(self._h11.trailing_data[0])
+
+    def _response_headers(
+        self, headers: Headers, *, switching: bool = False
+    ) -> list[tuple[bytes, bytes]]:
         result = list(headers)
         present = {name.lower() for name, _ in result}
         result.extend(
             (name, value) for name, value in self._default_headers() if name not in present
         )
-        if not self._keep_alive and b"connection" not in present:
+        if not self._keep_alive and not switching and b"connection" not in present:
             result.append((b"connection", b"close"))
         return result
 
@@ -354,10 +451,17 @@ class HTTP1Protocol:
         if data:
             self._out += data
 
+    @property
+    def has_output(self) -> bool:
+        """Bytes are waiting that no app command will flush (pongs, close replies)."""
+        return bool(self._out) or (self._ws is not None and self._ws.has_output)
+
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer, emptied on each call."""
         if self._out and self._h11.our_state in _RESPONSE_HEAD_SENT:
             self._head_handed_out = True
         data = bytes(self._out)
         self._out.clear()
+        if self._ws is not None:
+            data += self._ws.data_to_send()
         return data

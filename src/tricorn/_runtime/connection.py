@@ -21,29 +21,36 @@ import anyio
 import anyio.abc
 
 from .._asgi.proxy import ProxyTrust
-from .._asgi.scope import ConnectionInfo, build_http_scope
+from .._asgi.scope import ConnectionInfo, build_http_scope, build_websocket_scope
 from .._asgi.types import ASGI3App
 from .._protocol import (
+    AcceptWebSocket,
     Command,
     ConnectionClosed,
     DataReceived,
     Event,
     Headers,
     HTTP1Protocol,
+    MessageReceived,
+    PongReceived,
     RequestReceived,
     RequestRejected,
     StreamEnded,
+    WebSocketClosed,
 )
 from ..config import Config
 from ..errors import ClientDisconnected
 from .exchange import HTTPExchange
 from .logging import error_logger
+from .websocket import WebSocketExchange
 
 __all__ = ["ConnectionContext", "HTTP1Connection", "connection_info", "default_headers"]
 
 _READ_SIZE: Final = 64 * 1024
 #: How long a closing connection waits for the peer to read what we wrote.
 _CLOSE_TIMEOUT: Final = 1.0
+#: How long a WebSocket waits for the peer's answer to its close frame.
+_WS_CLOSE_TIMEOUT: Final = 5.0
 
 _STREAM_ERRORS: Final = (
     anyio.EndOfStream,
@@ -165,12 +172,13 @@ class HTTP1Connection:
         # the read loop or by a finishing exchange (for pipelined requests).
         self._dispatch_lock = _Guard()
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._exchange: HTTPExchange | None = None
+        self._exchange: HTTPExchange | WebSocketExchange | None = None
         self._read_scope = anyio.CancelScope()
         self._stopped = False
         self._cycle_done: anyio.Event | None = None
         self._idle_deadline = anyio.current_time() + self._config.request_head_timeout
         self._head_deadline: float | None = None
+        self._close_deadline: float | None = None
 
     # -- the Transport an exchange writes through --------------------------
 
@@ -183,9 +191,19 @@ class HTTP1Connection:
                 # Also when the protocol refused a command: what it queued
                 # (the 500 that replaces an invalid response) must go out.
                 await self._write(self._protocol.data_to_send())
+        if self._protocol.closing:
+            # Our WebSocket close frame is out: the peer's answer has a deadline.
+            self._read_scope.deadline = self._deadline()
+        if isinstance(commands[0], AcceptWebSocket):
+            # Frames the client sent behind its handshake wait in the protocol.
+            assert self._task_group is not None
+            self._task_group.start_soon(self._dispatch_pending)
 
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()
+
+    def abort(self) -> None:
+        self._stop_reading()
 
     async def _write(self, data: bytes) -> None:
         if not data:
@@ -204,9 +222,15 @@ class HTTP1Connection:
     # -- shutdown -----------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Finish the current request with ``Connection: close``; close if idle."""
+        """Finish the current request with ``Connection: close``; close if idle.
+
+        A WebSocket is closed with 1001 (going away).
+        """
         self._protocol.stop_keep_alive()
-        if self._exchange is None and self._protocol.awaiting_request:
+        if isinstance(self._exchange, WebSocketExchange):
+            assert self._task_group is not None
+            self._task_group.start_soon(self._exchange.shutdown)
+        elif self._exchange is None and self._protocol.awaiting_request:
             # No request is being served; a half-received head is dropped,
             # as the client cannot know it was seen and will retry.
             self._stop_reading()
@@ -224,12 +248,29 @@ class HTTP1Connection:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
                 await self._read_loop()
+                if self._protocol.upgraded:
+                    await self._end_websocket()
         finally:
             self._context.connections.discard(self)
             with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await self._stream.aclose()
 
+    async def _end_websocket(self) -> None:
+        """The WebSocket is over: tell the app and close the TCP connection now.
+
+        RFC 6455 7.1.1: once the closing handshake is done the server closes
+        the connection first, whether or not the app has returned yet.
+        """
+        if self._exchange is not None:
+            self._exchange.disconnect()
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            await self._stream.aclose()
+
     def _deadline(self) -> float:
+        if self._protocol.upgraded and (self._exchange is None or self._protocol.closing):
+            if self._close_deadline is None:
+                self._close_deadline = anyio.current_time() + _WS_CLOSE_TIMEOUT
+            return self._close_deadline
         if self._exchange is not None:
             return math.inf
         if self._protocol.idle:
@@ -256,12 +297,24 @@ class HTTP1Connection:
                 except _STREAM_ERRORS:
                     data = b""
                 async with self._dispatch_lock:
-                    await self._dispatch(self._protocol.receive_data(data))
+                    events = self._protocol.receive_data(data)
+                    if self._protocol.has_output:
+                        await self._flush()  # pongs, close answers
+                    await self._dispatch(events)
         if self._read_scope.cancelled_caught and not self._stopped:
             await self._timed_out()
 
+    async def _dispatch_pending(self) -> None:
+        async with self._dispatch_lock:
+            events = self._protocol.pending_events()
+            if self._protocol.has_output:
+                await self._flush()
+            await self._dispatch(events)
+
     async def _timed_out(self) -> None:
-        if not self._protocol.idle:
+        if self._protocol.upgraded:
+            error_logger.debug("the WebSocket peer did not answer our close in time")
+        elif not self._protocol.idle:
             error_logger.debug("request head not received in time; answering 408")
             self._protocol.request_timed_out()
             await self._flush()
@@ -271,10 +324,21 @@ class HTTP1Connection:
         exchange = self._exchange
         for index, event in enumerate(events):
             match event:
-                case RequestReceived():
+                case RequestReceived(websocket=None):
                     exchange = self._start_exchange(event)
+                case RequestReceived():
+                    exchange = self._start_websocket(event)
+                case MessageReceived(data=data):
+                    if isinstance(exchange, WebSocketExchange):
+                        await exchange.feed_message(data)
+                case PongReceived():
+                    if isinstance(exchange, WebSocketExchange):
+                        exchange.pong_received()
+                case WebSocketClosed(code=code, reason=reason):
+                    if isinstance(exchange, WebSocketExchange):
+                        exchange.closed(code, reason)
                 case DataReceived(data=data):
-                    if exchange is not None:
+                    if isinstance(exchange, HTTPExchange):
                         # Merge a final chunk with the end of the body: one message.
                         ends = index + 1 < len(events) and isinstance(
                             events[index + 1], StreamEnded
@@ -285,7 +349,9 @@ class HTTP1Connection:
                         # The response went out before the body was read in
                         # full; now that it has, the next request may come.
                         await self._next_cycle()
-                    elif index == 0 or not isinstance(events[index - 1], DataReceived):
+                    elif isinstance(exchange, HTTPExchange) and (
+                        index == 0 or not isinstance(events[index - 1], DataReceived)
+                    ):
                         await exchange.feed_body(b"", more_body=False)
                 case ConnectionClosed():
                     if exchange is not None:
@@ -298,12 +364,33 @@ class HTTP1Connection:
                 case _:
                     assert_never(event)
 
-    def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
-        info = self._info
+    def _request_info(self, request: RequestReceived) -> ConnectionInfo:
         if self._proxy is not None:
-            info = self._proxy.resolve(info, request.headers)
+            return self._proxy.resolve(self._info, request.headers)
+        return self._info
+
+    def _start_websocket(self, request: RequestReceived) -> WebSocketExchange:
+        scope = build_websocket_scope(
+            request,
+            self._request_info(request),
+            root_path=self._config.root_path,
+            state=self._context.state,
+        )
+        exchange = WebSocketExchange(
+            self._context.app, scope, self, stream_id=request.stream_id, config=self._config
+        )
+        self._begin(exchange)
+        if self._context.shutting_down:
+            assert self._task_group is not None
+            self._task_group.start_soon(exchange.shutdown)
+        return exchange
+
+    def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
         scope = build_http_scope(
-            request, info, root_path=self._config.root_path, state=self._context.state
+            request,
+            self._request_info(request),
+            root_path=self._config.root_path,
+            state=self._context.state,
         )
         if self._context.shutting_down:
             self._protocol.stop_keep_alive()
@@ -315,6 +402,10 @@ class HTTP1Connection:
             expects_continue=request.expects_continue,
             access_log=self._config.access_log,
         )
+        self._begin(exchange)
+        return exchange
+
+    def _begin(self, exchange: HTTPExchange | WebSocketExchange) -> None:
         self._exchange = exchange
         self._head_deadline = None
         # No timeout while the app runs; set now, not at the next read, as
@@ -322,15 +413,18 @@ class HTTP1Connection:
         self._read_scope.deadline = math.inf
         assert self._task_group is not None
         self._task_group.start_soon(self._run_exchange, exchange)
-        return exchange
 
-    async def _run_exchange(self, exchange: HTTPExchange) -> None:
+    async def _run_exchange(self, exchange: HTTPExchange | WebSocketExchange) -> None:
         await exchange.run()
         async with self._dispatch_lock:
             self._exchange = None
             if self._cycle_done is not None:
                 self._cycle_done.set()
-            if self._protocol.reusable:
+            if self._protocol.upgraded:
+                # The app is done; the closing handshake finishes in the read
+                # loop, within its deadline.
+                self._read_scope.deadline = self._deadline()
+            elif self._protocol.reusable:
                 await self._next_cycle()
             elif not self._protocol.keep_alive:
                 # Nothing more can be said on this connection: stop reading.

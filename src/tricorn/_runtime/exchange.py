@@ -19,44 +19,60 @@ from .._protocol import Command, SendData, SendInformational, StartResponse
 from ..errors import AppProtocolError, ClientDisconnected
 from .logging import error_logger, log_access
 
-__all__ = ["HTTPExchange", "Transport"]
-
-#: Body chunks held for the app before the reader stops reading. With one
-#: chunk of up to 64 KiB waiting, the socket's own buffers do the rest.
-_INBOX_SIZE: Final = 1
+__all__ = ["HTTPExchange", "Inbox", "Transport", "only_disconnects"]
 
 
-def _only_disconnects(error: BaseException) -> bool:
+def only_disconnects(error: BaseException) -> bool:
     """An exception group whose every leaf is our ClientDisconnected."""
     if isinstance(error, BaseExceptionGroup):
-        return all(_only_disconnects(inner) for inner in error.exceptions)
+        return all(only_disconnects(inner) for inner in error.exceptions)
     return isinstance(error, ClientDisconnected)
 
 
-class _Inbox:
-    """A bounded queue of request messages between the read loop and the app.
+class Inbox:
+    """A bounded queue of messages between the read loop and the app.
 
-    Unlike a memory object stream it does not yield when a message is ready
-    or there is room: on the hot path (a GET's single message) neither side
-    waits, so neither side pays a trip through the event loop.
+    It holds at most ``max_items`` messages and, past the first, at most
+    ``max_bytes`` of them; a full inbox makes the read loop wait, which
+    stops reading from the socket. Unlike a memory object stream it does not
+    yield when a message is ready or there is room: on the hot path (a GET's
+    single message) neither side waits, so neither side pays a trip through
+    the event loop.
     """
 
-    __slots__ = ("_closed", "_messages", "_readable", "_writable")
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_max_bytes",
+        "_max_items",
+        "_messages",
+        "_readable",
+        "_writable",
+    )
 
-    def __init__(self) -> None:
-        self._messages: deque[Message] = deque()
+    def __init__(self, max_items: int = 1, max_bytes: int = 0) -> None:
+        self._messages: deque[tuple[Message, int]] = deque()
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._closed = False
         self._readable: anyio.Event | None = None
         self._writable: anyio.Event | None = None
 
-    async def put(self, message: Message) -> None:
+    def _full(self) -> bool:
+        return len(self._messages) >= self._max_items or (
+            bool(self._messages) and self._bytes >= self._max_bytes
+        )
+
+    async def put(self, message: Message, size: int = 0) -> None:
         """Queue a message, waiting while the inbox is full; dropped once closed."""
-        while len(self._messages) >= _INBOX_SIZE and not self._closed:
+        while self._full() and not self._closed:
             self._writable = anyio.Event()
             await self._writable.wait()
         if self._closed:
             return
-        self._messages.append(message)
+        self._messages.append((message, size))
+        self._bytes += size
         if self._readable is not None:
             self._readable.set()
 
@@ -67,15 +83,21 @@ class _Inbox:
                 return None
             self._readable = anyio.Event()
             await self._readable.wait()
-        message = self._messages.popleft()
+        message, size = self._messages.popleft()
+        self._bytes -= size
         if self._writable is not None:
             self._writable.set()
         return message
 
-    def close(self) -> None:
-        """No more messages: a waiting reader gets None, a waiting writer returns."""
+    def close(self, *, keep: bool = False) -> None:
+        """No more messages: a waiting reader gets None, a waiting writer returns.
+
+        With ``keep`` the messages already queued are still handed out first.
+        """
         self._closed = True
-        self._messages.clear()
+        if not keep:
+            self._messages.clear()
+            self._bytes = 0
         for event in (self._readable, self._writable):
             if event is not None:
                 event.set()
@@ -93,6 +115,10 @@ class Transport(Protocol):
 
     def stop_keep_alive(self) -> None:
         """Close the connection after this exchange (HTTP/1.1) or do nothing (HTTP/2)."""
+        ...
+
+    def abort(self) -> None:
+        """Give up on the peer: stop reading and close (a dead WebSocket peer)."""
         ...
 
 
@@ -115,7 +141,7 @@ class HTTPExchange:
         self._cycle = HTTPCycle(stream_id)
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
-        self._inbox = _Inbox()
+        self._inbox = Inbox()
         self._disconnected = False
         self._error_status: int | None = None
         self._access_log = access_log
@@ -179,7 +205,7 @@ class HTTPExchange:
                 "client disconnected during %s %s", self.scope["method"], self.scope["path"]
             )
         except Exception as exc:
-            if _only_disconnects(exc):
+            if only_disconnects(exc):
                 # The same, from an app that sends inside a task group.
                 error_logger.debug("client disconnected during %s", self.scope["path"])
             elif self._disconnected:

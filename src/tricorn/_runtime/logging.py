@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from .._asgi.types import HTTPScope
+from .._asgi.types import HTTPScope, WebSocketScope
 
 __all__ = ["access_logger", "configure_logging", "error_logger", "log_access"]
 
@@ -35,7 +35,10 @@ def format_client(client: tuple[str, int] | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def log_access(scope: HTTPScope, status: int | None, size: int, duration: float) -> None:
+def log_access(
+    scope: HTTPScope | WebSocketScope, status: int | None, size: int, duration: float
+) -> None:
+    """One access line; a WebSocket's is written when its handshake is answered."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
     target = scope["raw_path"].decode("latin-1")
@@ -44,7 +47,7 @@ def log_access(scope: HTTPScope, status: int | None, size: int, duration: float)
     access_logger.info(
         '%s "%s %s HTTP/%s" %s %d %.1fms',
         format_client(scope["client"]),
-        scope["method"],
+        scope["method"] if scope["type"] == "http" else "GET",
         target,
         scope["http_version"],
         status if status is not None else "-",

@@ -1,0 +1,258 @@
+"""One WebSocket and the app task serving it: handshake, messages, keepalive, close.
+
+Like :class:`~tricorn._runtime.exchange.HTTPExchange` it talks to its
+connection only through the :class:`~tricorn._runtime.exchange.Transport`
+protocol, so an HTTP/1.1 upgrade and an HTTP/2 stream (RFC 8441) run the
+same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from .._asgi.cycle import WebSocketCycle, WebSocketCycleState
+from .._asgi.types import ASGI3App, Message, WebSocketScope
+from .._protocol import AcceptWebSocket, CloseWebSocket, SendData, SendPing, StartResponse
+from ..config import Config
+from ..errors import AppProtocolError, ClientDisconnected
+from .exchange import Inbox, Transport, only_disconnects
+from .logging import error_logger, log_access
+
+__all__ = ["WebSocketExchange"]
+
+#: Messages held for an app that is not receiving before the reader stops
+#: reading: a few small ones, or one of any size.
+_INBOX_MESSAGES: Final = 16
+_INBOX_BYTES: Final = 64 * 1024
+
+#: RFC 6455 7.1.5: the code when the connection ended without a close frame.
+ABNORMAL_CLOSURE: Final = 1006
+_GOING_AWAY: Final = 1001
+_INTERNAL_ERROR: Final = 1011
+_PING_PAYLOAD: Final = b"tricorn keepalive"
+
+_CONNECTED = WebSocketCycleState.CONNECTED
+
+
+class WebSocketExchange:
+    """Runs ``app(scope, receive, send)`` for one WebSocket and keeps its books."""
+
+    def __init__(
+        self,
+        app: ASGI3App,
+        scope: WebSocketScope,
+        transport: Transport,
+        *,
+        stream_id: int,
+        config: Config,
+    ) -> None:
+        self.scope = scope
+        self._app = app
+        self._transport = transport
+        self._stream_id = stream_id
+        self._config = config
+        self._cycle = WebSocketCycle(stream_id, scope["subprotocols"])
+        self._inbox = Inbox(_INBOX_MESSAGES, _INBOX_BYTES)
+        self._connect_sent = False
+        #: (code, reason) for ``websocket.disconnect``, once the WebSocket is over.
+        self._end: tuple[int, str] | None = None
+        self._pong: anyio.Event | None = None
+        self._shutting_down = False
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._started = time.perf_counter()
+        self._logged = False
+
+    # -- the connection's side ---------------------------------------------
+
+    async def feed_message(self, data: bytes | str) -> None:
+        """Hand a message to the app; waits while the app is not receiving."""
+        message: Message = (
+            {"type": "websocket.receive", "text": data}
+            if isinstance(data, str)
+            else {"type": "websocket.receive", "bytes": data}
+        )
+        await self._inbox.put(message, len(data))
+
+    def closed(self, code: int, reason: str) -> None:
+        """The closing handshake finished, or the peer broke the protocol and was closed."""
+        self._finish(code, reason)
+
+    def disconnect(self) -> None:
+        """The transport is gone without a close frame."""
+        self._finish(ABNORMAL_CLOSURE, "")
+
+    def pong_received(self) -> None:
+        if self._pong is not None:
+            self._pong.set()
+
+    async def shutdown(self) -> None:
+        """The server is stopping: close with 1001 (now, or as soon as accepted)."""
+        self._shutting_down = True
+        if self._cycle.state is _CONNECTED:
+            await self._server_close(_GOING_AWAY, "server shutting down")
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self._end is None:
+            self._end = (code, reason)
+        self._inbox.close(keep=True)
+        if self._pong is not None:
+            self._pong.set()
+
+    # -- the app's side ----------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        message = await self._inbox.get()
+        if message is not None:
+            return message
+        code, reason = self._end or (ABNORMAL_CLOSURE, "")
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+    async def send(self, message: Message) -> None:
+        commands = self._cycle.commands_for(message)
+        if self._end is not None:
+            if message["type"] == "websocket.close":
+                return  # already closed: the app's wish is granted
+            code, _ = self._end
+            raise ClientDisconnected(
+                f"cannot send {message['type']!r}: the WebSocket is closed (code {code})"
+            )
+        try:
+            await self._transport.send_commands(*commands)
+        except ClientDisconnected:
+            self._finish(ABNORMAL_CLOSURE, "")
+            raise
+        first = commands[0]
+        if isinstance(first, AcceptWebSocket):
+            self._log(101, 0)
+            self._start_keepalive()
+            if self._shutting_down:
+                await self._server_close(_GOING_AWAY, "server shutting down")
+        elif isinstance(first, CloseWebSocket):
+            self._finish(first.code, first.reason)
+        elif (response := self._cycle.response) is not None and response.done:
+            self._log(response.status, response.bytes_sent)
+            self._finish(ABNORMAL_CLOSURE, "")
+
+    # -- keepalive ---------------------------------------------------------
+
+    def _start_keepalive(self) -> None:
+        if self._config.ws_ping_interval > 0 and self._tasks is not None:
+            self._tasks.start_soon(self._keepalive)
+
+    async def _keepalive(self) -> None:
+        timeout = self._config.ws_ping_timeout or math.inf
+        while self._end is None:
+            await anyio.sleep(self._config.ws_ping_interval)
+            self._pong = anyio.Event()
+            with anyio.move_on_after(timeout) as scope:
+                try:
+                    await self._transport.send_commands(SendPing(self._stream_id, _PING_PAYLOAD))
+                except ClientDisconnected:
+                    return
+                await self._pong.wait()
+            if scope.cancelled_caught and self._end is None:
+                error_logger.info(
+                    "WebSocket %s: no pong within %gs; closing the connection",
+                    self.scope["path"],
+                    timeout,
+                )
+                self._finish(ABNORMAL_CLOSURE, "keepalive ping timeout")
+                self._transport.abort()
+                return
+
+    async def _server_close(self, code: int, reason: str) -> None:
+        if self._end is not None:
+            return
+        self._finish(code, reason)
+        with contextlib.suppress(ClientDisconnected):
+            await self._transport.send_commands(CloseWebSocket(self._stream_id, code, reason))
+
+    # -- the task ----------------------------------------------------------
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            try:
+                await self._run_app()
+            finally:
+                tasks.cancel_scope.cancel()
+
+    async def _run_app(self) -> None:
+        try:
+            await self._app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            error_logger.debug("client left WebSocket %s", self.scope["path"])
+        except Exception as exc:
+            if only_disconnects(exc):
+                error_logger.debug("client left WebSocket %s", self.scope["path"])
+            elif self._end is not None and not isinstance(exc, AppProtocolError):
+                error_logger.info("ASGI app raised after its WebSocket closed: %r", exc)
+                error_logger.debug("the exception", exc_info=exc)
+            elif isinstance(exc, AppProtocolError):
+                error_logger.error(
+                    "ASGI app broke the WebSocket message cycle: %s", exc, exc_info=exc
+                )
+            else:
+                error_logger.error("exception in ASGI WebSocket app", exc_info=exc)
+            await self._fail()
+        else:
+            await self._returned()
+        finally:
+            self._inbox.close()
+
+    async def _returned(self) -> None:
+        state = self._cycle.state
+        if state is WebSocketCycleState.HANDSHAKE and self._end is None:
+            error_logger.error("ASGI app returned without accepting or closing the WebSocket")
+            await self._fail()
+        elif state is WebSocketCycleState.RESPONDING:
+            error_logger.error("ASGI app returned without completing its denial response")
+            self._transport.abort()
+        elif state is _CONNECTED:
+            # ASGI: when the app ends, the socket closes.
+            await self._server_close(1000, "")
+
+    async def _fail(self) -> None:
+        """500 while the handshake is open, 1011 once accepted, else let go."""
+        state = self._cycle.state
+        response = self._cycle.response
+        if state is _CONNECTED:
+            await self._server_close(_INTERNAL_ERROR, "")
+        elif self._end is not None:
+            return  # closed, refused, or the client left
+        elif response is not None and response.flushed:
+            self._transport.abort()  # half a denial response is out
+        else:
+            await self._internal_error()
+
+    async def _internal_error(self) -> None:
+        self._transport.stop_keep_alive()
+        body = b"Internal Server Error\n"
+        headers = (
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        )
+        try:
+            await self._transport.send_commands(
+                StartResponse(self._stream_id, 500, headers),
+                SendData(self._stream_id, body, end_stream=True),
+            )
+            self._log(500, len(body))
+        except (ClientDisconnected, AppProtocolError):
+            error_logger.debug("could not send the 500 response to a WebSocket handshake")
+        self._finish(ABNORMAL_CLOSURE, "")
+
+    def _log(self, status: int | None, size: int) -> None:
+        if self._logged or not self._config.access_log:
+            return
+        self._logged = True
+        log_access(self.scope, status, size, time.perf_counter() - self._started)
