@@ -1,8 +1,8 @@
 """The bundled demo app: ``tricorn tricorn.demo:app``.
 
-A page that shows how the request arrived (protocol, scheme, client, server)
-and a response streamed in pieces. It is an ordinary ASGI 3 app; it uses
-only AnyIO, so it runs on every worker class.
+A page that shows how the request arrived (protocol, scheme, client, server),
+a response streamed in pieces and a WebSocket echo page. It is an ordinary
+ASGI 3 app; it uses only AnyIO, so it runs on every worker class.
 """
 
 from __future__ import annotations
@@ -32,7 +32,42 @@ th{{text-align:left;padding-right:1rem}}code{{background:#eee;padding:0 .2rem}}<
 </table>
 <p>Try <a href="/stream">/stream</a>: a response sent in ten pieces, a tenth of a second apart,
 and <a href="/scope">/scope</a>: this request's ASGI scope as JSON.
-<code>POST</code> a body to <code>/echo</code> and it comes back.</p>
+<code>POST</code> a body to <code>/echo</code> and it comes back.
+<a href="/ws">/ws</a> is a WebSocket echo.</p>
+</body></html>
+"""
+
+_WS_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>tricorn WebSocket echo</title>
+<style>body{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem}
+#log{background:#f4f4f4;padding:.5rem;min-height:8rem;white-space:pre-wrap}</style></head>
+<body>
+<h1>WebSocket echo</h1>
+<form id="form"><input id="text" size="40" autofocus placeholder="type and press Enter">
+<button>Send</button></form>
+<p id="status">connecting&hellip;</p>
+<div id="log"></div>
+<script>
+const log = (line) => { document.getElementById("log").textContent += line + "\n"; };
+const url = new URL("ws", location.href);
+url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+const socket = new WebSocket(url);
+socket.onopen = () => { document.getElementById("status").textContent = "open: " + url; };
+socket.onmessage = (event) => log("< " + event.data);
+socket.onclose = (event) => {
+  document.getElementById("status").textContent = "closed with code " + event.code;
+};
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  const input = document.getElementById("text");
+  if (socket.readyState === WebSocket.OPEN && input.value) {
+    socket.send(input.value);
+    log("> " + input.value);
+    input.value = "";
+  }
+};
+</script>
 </body></html>
 """
 
@@ -69,22 +104,55 @@ async def _lifespan(scope: Any, receive: Any, send: Any) -> None:
             return
 
 
+async def _websocket_echo(scope: Any, receive: Any, send: Any) -> None:
+    """Accept, greet, then send every message back until the client leaves."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send(
+        {
+            "type": "websocket.send",
+            "text": f"connected to tricorn over HTTP/{scope.get('http_version', '1.1')}",
+        }
+    )
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
+def _app_path(scope: Any) -> str:
+    """The path below root_path: behind a proxy mounted at /api, "/api/stream" is "/stream"."""
+    path: str = scope["path"]
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :] or "/"
+    return path
+
+
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(scope, receive, send)
+        return
+    if scope["type"] == "websocket":
+        if _app_path(scope) == "/ws":
+            await _websocket_echo(scope, receive, send)
+        else:
+            await receive()
+            await send({"type": "websocket.close"})  # refused: 403
         return
     if scope["type"] != "http":
         return
     counter = scope.get("state", {}).get("served")
     if counter is not None:
         counter[0] += 1
-    # Route on the path below root_path: behind a proxy mounted at /api,
-    # "/api/stream" is this app's "/stream".
-    path = scope["path"]
-    root_path = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :] or "/"
-    if path == "/stream":
+    path = _app_path(scope)
+    if path == "/ws":
+        await _send_text(send, 200, _WS_PAGE.encode(), b"text/html; charset=utf-8")
+    elif path == "/stream":
         await send(
             {
                 "type": "http.response.start",

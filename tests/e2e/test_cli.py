@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets.sync.client
 
 import tricorn
 from tests.conftest import _selected
@@ -195,6 +196,18 @@ def _check_demo(base: str) -> None:
         echoed = client.post("/echo", content=body)
         assert echoed.status_code == 200
         assert echoed.content == body
+
+        page = client.get("/ws")
+        assert page.status_code == 200
+        assert "new WebSocket(url)" in page.text
+    with websockets.sync.client.connect(
+        base.replace("http", "ws", 1).rstrip("/") + "/ws", open_timeout=10
+    ) as ws:
+        assert ws.recv(timeout=10) == "connected to tricorn over HTTP/1.1"
+        ws.send("héllo")
+        assert ws.recv(timeout=10) == "héllo"
+        ws.send(b"\x00\x01")
+        assert ws.recv(timeout=10) == b"\x00\x01"
 
 
 def test_serves_the_demo_app(start: Start, worker_class: str) -> None:
