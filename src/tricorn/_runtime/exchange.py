@@ -19,7 +19,7 @@ from .._protocol import Command, SendData, SendInformational, StartResponse
 from ..errors import AppProtocolError, ClientDisconnected
 from .logging import error_logger, log_access
 
-__all__ = ["HTTPExchange", "Inbox", "Transport", "only_disconnects"]
+__all__ = ["HTTPExchange", "Inbox", "Transport", "internal_error", "only_disconnects"]
 
 
 def only_disconnects(error: BaseException) -> bool:
@@ -104,6 +104,19 @@ class Inbox:
 
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
+_INTERNAL_ERROR_BODY: Final = b"Internal Server Error\n"
+
+
+def internal_error(stream_id: int) -> tuple[StartResponse, SendData]:
+    """The 500 response an app earns by failing before its response started."""
+    headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(_INTERNAL_ERROR_BODY)).encode()),
+    )
+    return (
+        StartResponse(stream_id, 500, headers),
+        SendData(stream_id, _INTERNAL_ERROR_BODY, end_stream=True),
+    )
 
 
 class Transport(Protocol):
@@ -243,16 +256,8 @@ class HTTPExchange:
         self._transport.stop_keep_alive()
         if self._disconnected or self._cycle.flushed:
             return
-        body = b"Internal Server Error\n"
-        headers = (
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        )
         try:
-            await self._transport.send_commands(
-                StartResponse(self._stream_id, 500, headers),
-                SendData(self._stream_id, body, end_stream=True),
-            )
+            await self._transport.send_commands(*internal_error(self._stream_id))
             self._error_status = 500
         except (ClientDisconnected, AppProtocolError):
             error_logger.debug("could not send the 500 response: %s", reason)

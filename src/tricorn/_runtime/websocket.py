@@ -18,10 +18,10 @@ import anyio.abc
 
 from .._asgi.cycle import WebSocketCycle, WebSocketCycleState
 from .._asgi.types import ASGI3App, Message, WebSocketScope
-from .._protocol import AcceptWebSocket, CloseWebSocket, SendData, SendPing, StartResponse
+from .._protocol import AcceptWebSocket, CloseWebSocket, SendPing
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected
-from .exchange import Inbox, Transport, only_disconnects
+from .exchange import Inbox, Transport, internal_error, only_disconnects
 from .logging import error_logger, log_access
 
 __all__ = ["WebSocketExchange"]
@@ -236,17 +236,10 @@ class WebSocketExchange:
 
     async def _internal_error(self) -> None:
         self._transport.stop_keep_alive()
-        body = b"Internal Server Error\n"
-        headers = (
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        )
         try:
-            await self._transport.send_commands(
-                StartResponse(self._stream_id, 500, headers),
-                SendData(self._stream_id, body, end_stream=True),
-            )
-            self._log(500, len(body))
+            commands = internal_error(self._stream_id)
+            await self._transport.send_commands(*commands)
+            self._log(500, len(commands[1].data))
         except (ClientDisconnected, AppProtocolError):
             error_logger.debug("could not send the 500 response to a WebSocket handshake")
         self._finish(ABNORMAL_CLOSURE, "")
