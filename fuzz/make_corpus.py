@@ -1,20 +1,31 @@
-"""Write the seed corpus for fuzz_http1.py into fuzz/corpus/http1/.
+"""Write the seed corpora of the fuzz harnesses into fuzz/corpus/<name>/.
 
-Each seed is raw HTTP followed by the control trailer fuzz_http1.py reads
-from the end of its input (flags, limits, split points). Re-run after
-changing the trailer layout: ``python fuzz/make_corpus.py``.
+An http1 seed is raw HTTP followed by the control trailer fuzz_http1.py
+reads from the end of its input (flags, limits, split points). A websocket
+seed is an options byte, client frames and the trailer fuzz_websocket.py
+reads (split points and the command after each). Re-run after changing a
+layout: ``python fuzz/make_corpus.py``.
 """
 
 from __future__ import annotations
 
+import struct
 import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fuzz_http1 as harness
+import fuzz_websocket as ws_harness
+from wsproto import frame_protocol
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import FrameProtocol
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "http1"
+WS_CORPUS = Path(__file__).resolve().parent / "corpus" / "websocket"
 
 
 def encode(
@@ -104,12 +115,332 @@ SEEDS: dict[str, bytes] = {
 }
 
 
+# -- websocket ---------------------------------------------------------------
+
+#: RFC 6455 5.7's masking key, so the seeds come out the same on every run.
+MASK = b"\x37\xfa\x21\x3d"
+
+
+class _FixedMaskOS:
+    @staticmethod
+    def urandom(count: int) -> bytes:
+        return MASK[:count]
+
+
+@contextmanager
+def _fixed_mask() -> Iterator[None]:
+    """wsproto masks with os.urandom; a fixed key keeps the corpus reproducible."""
+    real = frame_protocol.os
+    frame_protocol.os = _FixedMaskOS  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        frame_protocol.os = real
+
+
+def client(deflate: str | None = None) -> FrameProtocol:
+    """wsproto's client frame layer, with permessage-deflate as the server accepted it."""
+    extensions = []
+    if deflate is not None:
+        extension = PerMessageDeflate()
+        extension.finalize(deflate)
+        extensions.append(extension)
+    return FrameProtocol(client=True, extensions=extensions)
+
+
+def frames(proto: FrameProtocol, *items: tuple[str, object] | bytes) -> bytes:
+    """Serialize ("text"|"bytes", data), ("ping"|"pong", payload), ("close", (code, reason)),
+    ("part", (data, fin)) through wsproto's client; raw bytes pass through as they are."""
+    out = bytearray()
+    with _fixed_mask():
+        for item in items:
+            if isinstance(item, bytes):
+                out += item
+                continue
+            kind, value = item
+            if kind in ("text", "bytes"):
+                assert isinstance(value, (str, bytes))
+                out += proto.send_data(value, fin=True)
+            elif kind == "part":
+                assert isinstance(value, tuple)
+                out += proto.send_data(value[0], fin=value[1])
+            elif kind == "ping":
+                assert isinstance(value, bytes)
+                out += proto.ping(value)
+            elif kind == "pong":
+                assert isinstance(value, bytes)
+                out += proto.pong(value)
+            elif kind == "close":
+                assert isinstance(value, tuple)
+                out += proto.close(*value)
+            else:
+                raise ValueError(kind)
+    return bytes(out)
+
+
+def raw_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length: int | None = None,
+    length_form: int | None = None,
+) -> bytes:
+    """A frame built by hand, for what a real client refuses to write.
+
+    ``length`` announces a payload length other than the real one;
+    ``length_form`` forces the 7-bit (0), 16-bit (126) or 64-bit (127) form.
+    """
+    announced = len(payload) if length is None else length
+    if length_form is None:
+        length_form = 0 if announced < 126 else 126 if announced < 65536 else 127
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    mask_bit = 0x80 if masked else 0
+    if length_form == 0:
+        head += bytes([mask_bit | announced])
+    elif length_form == 126:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", announced)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", announced)
+    if not masked:
+        return head + payload
+    return head + MASK + bytes(byte ^ MASK[i % 4] for i, byte in enumerate(payload))
+
+
+def deflated(data: bytes, *, final: bool = False, wbits: int = 15) -> bytes:
+    """A message body as permessage-deflate sends it (RFC 7692 7.2.1).
+
+    ``final`` ends it with a BFINAL block instead of a sync flush, which
+    RFC 7692 7.2.1 allows (example in 7.2.3.4).
+    """
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -wbits)
+    if final:
+        return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+    body = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert body.endswith(b"\x00\x00\xff\xff")
+    return body[:-4]
+
+
+def ws_encode(
+    stream: bytes,
+    *,
+    offer: int = 0,
+    flags: int = 0,
+    plan: tuple[tuple[int, int], ...] = (),
+) -> bytes:
+    """The options byte, ``stream`` and the trailer: (chunk length, action) per split point."""
+    assert 0 <= offer <= ws_harness._OFFER_MASK
+    assert len(plan) <= 15
+    options = offer | flags
+    # In the order the harness consumes them, each read from the end of the
+    # input, most significant byte first.
+    fields = [len(plan).to_bytes(1, "little")]
+    for size, action in plan:
+        fields.append(size.to_bytes(2, "little"))
+        fields.append(action.to_bytes(1, "little"))
+    data = bytes([options]) + stream + b"".join(reversed(fields))
+
+    provider = harness.PurePythonDataProvider(data)
+    assert provider.ConsumeBytes(1) == bytes([options])
+    assert provider.ConsumeIntInRange(0, 15) == len(plan)
+    assert [
+        (provider.ConsumeIntInRange(0, 65535), provider.ConsumeIntInRange(0, 255)) for _ in plan
+    ] == list(plan)
+    assert provider.ConsumeBytes(provider.remaining_bytes()) == stream
+    return data
+
+
+def action(kind: int, parameter: int = 0) -> int:
+    assert 0 <= parameter < 32
+    return kind | parameter << 3
+
+
+TEXT, BINARY, PING, CLOSE = (
+    ws_harness._TEXT,
+    ws_harness._BINARY,
+    ws_harness._PING,
+    ws_harness._CLOSE,
+)
+# Offers, as indexes into fuzz_websocket.OFFERS.
+PLAIN, NO_CONTEXT, WINDOW_9, WINDOW_8 = 1, 2, 3, 6
+DEFLATE = "permessage-deflate"
+NO_CONTEXT_ACCEPTED = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
+
+
+def _ws_seeds() -> dict[str, bytes]:
+    hello = frames(client(), ("text", "Hello, tricorn \u00e9\U0001f600"))
+    fragmented = frames(
+        client(),
+        ("part", ("Hel", False)),
+        ("ping", b"between fragments"),
+        ("part", ("lo ", False)),
+        ("part", ("w\u00f6rld", True)),
+        ("part", (b"\x00\x01", False)),
+        ("part", (b"\x02" * 300, True)),
+    )
+    compressed = client(DEFLATE)
+    two_compressed = frames(
+        compressed,
+        ("text", "compress me " * 40),
+        ("text", "compress me " * 40 + "again"),
+        ("bytes", bytes(range(256)) * 8),
+    )
+    no_context = frames(
+        client(NO_CONTEXT_ACCEPTED),
+        ("text", "no context " * 50),
+        ("text", "no context " * 50),
+        ("part", ("frag" * 100, False)),
+        ("part", ("ment" * 100, True)),
+    )
+    control = frames(
+        client(),
+        ("ping", b""),
+        ("ping", b"x" * 125),
+        ("pong", b"unsolicited"),
+        ("bytes", bytes(range(256)) * 2),
+    )
+    bye = frames(client(), ("close", (1000, "bye")))
+    # Two fragments that inflate past the limit together, not alone.
+    zeros = deflated(b"\x00" * (ws_harness.MAX_MESSAGE_SIZE + 1000))
+    half = bytes(range(256)) * (ws_harness.MAX_MESSAGE_SIZE // 512)
+    seeds = {
+        "text_ping_pong_binary": ws_encode(hello + control + bye),
+        "fragmented_byte_by_byte": ws_encode(
+            hello
+            + frames(client(), ("part", (b"\x01" * 10, False)), ("part", (b"\x02" * 150, True)))
+            + bye,
+            flags=ws_harness._SMALL_LIMIT | ws_harness._BYTE_BY_BYTE,
+        ),
+        "binary_at_the_limit": ws_encode(
+            frames(client(DEFLATE), ("bytes", b"\xab" * ws_harness.MAX_MESSAGE_SIZE)),
+            offer=PLAIN,
+        ),
+        "fragmented_with_ping_small_limit": ws_encode(
+            fragmented + bye, flags=ws_harness._SMALL_LIMIT, plan=((7, 0), (30, 0), (9, 0))
+        ),
+        "pipelined_behind_handshake": ws_encode(hello + hello, flags=ws_harness._PIPELINED),
+        "subprotocol_and_commands": ws_encode(
+            hello * 3 + bye,
+            flags=ws_harness._SUBPROTOCOL,
+            plan=(
+                (len(hello), action(TEXT, 3)),
+                (len(hello), action(BINARY, 2)),
+                (0, action(PING, 5)),
+                (len(hello), action(CLOSE, 0)),
+            ),
+        ),
+        "server_closes_first": ws_encode(
+            hello * 2 + bye,
+            plan=((len(hello), action(CLOSE, 12)), (2, action(TEXT, 1)), (0, action(PING, 1))),
+        ),
+        "eof_without_close": ws_encode(hello, flags=ws_harness._EOF),
+        # permessage-deflate
+        "deflate_two_messages": ws_encode(two_compressed + bye, offer=PLAIN),
+        "deflate_no_context_takeover": ws_encode(
+            no_context + bye, offer=NO_CONTEXT, plan=((30, action(TEXT, 20)),)
+        ),
+        "deflate_window_9": ws_encode(
+            frames(client(DEFLATE + "; server_max_window_bits=9"), ("text", "window " * 300)) + bye,
+            offer=WINDOW_9,
+            plan=((0, action(TEXT, 31)), (0, action(BINARY, 20)), (0, action(TEXT, 31))),
+        ),
+        "deflate_window_8_uncompressed_answers": ws_encode(
+            two_compressed, offer=WINDOW_8, plan=((0, action(TEXT, 4)),)
+        ),
+        "deflate_offered_message_plain": ws_encode(hello + hello + bye, offer=PLAIN),
+        "deflate_split_fragments": ws_encode(
+            raw_frame(0x1, deflated(b"split " * 500)[:40], fin=False, rsv=4)
+            + raw_frame(0x0, deflated(b"split " * 500)[40:])
+            + bye,
+            offer=PLAIN,
+            plan=((20, 0), (31, 0)),
+        ),
+        "deflate_bomb": ws_encode(
+            raw_frame(0x2, deflated(b"\x00" * (4 * ws_harness.MAX_MESSAGE_SIZE)), rsv=4),
+            offer=PLAIN,
+        ),
+        "deflate_just_over_limit": ws_encode(
+            raw_frame(0x2, deflated(b"\x01" * (ws_harness.MAX_MESSAGE_SIZE + 1)), rsv=4),
+            offer=PLAIN,
+        ),
+        "deflate_corrupt": ws_encode(
+            raw_frame(0x1, b"\xff\xff\xff\xff not deflate", rsv=4), offer=PLAIN
+        ),
+        "deflate_bfinal_then_more": ws_encode(
+            raw_frame(0x1, deflated(b"first", final=True), rsv=4)
+            + raw_frame(0x1, deflated(b"second"), rsv=4),
+            offer=NO_CONTEXT,
+        ),
+        "deflate_rsv1_on_continuation": ws_encode(
+            raw_frame(0x1, deflated(b"a"), fin=False, rsv=4) + raw_frame(0x0, b"", rsv=4),
+            offer=PLAIN,
+        ),
+        # invalid UTF-8
+        "utf8_invalid": ws_encode(raw_frame(0x1, b"caf\xc3\x28")),
+        "utf8_split_across_fragments": ws_encode(
+            raw_frame(0x1, b"\xe2\x82", fin=False) + raw_frame(0x0, b"\xac ok") + bye
+        ),
+        "utf8_truncated_at_end": ws_encode(
+            raw_frame(0x1, b"ok\xe2\x82", fin=False) + raw_frame(0x0, b"")
+        ),
+        "utf8_surrogate": ws_encode(raw_frame(0x1, b"\xed\xa0\x80")),
+        "utf8_invalid_compressed": ws_encode(
+            raw_frame(0x1, deflated(b"\xc0\xaf"), rsv=4), offer=PLAIN
+        ),
+        # framing violations
+        "unmasked": ws_encode(raw_frame(0x1, b"hi", masked=False)),
+        "rsv1_without_deflate": ws_encode(raw_frame(0x1, b"hi", rsv=4)),
+        "reserved_opcodes": ws_encode(raw_frame(0x3, b"x") + raw_frame(0xB, b"")),
+        "fragmented_ping": ws_encode(raw_frame(0x9, b"p", fin=False)),
+        "ping_too_long": ws_encode(raw_frame(0x9, b"p" * 126)),
+        "continuation_first": ws_encode(raw_frame(0x0, b"lost")),
+        "new_message_mid_fragment": ws_encode(
+            raw_frame(0x1, b"a", fin=False) + raw_frame(0x1, b"b")
+        ),
+        "length_not_minimal_16": ws_encode(raw_frame(0x2, b"x" * 5, length_form=126)),
+        "length_64bit_msb": ws_encode(raw_frame(0x2, b"", length=1 << 63, length_form=127)),
+        "length_huge": ws_encode(raw_frame(0x2, b"abc", length=1 << 40)),
+        "length_over_limit_16": ws_encode(
+            raw_frame(0x1, b"", length=ws_harness.MAX_MESSAGE_SIZE + 1)
+        ),
+        "fragments_over_limit_deflated": ws_encode(
+            raw_frame(0x2, zeros[:20], fin=False, rsv=4) + raw_frame(0x0, zeros[20:]),
+            offer=PLAIN,
+        ),
+        "fragments_at_the_limit": ws_encode(
+            raw_frame(0x2, half, fin=False) + raw_frame(0x0, half) + bye,
+            plan=((1000, 0), (40000, 0)),
+        ),
+        # close frames
+        "close_empty": ws_encode(raw_frame(0x8, b"")),
+        "close_one_byte": ws_encode(raw_frame(0x8, b"\x03")),
+        "close_reason_invalid_utf8": ws_encode(raw_frame(0x8, struct.pack("!H", 1000) + b"\xff")),
+        "close_then_garbage": ws_encode(bye + b"\xff" * 20),
+    }
+    for code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014):
+        seeds[f"close_{code}"] = ws_encode(raw_frame(0x8, struct.pack("!H", code) + b"reason"))
+    for code in (3000, 4999):
+        seeds[f"close_{code}"] = ws_encode(frames(client(), ("close", (code, "app code"))))
+    for code in (1004, 1005, 1006, 5000):
+        seeds[f"close_invalid_{code}"] = ws_encode(raw_frame(0x8, struct.pack("!H", code)))
+    return seeds
+
+
+WS_SEEDS: dict[str, bytes] = _ws_seeds()
+
+
 def main() -> None:
-    CORPUS.mkdir(parents=True, exist_ok=True)
-    for name, data in SEEDS.items():
-        (CORPUS / name).write_bytes(data)
-        harness.test_one_input(data)  # a seed must not crash the harness itself
-    print(f"wrote {len(SEEDS)} seeds to {CORPUS}")
+    for corpus, seeds, run in (
+        (CORPUS, SEEDS, harness.test_one_input),
+        (WS_CORPUS, WS_SEEDS, ws_harness.test_one_input),
+    ):
+        corpus.mkdir(parents=True, exist_ok=True)
+        for name, data in seeds.items():
+            (corpus / name).write_bytes(data)
+            run(data)  # a seed must not crash the harness itself
+        print(f"wrote {len(seeds)} seeds to {corpus}")
 
 
 if __name__ == "__main__":

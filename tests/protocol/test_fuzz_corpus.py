@@ -1,8 +1,9 @@
-"""The fuzz corpus, replayed through the harness without atheris.
+"""The fuzz corpora, replayed through their harnesses without atheris.
 
 Every seed in ``fuzz/corpus/http1/`` runs through ``fuzz_http1.test_one_input``
-in the normal suite, so the harness and its invariants stay exercised even
-where atheris is not installed.
+and every seed in ``fuzz/corpus/websocket/`` through
+``fuzz_websocket.test_one_input`` in the normal suite, so the harnesses and
+their invariants stay exercised even where atheris is not installed.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from hypothesis import strategies as st
 
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 CORPUS = FUZZ / "corpus" / "http1"
+WS_CORPUS = FUZZ / "corpus" / "websocket"
 
 
-def _load_harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_http1", FUZZ / "fuzz_http1.py")
+def _load_harness(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, FUZZ / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -30,8 +32,11 @@ def _load_harness() -> ModuleType:
     return module
 
 
-harness = _load_harness()
+harness = _load_harness("fuzz_http1")
+# Loaded second: it takes its data provider from the fuzz_http1 loaded above.
+ws_harness = _load_harness("fuzz_websocket")
 SEEDS = sorted(CORPUS.iterdir())
+WS_SEEDS = sorted(WS_CORPUS.iterdir())
 
 
 def test_the_corpus_has_a_dozen_or_more_seeds() -> None:
@@ -43,9 +48,19 @@ def test_corpus_seed_runs_clean_through_the_harness(seed: Path) -> None:
     harness.test_one_input(seed.read_bytes())
 
 
-def test_the_harness_does_not_import_atheris() -> None:
-    assert "atheris" not in vars(harness)
-    assert harness.make_provider is harness.PurePythonDataProvider
+def test_the_websocket_corpus_has_two_dozen_or_more_seeds() -> None:
+    assert len(WS_SEEDS) >= 24
+
+
+@pytest.mark.parametrize("seed", WS_SEEDS, ids=[seed.name for seed in WS_SEEDS])
+def test_websocket_corpus_seed_runs_clean_through_the_harness(seed: Path) -> None:
+    ws_harness.test_one_input(seed.read_bytes())
+
+
+@pytest.mark.parametrize("module", [harness, ws_harness], ids=["http1", "websocket"])
+def test_the_harness_does_not_import_atheris(module: ModuleType) -> None:
+    assert "atheris" not in vars(module)
+    assert module.make_provider is harness.PurePythonDataProvider
 
 
 # One call to the data provider: ("bytes", count, _) or ("int", low, span).
