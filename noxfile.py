@@ -66,3 +66,13 @@ def bench(session: nox.Session) -> None:
     """Benchmark tricorn beside Uvicorn and Hypercorn with wrk (needs Debian's wrk)."""
     session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn")
     session.run("python", "bench/http1.py", *session.posargs)
+
+
+@nox.session(name="bench-ws")
+def bench_ws(session: nox.Session) -> None:
+    """WebSocket echo msgs/s and latency, tricorn beside Uvicorn and Hypercorn.
+
+    nox -s bench-ws -- --window 16 --json ws.json   (options: python bench/websocket.py -h)
+    """
+    session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn", "websockets", "wsproto")
+    session.run("python", "bench/websocket.py", *session.posargs)
