@@ -313,14 +313,6 @@ def test_close_with_a_non_str_reason_is_an_error() -> None:
         connected().commands_for({"type": "websocket.close", "reason": b"bytes"})
 
 
-@pytest.mark.xfail(
-    reason="BUG: cycle.py WebSocketCycle.commands_for sets state CLOSED before checking "
-    "the close code and reason, so a rejected websocket.close leaves the cycle CLOSED "
-    "with nothing sent; _runtime/websocket.py _fail then sees neither CONNECTED nor an "
-    "end, tries a 500 on the upgraded connection (refused) and the client never gets "
-    "the 1011 close frame",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "message",
     [

@@ -249,7 +249,6 @@ class WebSocketCycle:
         if state is _W.CONNECTED and kind == "websocket.send":
             return [SendMessage(self.stream_id, self._payload(message))]
         if state is _W.CONNECTED and kind == "websocket.close":
-            self.state = _W.CLOSED
             code = message.get("code", 1000)
             if code is None:
                 code = 1000
@@ -263,6 +262,9 @@ class WebSocketCycle:
             reason = message.get("reason") or ""
             if not isinstance(reason, str):
                 raise AppProtocolError(f"'reason' must be a str in {_describe(message)}")
+            # Only a valid close ends the cycle: after a refused one the app
+            # still holds an open WebSocket, which the runtime closes with 1011.
+            self.state = _W.CLOSED
             self.close_code = code
             return [CloseWebSocket(self.stream_id, code, _truncate_reason(reason))]
         raise AppProtocolError(
