@@ -455,6 +455,12 @@ async def test_app_ending_before_accept_refuses_the_handshake(
             ["'bytes'", "'text'"],
             id="text-and-bytes",
         ),
+        pytest.param(
+            [ACCEPT, {"type": "websocket.close", "code": 1005}],
+            1011,
+            ["close code 1005", "'websocket.close'"],
+            id="unsendable-close-code",
+        ),
     ],
 )
 async def test_app_breaking_the_message_cycle_is_logged_naming_the_message(
@@ -477,14 +483,7 @@ async def test_app_breaking_the_message_cycle_is_logged_naming_the_message(
 
 # -- the denial response -----------------------------------------------------------
 
-DENIAL_BUG = (
-    "BUG: websocket.http.response.start yields no protocol command (the start is held), "
-    "and HTTP1Connection.send_commands reads commands[0] of an empty tuple (IndexError), "
-    "so every denial response becomes a 500"
-)
 
-
-@pytest.mark.xfail(reason=DENIAL_BUG, strict=True)
 async def test_denial_response_reaches_the_client() -> None:
     app = scripted(
         {
@@ -672,7 +671,6 @@ async def test_starlette_websocket_sees_the_client_close() -> None:
     assert seen.disconnects == [4100]
 
 
-@pytest.mark.xfail(reason=DENIAL_BUG, strict=True)
 async def test_starlette_denial_response_reaches_the_client() -> None:
     async with _starlette() as address:
         response = await _client(lambda: _refusal(address, "/deny"))

@@ -125,6 +125,8 @@ class WebSocketExchange:
             raise ClientDisconnected(
                 f"cannot send {message['type']!r}: the WebSocket is closed (code {code})"
             )
+        if not commands:
+            return  # a denial response's start, held until its first body
         try:
             await self._transport.send_commands(*commands)
         except ClientDisconnected:
