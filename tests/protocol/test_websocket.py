@@ -295,14 +295,6 @@ def test_plain_request_has_no_websocket_request() -> None:
     assert events[0].websocket is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: EOF after a request with an Upgrade header is swallowed while the app "
-    "has not answered: h11 sits in MIGHT_SWITCH_PROTOCOL and next_event() says PAUSED "
-    "even with EOF buffered, and http1.py _events only looks at trailing_data[1] in "
-    "the MUST_CLOSE branch; receive_data(b'') returns [], `closed` stays False and "
-    "`wants_data` True, so the runtime's read loop spins on EndOfStream",
-    strict=True,
-)
 @pytest.mark.parametrize("ws", ["auto", "none"])
 def test_eof_while_the_handshake_awaits_the_app_is_connection_closed(ws: str) -> None:
     server = make_server(ws=ws)
@@ -488,13 +480,6 @@ def test_client_close_without_a_code_is_1005() -> None:
     assert conversation.server.closed
 
 
-@pytest.mark.xfail(
-    reason="BUG: the answer to a close frame without a status code carries code 1000 "
-    "(websocket.py _close_received passes int 1005 to wsproto, whose close() only "
-    "drops the code for the CloseReason.NO_STATUS_RCVD member, by identity, and "
-    "maps the int to 1000)",
-    strict=True,
-)
 def test_client_close_without_a_code_is_answered_with_an_empty_close() -> None:
     conversation = accepted()
     conversation.send_raw(raw_frame(0x8))
@@ -815,14 +800,6 @@ def test_control_frames_do_not_count_towards_the_message() -> None:
     assert events == [MessageReceived(1, b"a" * 60 + b"b" * 40)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a continuation frame's length is counted again each time its header is "
-    "re-parsed (websocket.py MessageGuard.frame_inbound_header: `self._size += "
-    "payload_length` for CONTINUATION; wsproto calls the hook again after a rollback "
-    "when the masking key has not arrived), so a 900-byte message under a 1000-byte "
-    "limit closes with 1009 when a read ends inside the continuation's header",
-    strict=True,
-)
 def test_continuation_header_split_across_reads_is_counted_once() -> None:
     conversation = accepted(ws_max_message_size=1000)
     first = raw_frame(0x2, b"a" * 600, fin=False)
@@ -1087,14 +1064,6 @@ def test_rfc_7692_examples_inflate_to_hello(payloads: list[bytes]) -> None:
     assert events == [MessageReceived(1, "Hello")] * len(payloads)
 
 
-@pytest.mark.xfail(
-    reason="BUG: after a message compressed with a BFINAL block (RFC 7692 7.2.3.4) the "
-    "inflater is at end of stream and keeps being reused (websocket.py "
-    "MessageGuard._inflate / frame_inbound_complete never resets an inflater whose "
-    "`eof` is set), so zlib parks every later message in `unused_data` and the app "
-    "receives '' instead of the message",
-    strict=True,
-)
 def test_message_after_a_bfinal_message_is_inflated() -> None:
     conversation = _deflate_server()
     bfinal_hello = bytes.fromhex("f348cdc9c9070000")

@@ -260,18 +260,21 @@ class MessageGuard(Extension):
         elif rsv.rsv1 and self._deflate is not None:
             # RFC 7692 6.1: RSV1 belongs on a message's first frame only.
             return CloseReason.PROTOCOL_ERROR
-        if not self._inflating:
-            self._size += payload_length
-            if self._size > self._limit:
-                return CloseReason.MESSAGE_TOO_BIG
+        # wsproto calls this hook again when it re-reads a header that was
+        # split across reads, so it only checks: the payload hook counts.
+        if not self._inflating and self._size + payload_length > self._limit:
+            return CloseReason.MESSAGE_TOO_BIG
         return RsvBits(self._deflate is not None, False, False)
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
-        if not (self._data_frame and self._inflating):
+        if not self._data_frame:
             return data
-        return self._inflate(data)
+        if self._inflating:
+            return self._inflate(data)
+        self._size += len(data)
+        return data
 
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
@@ -282,7 +285,10 @@ class MessageGuard(Extension):
         data = self._inflate(_ZLIB_TAIL)
         self._inflating = False
         assert self._deflate is not None
-        if self._deflate.client_no_context_takeover:
+        assert self._inflater is not None
+        # A message may end its deflate stream with a BFINAL block (RFC 7692
+        # 7.2.3.4); the next message then starts a new stream.
+        if self._deflate.client_no_context_takeover or self._inflater.eof:
             self._inflater = None
         return data
 
@@ -392,8 +398,12 @@ class WebSocketProtocol:
         self._parts = []
         state = self._ws.state
         if state is ConnectionState.REMOTE_CLOSING:
-            # The peer started the closing handshake: echo its code (RFC 6455 5.5.1).
-            self._out += self._ws.send(CloseConnection(code))
+            # The peer started the closing handshake: echo its code (RFC 6455
+            # 5.5.1). A close without a code reads as 1005, which must never
+            # be sent (7.4.1), so it is answered without one; wsproto leaves
+            # the code out only for its own enum member.
+            answer = CloseReason.NO_STATUS_RCVD if code == CloseReason.NO_STATUS_RCVD else code
+            self._out += self._ws.send(CloseConnection(answer))
         elif state is ConnectionState.OPEN:
             # A parse failure, not a close frame: fail the connection with
             # the code wsproto chose (1002, 1007 or 1009).
