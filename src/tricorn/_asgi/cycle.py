@@ -8,7 +8,7 @@ whole rule set: a ``(state, message type)`` pair that is not in it is an error.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from .._protocol.events import (
@@ -227,51 +227,58 @@ class WebSocketCycle:
                 f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
             )
         kind: str = message["type"]
-        state = self.state
-        if state is _W.HANDSHAKE and kind == "websocket.accept":
-            command: Command = self._accept(message)
-            self.state = _W.CONNECTED
-            return [command]
-        if state is _W.HANDSHAKE and kind == "websocket.close":
-            # ASGI: closing before accepting refuses the handshake with 403.
-            self.state = _W.CLOSED
-            self.response = HTTPCycle(self.stream_id)
-            start = {"type": "http.response.start", "status": 403, "headers": _FORBIDDEN}
-            return self.response.commands_for(start) + self.response.commands_for(_EMPTY_BODY)
-        if state in (_W.HANDSHAKE, _W.RESPONDING) and kind.startswith("websocket.http.response."):
-            if self.response is None:
-                self.response = HTTPCycle(self.stream_id, prefix="websocket.")
-            self.state = _W.RESPONDING
-            commands = self.response.commands_for(message)
-            if self.response.done:
-                self.state = _W.CLOSED
-            return commands
-        if state is _W.CONNECTED and kind == "websocket.send":
-            return [SendMessage(self.stream_id, self._payload(message))]
-        if state is _W.CONNECTED and kind == "websocket.close":
-            code = message.get("code", 1000)
-            if code is None:
-                code = 1000
-            if not isinstance(code, int) or isinstance(code, bool):
-                raise AppProtocolError(f"'code' must be an int in {_describe(message)}")
-            if code not in _SENDABLE_CLOSE_CODES:
-                raise AppProtocolError(
-                    f"close code {code} may not be sent (RFC 6455 7.4: use 1000-1003, "
-                    f"1007-1014 or 3000-4999) in {_describe(message)}"
-                )
-            reason = message.get("reason") or ""
-            if not isinstance(reason, str):
-                raise AppProtocolError(f"'reason' must be a str in {_describe(message)}")
-            # Only a valid close ends the cycle: after a refused one the app
-            # still holds an open WebSocket, which the runtime closes with 1011.
-            self.state = _W.CLOSED
-            self.close_code = code
-            return [CloseWebSocket(self.stream_id, code, _truncate_reason(reason))]
-        raise AppProtocolError(
-            f"unexpected ASGI message {kind!r} while {state.value}: {_describe(message)}"
-        )
+        handler = _WS_TRANSITIONS.get((self.state, kind))
+        if handler is None:
+            raise AppProtocolError(
+                f"unexpected ASGI message {kind!r} while {self.state.value}: {_describe(message)}"
+            )
+        return handler(self, message)
 
-    def _accept(self, message: Mapping[str, Any]) -> AcceptWebSocket:
+    def _accept(self, message: Mapping[str, Any]) -> list[Command]:
+        command = self._accept_command(message)
+        self.state = _W.CONNECTED
+        return [command]
+
+    def _refuse(self, message: Mapping[str, Any]) -> list[Command]:
+        # ASGI: closing before accepting refuses the handshake with 403.
+        self.state = _W.CLOSED
+        self.response = HTTPCycle(self.stream_id)
+        start = {"type": "http.response.start", "status": 403, "headers": _FORBIDDEN}
+        return self.response.commands_for(start) + self.response.commands_for(_EMPTY_BODY)
+
+    def _respond(self, message: Mapping[str, Any]) -> list[Command]:
+        if self.response is None:
+            self.response = HTTPCycle(self.stream_id, prefix="websocket.")
+        self.state = _W.RESPONDING
+        commands = self.response.commands_for(message)
+        if self.response.done:
+            self.state = _W.CLOSED
+        return commands
+
+    def _send(self, message: Mapping[str, Any]) -> list[Command]:
+        return [SendMessage(self.stream_id, self._payload(message))]
+
+    def _close(self, message: Mapping[str, Any]) -> list[Command]:
+        code = message.get("code", 1000)
+        if code is None:
+            code = 1000
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise AppProtocolError(f"'code' must be an int in {_describe(message)}")
+        if code not in _SENDABLE_CLOSE_CODES:
+            raise AppProtocolError(
+                f"close code {code} may not be sent (RFC 6455 7.4: use 1000-1003, "
+                f"1007-1014 or 3000-4999) in {_describe(message)}"
+            )
+        reason = message.get("reason") or ""
+        if not isinstance(reason, str):
+            raise AppProtocolError(f"'reason' must be a str in {_describe(message)}")
+        # Only a valid close ends the cycle: after a refused one the app
+        # still holds an open WebSocket, which the runtime closes with 1011.
+        self.state = _W.CLOSED
+        self.close_code = code
+        return [CloseWebSocket(self.stream_id, code, _truncate_reason(reason))]
+
+    def _accept_command(self, message: Mapping[str, Any]) -> AcceptWebSocket:
         subprotocol = message.get("subprotocol")
         if subprotocol is not None:
             if not isinstance(subprotocol, str):
@@ -311,3 +318,17 @@ class WebSocketCycle:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise AppProtocolError(f"'bytes' must be a byte string in {_describe(message)}")
         return bytes(data)
+
+
+_WebSocketHandler = Callable[[WebSocketCycle, Mapping[str, Any]], list[Command]]
+
+#: The WebSocket cycle (ASGI WebSocket spec): what each message does in each
+#: state. A pair that is not here is an error naming the state and the message.
+_WS_TRANSITIONS: Final[dict[tuple[WebSocketCycleState, str], _WebSocketHandler]] = {
+    (_W.HANDSHAKE, "websocket.accept"): WebSocketCycle._accept,
+    (_W.HANDSHAKE, "websocket.close"): WebSocketCycle._refuse,
+    (_W.HANDSHAKE, "websocket.http.response.start"): WebSocketCycle._respond,
+    (_W.RESPONDING, "websocket.http.response.body"): WebSocketCycle._respond,
+    (_W.CONNECTED, "websocket.send"): WebSocketCycle._send,
+    (_W.CONNECTED, "websocket.close"): WebSocketCycle._close,
+}
