@@ -420,17 +420,8 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/http1.py",
-        description="Benchmark tricorn beside Uvicorn and Hypercorn (HTTP/1.1, one worker, wrk).",
-    )
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (default 2)")
-    parser.add_argument(
-        "--connections", "-c", type=int, default=64, help="wrk connections (default 64)"
-    )
-    parser.add_argument("--threads", "-t", type=int, default=2, help="wrk threads (default 2)")
+def add_selection_options(parser: argparse.ArgumentParser, *, example: str) -> None:
+    """The options both benchmarks share: which servers and loops to run, and --json."""
     parser.add_argument(
         "--uvloop",
         action=argparse.BooleanOptionalAction,
@@ -446,9 +437,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated servers to run, e.g. tricorn,uvicorn (default: all)",
+        help=f"comma-separated servers to run, e.g. {example} (default: all)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/http1.py",
+        description="Benchmark tricorn beside Uvicorn and Hypercorn (HTTP/1.1, one worker, wrk).",
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (default 2)")
+    parser.add_argument(
+        "--connections", "-c", type=int, default=64, help="wrk connections (default 64)"
+    )
+    parser.add_argument("--threads", "-t", type=int, default=2, help="wrk threads (default 2)")
+    add_selection_options(parser, example="tricorn,uvicorn")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 0:
         parser.error("--duration must be at least 1 and --warmup at least 0")

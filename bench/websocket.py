@@ -1009,29 +1009,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="offer permessage-deflate and send compressed messages (default: off)",
     )
     parser.add_argument(
-        "--uvloop",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run tricorn and Uvicorn on uvloop (default: on)",
-    )
-    parser.add_argument(
-        "--trio",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run tricorn and Hypercorn on trio (default: on)",
-    )
-    parser.add_argument(
         "--ceiling",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="first measure the generator against a trivial echo server (default: on)",
     )
-    parser.add_argument(
-        "--only",
-        metavar="NAMES",
-        help="comma-separated servers to run, e.g. tricorn,raw-echo (default: all)",
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
+    http1.add_selection_options(parser, example="tricorn,raw-echo")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= MAX_DURATION or not 0 <= args.warmup <= MAX_WARMUP:
         parser.error(f"--duration must be 1..{MAX_DURATION} and --warmup 0..{MAX_WARMUP}")
