@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import running_server
-from tests.runtime._support import server, watch_log
+from tests.runtime._support import server, watch_log, websocket_until_disconnect
 
 pytestmark = pytest.mark.anyio
 
@@ -555,20 +555,7 @@ async def test_message_over_the_size_limit_closes_with_1009(compression: str | N
 async def test_shutdown_closes_open_websockets_with_1001_before_lifespan_shutdown() -> None:
     order: list[str] = []
     accepted = anyio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                order.append(message["type"])
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        await receive()
-        await send({"type": "websocket.accept"})
-        accepted.set()
-        message = await receive()
-        order.append(f"{message['type']} {message['code']}")
+    app = websocket_until_disconnect(order, accepted)
 
     def conversation(address: str) -> tuple[int, str]:
         with _connect(address) as ws:

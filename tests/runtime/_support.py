@@ -264,6 +264,32 @@ async def lifespan_ok(receive: Any, send: Any) -> None:
             return
 
 
+async def record_lifespan(order: list[str], receive: Any, send: Any) -> None:
+    """Complete every lifespan message, appending its type to ``order``."""
+    while True:
+        message = await receive()
+        order.append(message["type"])
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
+def websocket_until_disconnect(order: list[str], accepted: anyio.Event) -> Any:
+    """An app that records its lifespan and the code its accepted WebSocket ends with."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await record_lifespan(order, receive, send)
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        message = await receive()
+        order.append(f"{message['type']} {message['code']}")
+
+    return app
+
+
 async def read_body(receive: Any) -> tuple[bytes, list[dict[str, Any]]]:
     """The whole request body and the messages it came in."""
     body = bytearray()

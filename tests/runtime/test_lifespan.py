@@ -13,7 +13,16 @@ import tricorn
 from tests.conftest import running_server
 from tricorn.errors import LifespanFailure
 
-from ._support import WAIT, lifespan_ok, ok_app, raw_client, request, server, watch_log
+from ._support import (
+    WAIT,
+    lifespan_ok,
+    ok_app,
+    raw_client,
+    record_lifespan,
+    request,
+    server,
+    watch_log,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -201,12 +210,8 @@ async def test_shutdown_runs_after_in_flight_requests_finish() -> None:
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                order.append(message["type"])
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await record_lifespan(order, receive, send)
+            return
         order.append("request begins")
         in_request.set()
         await release.wait()

@@ -24,7 +24,14 @@ from wsproto.extensions import PerMessageDeflate
 from tests.conftest import running_server
 from tricorn.errors import ClientDisconnected
 
-from ._support import WAIT, raw_client, request, server, watch_log
+from ._support import (
+    WAIT,
+    raw_client,
+    request,
+    server,
+    watch_log,
+    websocket_until_disconnect,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -649,20 +656,7 @@ async def test_upgrade_reaches_the_app_as_http_with_ws_none() -> None:
 async def test_shutdown_closes_a_raw_websocket_with_1001_before_lifespan_shutdown() -> None:
     order: list[str] = []
     accepted = anyio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                order.append(message["type"])
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        await receive()
-        await send({"type": "websocket.accept"})
-        accepted.set()
-        message = await receive()
-        order.append(f"{message['type']} {message['code']}")
+    app = websocket_until_disconnect(order, accepted)
 
     with watch_log() as log:
         async with server(app) as handle, ws_client(handle.address) as client:
