@@ -31,6 +31,7 @@ Any other exception, or a failed assertion, is a crash.
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable
 from typing import Protocol
 
@@ -238,19 +239,25 @@ def test_one_input(data: bytes) -> None:
 _INSTRUMENTED = ("tricorn._protocol", "h11", __name__)
 
 
-def main() -> None:
+def fuzz(harness: types.ModuleType, instrumented: tuple[str, ...]) -> None:
+    """Fuzz ``harness.test_one_input`` with atheris, its coverage taken from ``instrumented``.
+
+    The harness's ``make_provider`` becomes atheris's data provider.
+    """
     import gc
-    import types
 
     import atheris
 
-    global make_provider
-    make_provider = atheris.FuzzedDataProvider
+    harness.make_provider = atheris.FuzzedDataProvider
     for obj in gc.get_objects():
-        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith(_INSTRUMENTED):
+        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith(instrumented):
             atheris.instrument_func(obj)
-    atheris.Setup(sys.argv, test_one_input)
+    atheris.Setup(sys.argv, harness.test_one_input)
     atheris.Fuzz()
+
+
+def main() -> None:
+    fuzz(sys.modules[__name__], _INSTRUMENTED)
 
 
 if __name__ == "__main__":

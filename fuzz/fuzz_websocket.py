@@ -78,7 +78,7 @@ from tricorn.errors import ClientDisconnected
 
 # The data provider is fuzz_http1's, so both harnesses decode an input alike.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz_http1 import DataProvider, PurePythonDataProvider
+from fuzz_http1 import DataProvider, PurePythonDataProvider, fuzz
 
 MAX_MESSAGE_SIZE: Final = 64 * 1024
 SMALL_MAX_MESSAGE_SIZE: Final = 1000
@@ -416,18 +416,7 @@ _INSTRUMENTED = ("tricorn._protocol", "h11", "wsproto", __name__)
 
 
 def main() -> None:
-    import gc
-    import types
-
-    import atheris
-
-    global make_provider
-    make_provider = atheris.FuzzedDataProvider
-    for obj in gc.get_objects():
-        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith(_INSTRUMENTED):
-            atheris.instrument_func(obj)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(sys.modules[__name__], _INSTRUMENTED)
 
 
 if __name__ == "__main__":
