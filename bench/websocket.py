@@ -934,17 +934,7 @@ def table(results: list[Result]) -> str:
                 _num(r.other_cpu, ".2f"),
             )
         )
-    widths = [max(len(row[i]) for row in [header, *lines_]) for i in range(len(header))]
-    out = []
-    for i, row in enumerate([header, *lines_]):
-        cells = [
-            row[0].ljust(widths[0]),
-            *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)),
-        ]
-        out.append("  ".join(cells))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return http1.render_table(header, lines_)
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
