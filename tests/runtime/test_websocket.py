@@ -7,6 +7,7 @@ ASGI callable that records what it saw, so each test checks both ends.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -548,6 +549,107 @@ async def test_send_blocks_while_the_client_does_not_read() -> None:
             await finished.wait()
     [error] = failure
     assert isinstance(error, ClientDisconnected)
+
+
+# -- replies to messages that arrive together ------------------------------------
+
+
+async def test_replies_to_a_burst_of_messages_arrive_in_order() -> None:
+    app = Recorder(echo=True)
+    burst = [b"m%d" % n for n in range(50)]
+    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+        await client.handshake()
+        await client.send_raw(b"".join(frame(TEXT, text) for text in burst))
+        echoes = [await client.next_event() for _ in burst]
+        assert echoes == [ws_events.TextMessage(text.decode()) for text in burst]
+        await client.send(ws_events.CloseConnection(1000))
+        assert await client.close_frame() == (1000, "")
+
+
+async def test_a_reply_goes_out_while_the_app_waits_on_something_else() -> None:
+    # The second message is already waiting when the app answers the first,
+    # so that answer is not written at once; it must not wait for the app's
+    # next write or receive.
+    release = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        first = await receive()
+        await send({"type": "websocket.send", "text": "re: " + first["text"]})
+        await release.wait()
+        second = await receive()
+        await send({"type": "websocket.send", "text": "re: " + second["text"]})
+        await receive()
+
+    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+        await client.handshake()
+        await client.send_raw(frame(TEXT, b"one") + frame(TEXT, b"two"))
+        assert await client.next_event() == ws_events.TextMessage("re: one")
+        release.set()
+        assert await client.next_event() == ws_events.TextMessage("re: two")
+        await client.send(ws_events.CloseConnection(1000))
+        assert await client.close_frame() == (1000, "")
+
+
+async def test_echoing_to_a_client_that_does_not_read_blocks_the_app() -> None:
+    echoed = 0
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal echoed
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+            echoed += 1
+
+    message = frame(BINARY, b"x" * (16 * KiB))
+    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+        await client.handshake()
+        # The client writes 32 MiB and reads nothing: once the socket buffers
+        # are full both ways, the app's sends and then the client's writes stop.
+        async with anyio.create_task_group() as tasks:
+
+            async def flood() -> None:
+                for _ in range(2048):
+                    await client.send_raw(message)
+
+            tasks.start_soon(flood)
+            with anyio.fail_after(10):
+                previous = -1
+                while echoed != previous:
+                    previous = echoed
+                    await anyio.sleep(0.5)
+            tasks.cancel_scope.cancel()
+        # Loopback buffers hold a few MiB; the app must have stopped well short.
+        assert 0 < echoed < 1024
+
+
+async def test_big_replies_to_a_burst_wait_for_the_transport() -> None:
+    # Sixteen requests arrive in one read and each gets a 4 MiB answer that
+    # the client never reads. Answers past the first wait for the transport,
+    # so the server holds a few of them at most, not all sixteen.
+    answered = 0
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal answered
+        await receive()
+        await send({"type": "websocket.accept"})
+        with contextlib.suppress(OSError):
+            while (await receive())["type"] == "websocket.receive":
+                await send({"type": "websocket.send", "bytes": bytes(4 * 1024 * KiB)})
+                answered += 1
+
+    async with running_server(app, lifespan="off") as address:
+        async with ws_client(address) as client:
+            await client.handshake()
+            await client.send_raw(frame(TEXT, b"go") * 16)
+            with anyio.fail_after(10):
+                previous = -1
+                while answered != previous:
+                    previous = answered
+                    await anyio.sleep(0.5)
+        assert 0 < answered <= 8
 
 
 async def test_shutdown_before_accept_closes_with_1001_once_accepted() -> None:

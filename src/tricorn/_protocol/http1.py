@@ -464,6 +464,11 @@ class HTTP1Protocol:
         """Bytes are waiting that no app command will flush (pongs, close replies)."""
         return bool(self._out) or (self._ws is not None and self._ws.has_output)
 
+    @property
+    def output_size(self) -> int:
+        """Bytes waiting for ``data_to_send``."""
+        return len(self._out) + (self._ws.output_size if self._ws is not None else 0)
+
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer, emptied on each call."""
         if self._out and self._h11.our_state in _RESPONSE_HEAD_SENT:

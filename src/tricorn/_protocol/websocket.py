@@ -432,6 +432,11 @@ class WebSocketProtocol:
     def has_output(self) -> bool:
         return bool(self._out)
 
+    @property
+    def output_size(self) -> int:
+        """Bytes waiting for ``data_to_send``."""
+        return len(self._out)
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()

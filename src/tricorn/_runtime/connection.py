@@ -51,6 +51,9 @@ _READ_SIZE: Final = 64 * 1024
 _CLOSE_TIMEOUT: Final = 1.0
 #: How long a WebSocket waits for the peer's answer to its close frame.
 _WS_CLOSE_TIMEOUT: Final = 5.0
+#: Unwritten bytes ``queue_commands`` may leave in the protocol; past this a
+#: sender waits on the transport like any other.
+_QUEUE_LIMIT: Final = 64 * 1024
 
 _STREAM_ERRORS: Final = (
     anyio.EndOfStream,
@@ -174,6 +177,7 @@ class HTTP1Connection:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exchange: HTTPExchange | WebSocketExchange | None = None
         self._read_scope = anyio.CancelScope()
+        self._flush_scheduled = False
         self._stopped = False
         self._cycle_done: anyio.Event | None = None
         self._idle_deadline = anyio.current_time() + self._config.request_head_timeout
@@ -198,6 +202,28 @@ class HTTP1Connection:
             # Frames the client sent behind its handshake wait in the protocol.
             assert self._task_group is not None
             self._task_group.start_soon(self._dispatch_pending)
+
+    def queue_commands(self, *commands: Command) -> bool:
+        if self._protocol.output_size >= _QUEUE_LIMIT:
+            return False
+        for command in commands:
+            self._protocol.handle(command)
+        # The sender's next write takes these bytes along; if it has no next
+        # write for now, a flush just after it yields does.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            assert self._task_group is not None
+            self._task_group.start_soon(self._flush_queued)
+        return True
+
+    async def _flush_queued(self) -> None:
+        # One such task at a time: while it waits for the write lock, the
+        # sender's own writes usually take the queued bytes first.
+        try:
+            while self._protocol.has_output and not self._protocol.closed:
+                await self._flush()
+        finally:
+            self._flush_scheduled = False
 
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()

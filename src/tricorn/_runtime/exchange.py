@@ -89,6 +89,11 @@ class Inbox:
             self._writable.set()
         return message
 
+    @property
+    def ready(self) -> bool:
+        """A message is waiting: ``get()`` returns at once."""
+        return bool(self._messages)
+
     def close(self, *, keep: bool = False) -> None:
         """No more messages: a waiting reader gets None, a waiting writer returns.
 
@@ -124,6 +129,16 @@ class Transport(Protocol):
 
     async def send_commands(self, *commands: Command) -> None:
         """Write the commands' bytes in one go; raise ClientDisconnected if the peer is gone."""
+        ...
+
+    def queue_commands(self, *commands: Command) -> bool:
+        """Turn the commands into bytes that go out with the next write, or soon after.
+
+        For a sender with more to say straight away, which need not wait on the
+        transport for each piece. Returns False, queuing nothing, when enough
+        unwritten bytes are held already: the caller then awaits
+        ``send_commands``, and that is where backpressure makes it wait.
+        """
         ...
 
     def stop_keep_alive(self) -> None:

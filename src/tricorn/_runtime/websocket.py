@@ -18,7 +18,7 @@ import anyio.abc
 
 from .._asgi.cycle import WebSocketCycle, WebSocketCycleState
 from .._asgi.types import ASGI3App, Message, WebSocketScope
-from .._protocol import AcceptWebSocket, CloseWebSocket, SendPing
+from .._protocol import AcceptWebSocket, CloseWebSocket, SendMessage, SendPing
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected
 from .exchange import Inbox, Transport, internal_error, only_disconnects
@@ -128,7 +128,16 @@ class WebSocketExchange:
         if not commands:
             return  # a denial response's start, held until its first body
         try:
-            await self._transport.send_commands(*commands)
+            # An app working through messages that already wait for it need
+            # not wait on the transport for each reply: the replies go out
+            # together, with the last one's write. A reply while nothing
+            # waits, or past the queue's limit, waits for the transport.
+            if not (
+                self._inbox.ready
+                and isinstance(commands[0], SendMessage)
+                and self._transport.queue_commands(*commands)
+            ):
+                await self._transport.send_commands(*commands)
         except ClientDisconnected:
             self._finish(ABNORMAL_CLOSURE, "")
             raise
