@@ -54,10 +54,12 @@ class Server:
     name: str  # "tricorn", "uvicorn", "hypercorn"
     loop: str  # "asyncio", "uvloop" or "trio"
     argv_template: tuple[str, ...]  # "{port}" is replaced by the port
+    impl: str | None = None  # a server's choice of library, shown in the label
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.loop})"
+        inside = f"{self.impl}, {self.loop}" if self.impl else self.loop
+        return f"{self.name} ({inside})"
 
     def argv(self, port: int) -> list[str]:
         return [sys.executable, *(arg.format(port=port) for arg in self.argv_template)]

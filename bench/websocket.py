@@ -78,29 +78,14 @@ ZLIB_TAIL: Final = b"\x00\x00\xff\xff"
 # -- the servers -------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One row of the table: a server, its WebSocket implementation, its loop."""
-
-    name: str  # "tricorn", "uvicorn", "hypercorn", "raw-echo"
-    loop: str  # "asyncio", "uvloop" or "trio"
-    impl: str | None  # uvicorn's --ws choice
-    argv_template: tuple[str, ...]  # "{port}" is replaced by the port
-
-    @property
-    def label(self) -> str:
-        inside = f"{self.impl}, {self.loop}" if self.impl else self.loop
-        return f"{self.name} ({inside})"
-
-    def argv(self, port: int) -> list[str]:
-        return [sys.executable, *(arg.format(port=port) for arg in self.argv_template)]
+#: One row of the table: a server, its WebSocket library (Uvicorn's --ws), its loop.
+Row = http1.Server
 
 
 def tricorn(loop: str) -> Row:
     return Row(
         "tricorn",
         loop,
-        None,
         ("-m", "tricorn", APP, "--bind", f"{HOST}:{{port}}", "--worker-class", loop,
          "--no-access-log", "--log-level", "warning"),
     )  # fmt: skip
@@ -111,9 +96,9 @@ def uvicorn(ws: str, loop: str) -> Row:
     return Row(
         "uvicorn",
         loop,
-        ws,
         ("-m", "uvicorn", APP, "--http", "h11", "--ws", ws, "--loop", loop, "--no-access-log",
          "--host", HOST, "--port", "{port}", "--workers", "1", "--log-level", "warning"),
+        impl=ws,
     )  # fmt: skip
 
 
@@ -121,14 +106,13 @@ def hypercorn(loop: str) -> Row:
     return Row(
         "hypercorn",
         loop,
-        None,
         ("-m", "hypercorn", APP, "--bind", f"{HOST}:{{port}}", "--workers", "1",
          "--worker-class", loop, "--log-level", "warning"),
     )  # fmt: skip
 
 
 def raw_echo(loop: str) -> Row:
-    return Row(CEILING, loop, None, (THIS, "_echo", "--port", "{port}", "--loop", loop))
+    return Row(CEILING, loop, (THIS, "_echo", "--port", "{port}", "--loop", loop))
 
 
 def rows(args: argparse.Namespace) -> list[Row]:
