@@ -461,7 +461,7 @@ class HTTP1Protocol:
 
     @property
     def has_output(self) -> bool:
-        """Bytes are waiting that no app command will flush (pongs, close replies)."""
+        """Bytes are waiting to be written: pongs, close replies, frames an app queued."""
         return bool(self._out) or (self._ws is not None and self._ws.has_output)
 
     @property
