@@ -450,6 +450,11 @@ def add_selection_options(parser: argparse.ArgumentParser, *, example: str) -> N
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
 
 
+def write_json(path: str, document: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/http1.py",
@@ -547,8 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in results
             ],
         }
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-        print(f"wrote {args.json}", file=sys.stderr)
+        write_json(args.json, document)
     return 1 if failed else 0
 
 

@@ -146,6 +146,20 @@ def _header(first: int, length: int, masked: bool) -> bytes:
     return bytes((first, bit | 127)) + length.to_bytes(8, "big")
 
 
+def frame_length(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(end of the length field, payload length) of the frame at ``pos`` (RFC 6455 5.2).
+
+    None while its extended length has not arrived in full.
+    """
+    length = data[pos + 1] & 0x7F
+    if length < 126:
+        return pos + 2, length
+    start = pos + (4 if length == 126 else 10)
+    if start > len(data):
+        return None
+    return start, int.from_bytes(data[pos + 2 : start], "big")
+
+
 def unmask(payload: bytes, mask: bytes) -> bytes:
     """XOR ``payload`` with the repeated 4-byte ``mask`` (masking is its own inverse)."""
     n = len(payload)
@@ -370,18 +384,9 @@ class ClientConnection(asyncio.Protocol):
         while n - pos >= 2:
             first = data[pos]
             second = data[pos + 1]
-            length = second & 0x7F
-            start = pos + 2
-            if length == 126:
-                start = pos + 4
-                if start > n:
-                    break
-                length = int.from_bytes(data[pos + 2 : start], "big")
-            elif length == 127:
-                start = pos + 10
-                if start > n:
-                    break
-                length = int.from_bytes(data[pos + 2 : start], "big")
+            if (span := frame_length(data, pos)) is None:
+                break
+            start, length = span
             end = start + length
             if end > n:
                 break
@@ -553,16 +558,9 @@ class EchoProtocol(asyncio.Protocol):
         n = len(data)
         while n - pos >= 6:
             first = data[pos]
-            length = data[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                start = pos + 4
-                length = int.from_bytes(data[pos + 2 : start], "big")
-            elif length == 127:
-                start = pos + 10
-                if start > n:
-                    break
-                length = int.from_bytes(data[pos + 2 : start], "big")
+            if (span := frame_length(data, pos)) is None:
+                break
+            start, length = span
             end = start + 4 + length
             if end > n:
                 break
@@ -1089,8 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in results
             ],
         }
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-        print(f"wrote {args.json}", file=sys.stderr)
+        http1.write_json(args.json, document)
     return 1 if failed else 0
 
 
