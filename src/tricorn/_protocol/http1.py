@@ -462,7 +462,7 @@ class HTTP1Protocol:
     @property
     def has_output(self) -> bool:
         """Bytes are waiting to be written: pongs, close replies, frames an app queued."""
-        return bool(self._out) or (self._ws is not None and self._ws.has_output)
+        return self.output_size > 0
 
     @property
     def output_size(self) -> int:

@@ -429,10 +429,6 @@ class WebSocketProtocol:
                 assert_never(command)
 
     @property
-    def has_output(self) -> bool:
-        return bool(self._out)
-
-    @property
     def output_size(self) -> int:
         """Bytes waiting for ``data_to_send``."""
         return len(self._out)
