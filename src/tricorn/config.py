@@ -21,6 +21,7 @@ __all__ = [
     "Interface",
     "LifespanMode",
     "LogLevel",
+    "VerifyMode",
     "WebSocketMode",
     "WorkerClass",
     "choices_of",
@@ -34,6 +35,7 @@ Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 WebSocketMode = Literal["auto", "none"]
+VerifyMode = Literal["none", "optional", "required"]
 
 _FD_BIND = re.compile(r"fd://(\d+)")
 _IPV6_BIND = re.compile(r"\[([^\]]+)\]:(\d+)")
@@ -185,6 +187,103 @@ class Config:
         True,
         "Negotiate permessage-deflate compression (RFC 7692) when the client offers it.",
     )
+    http2: bool = _option(
+        True,
+        "Serve HTTP/2. On TLS binds ALPN offers h2 beside http/1.1; on cleartext binds "
+        "see --h2c-prior-knowledge and --h2c-upgrade.",
+    )
+    h2c_prior_knowledge: bool = _option(
+        True,
+        "On cleartext binds, serve HTTP/2 to clients that open with the HTTP/2 connection "
+        "preface (prior knowledge, RFC 9113 3.3) beside HTTP/1.1.",
+    )
+    h2c_upgrade: bool = _option(
+        True,
+        "On cleartext binds, switch to HTTP/2 when an HTTP/1.1 request asks with "
+        "'Upgrade: h2c'. A request body that comes with the upgrade is read first, up to "
+        "64 KiB; a larger one is served over HTTP/1.1 instead.",
+    )
+    h2_max_concurrent_streams: int = _option(
+        100,
+        "HTTP/2 streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). "
+        "Requests whose app is still running count, even once the stream is reset.",
+        metavar="N",
+    )
+    h2_initial_window_size: int = _option(
+        65535,
+        "Bytes of request body a client may send on one HTTP/2 stream before the app has "
+        "read them (SETTINGS_INITIAL_WINDOW_SIZE). Bounds the memory a stream can hold.",
+        metavar="BYTES",
+    )
+    h2_max_frame_size: int = _option(
+        16384,
+        "Largest HTTP/2 frame payload the server accepts (SETTINGS_MAX_FRAME_SIZE, "
+        "16384 to 16777215).",
+        metavar="BYTES",
+    )
+    h2_max_header_list_size: int = _option(
+        65536,
+        "Largest decoded HTTP/2 header list, in bytes (SETTINGS_MAX_HEADER_LIST_SIZE); a "
+        "larger one is refused with 431, and an HPACK bomb ends the connection.",
+        metavar="BYTES",
+    )
+    h2_max_resets: int = _option(
+        200,
+        "Streams that may be reset (by the client, or by the server for the client's "
+        "errors) per 10 seconds, as a burst; past it the connection ends with "
+        "GOAWAY(ENHANCE_YOUR_CALM). Guards against rapid reset (CVE-2023-44487) and "
+        "MadeYouReset (CVE-2025-8671).",
+        metavar="N",
+    )
+    h2_max_control_frames: int = _option(
+        1000,
+        "PING, SETTINGS, WINDOW_UPDATE, PRIORITY and empty DATA frames a client may send "
+        "per 10 seconds, as a burst; past it the connection ends with "
+        "GOAWAY(ENHANCE_YOUR_CALM).",
+        metavar="N",
+    )
+    certfile: str | None = _option(
+        None,
+        "Serve HTTPS: the PEM file with the server certificate, followed by any "
+        "intermediate certificates (and the private key, unless --keyfile is given). "
+        "Unset serves plain HTTP.",
+        metavar="FILE",
+    )
+    keyfile: str | None = _option(
+        None,
+        "The PEM file with the certificate's private key, when it is not in --certfile.",
+        metavar="FILE",
+    )
+    keyfile_password: str | None = _option(
+        None,
+        "The password of an encrypted private key. Prefer TRICORN_KEYFILE_PASSWORD or "
+        "the config file to the command line, where other users can see it.",
+        metavar="PASSWORD",
+    )
+    ca_certs: str | None = _option(
+        None,
+        "A PEM file of the CA certificates that client certificates are checked against "
+        "(see --verify-mode).",
+        metavar="FILE",
+    )
+    verify_mode: VerifyMode = _option(
+        "none",
+        "Client certificates (mutual TLS). none asks for none; optional asks, and checks "
+        "one that is sent; required refuses a client without a valid certificate. "
+        "optional and required need --ca-certs.",
+    )
+    ciphers: str | None = _option(
+        None,
+        "The OpenSSL cipher string for TLS 1.2. Unset means AEAD suites with forward "
+        "secrecy only, which HTTP/2 accepts (RFC 9113 9.2.2). TLS 1.3 suites are not "
+        "affected.",
+        metavar="CIPHERS",
+    )
+    tls_handshake_timeout: float = _option(
+        10.0,
+        "Seconds a client has to complete the TLS handshake; a slower one is dropped.",
+        metavar="SECONDS",
+    )
     backlog: int = _option(1024, "The listen backlog for each bound socket.", metavar="N")
     server_header: bool = _option(True, "Add a Server header to responses that do not carry one.")
     server_name: str = _option("tricorn", "The value of the Server header.", metavar="NAME")
@@ -214,6 +313,7 @@ class Config:
             "keep_alive_timeout",
             "request_head_timeout",
             "lifespan_timeout",
+            "tls_handshake_timeout",
         ):
             value = getattr(self, key)
             if not (value > 0 and math.isfinite(value)):
@@ -232,9 +332,23 @@ class Config:
             "backlog",
             "workers",
             "ws_max_message_size",
+            "h2_max_concurrent_streams",
+            "h2_initial_window_size",
+            "h2_max_header_list_size",
+            "h2_max_resets",
+            "h2_max_control_frames",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
+        if self.h2_initial_window_size > 2**31 - 1:
+            raise ConfigError(
+                "h2_initial_window_size", "must be at most 2147483647 (RFC 9113 6.5.2)"
+            )
+        if not 16384 <= self.h2_max_frame_size <= 16777215:
+            raise ConfigError(
+                "h2_max_frame_size",
+                f"must be from 16384 to 16777215 (RFC 9113 6.5.2), not {self.h2_max_frame_size}",
+            )
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size", "must not be negative")
         for value in self.forwarded_allow_ips:
@@ -255,9 +369,25 @@ class Config:
             raise ConfigError(
                 "server_name", f"{self.server_name!r} is not a valid header value (visible ASCII)"
             )
+        self._check_tls()
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError(
                 "root_path", f"must start with '/' and not end with one, not {self.root_path!r}"
+            )
+
+    def _check_tls(self) -> None:
+        """Cross-field TLS rules; the files themselves are read when serving starts."""
+        if self.certfile is None:
+            for key in ("keyfile", "keyfile_password", "ca_certs", "ciphers"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(key, "needs certfile: TLS is off without a certificate")
+            if self.verify_mode != "none":
+                raise ConfigError("verify_mode", "needs certfile: TLS is off without a certificate")
+        if self.verify_mode != "none" and self.ca_certs is None:
+            raise ConfigError(
+                "verify_mode",
+                f"{self.verify_mode!r} needs ca_certs, the CA certificates that client "
+                "certificates are checked against",
             )
 
     @classmethod
@@ -305,6 +435,7 @@ _NAMES: Final = {
     "LifespanMode": LifespanMode,
     "LogLevel": LogLevel,
     "WebSocketMode": WebSocketMode,
+    "VerifyMode": VerifyMode,
 }
 
 
@@ -320,6 +451,7 @@ def _resolve(annotation: Any) -> Any:
         "float": float,
         "str": str,
         "int | None": int | None,
+        "str | None": str | None,
         "tuple[str, ...]": tuple[str, ...],
     }[annotation]
 
@@ -341,6 +473,8 @@ def _check(key: str, annotation: Any, value: Any) -> None:
         ok = isinstance(value, str)
     elif kind == int | None:
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+    elif kind == str | None:
+        ok = value is None or isinstance(value, str)
     else:  # tuple[str, ...]
         ok = isinstance(value, tuple) and all(isinstance(item, str) for item in value)
     if not ok:
@@ -350,6 +484,8 @@ def _check(key: str, annotation: Any, value: Any) -> None:
 def _describe(kind: Any) -> str:
     if kind == int | None:
         return "an integer or nothing"
+    if kind == str | None:
+        return "a string or nothing"
     if kind == tuple[str, ...]:
         return "a list of strings"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
@@ -386,6 +522,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             return float(value)
         if kind == int | None:
             return None if value.strip().lower() in {"", "none"} else int(value)
+        if kind == str | None:
+            return None if value.strip().lower() in {"", "none"} else value
     except ValueError:
         raise ConfigError(key, f"expected {_describe(kind)}, got {value!r}") from None
     return value

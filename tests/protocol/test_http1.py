@@ -98,6 +98,7 @@ def test_simple_get_yields_request_then_stream_end() -> None:
             http_version="1.1",
             headers=(HOST, (b"accept", b"*/*")),
             expects_continue=False,
+            can_send_early_hints=True,
         ),
         StreamEnded(1),
     ]
@@ -255,6 +256,7 @@ def test_expect_100_continue_is_flagged_and_informational_writes_100_continue() 
             http_version="1.1",
             headers=(HOST, (b"content-length", b"4"), (b"expect", b"100-continue")),
             expects_continue=True,
+            can_send_early_hints=True,
         )
     ]
     conv.server.handle(SendInformational(1, 100))

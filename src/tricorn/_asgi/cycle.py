@@ -10,14 +10,18 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 from .._protocol.events import (
     AcceptWebSocket,
     CloseWebSocket,
     Command,
     Headers,
+    PushPromise,
     SendData,
+    SendInformational,
     SendMessage,
+    SendTrailers,
     StartResponse,
 )
 from ..errors import AppProtocolError
@@ -37,6 +41,8 @@ class HTTPCycleState(enum.Enum):
     #: so an app that fails in between can still get a clean 500.
     START_HELD = "response started, no body sent yet"
     SENDING_BODY = "sending the response body"
+    #: The app announced trailers (``trailers: True``) and sent its last body.
+    AWAITING_TRAILERS = "awaiting http.response.trailers"
     DONE = "response complete"
 
 
@@ -45,6 +51,21 @@ _TRANSITIONS: Final[dict[tuple[HTTPCycleState, str], HTTPCycleState]] = {
     (_S.AWAITING_START, "http.response.start"): _S.START_HELD,
     (_S.START_HELD, "http.response.body"): _S.SENDING_BODY,
     (_S.SENDING_BODY, "http.response.body"): _S.SENDING_BODY,
+    (_S.AWAITING_TRAILERS, "http.response.trailers"): _S.AWAITING_TRAILERS,
+    # Extensions (ASGI extensions spec): early hints and pushes go out
+    # between the start and the final body; an early hint before the start
+    # is as useful, so it is taken there too.
+    (_S.AWAITING_START, "http.response.early_hint"): _S.AWAITING_START,
+    (_S.START_HELD, "http.response.early_hint"): _S.START_HELD,
+    (_S.SENDING_BODY, "http.response.early_hint"): _S.SENDING_BODY,
+    (_S.START_HELD, "http.response.push"): _S.START_HELD,
+    (_S.SENDING_BODY, "http.response.push"): _S.SENDING_BODY,
+}
+
+#: The extension a message needs offered before it may be sent.
+_NEEDS_EXTENSION: Final = {
+    "http.response.early_hint": "early_hints",
+    "http.response.push": "push",
 }
 
 
@@ -88,15 +109,40 @@ class HTTPCycle:
     HTTP ones with ``websocket.`` in front.
     """
 
-    __slots__ = ("_held", "_prefix", "bytes_sent", "state", "status", "stream_id")
+    __slots__ = (
+        "_early_hints",
+        "_held",
+        "_prefix",
+        "_push",
+        "_trailers",
+        "_trailers_announced",
+        "_trailers_held",
+        "bytes_sent",
+        "state",
+        "status",
+        "stream_id",
+    )
 
-    def __init__(self, stream_id: int, *, prefix: str = "") -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        *,
+        prefix: str = "",
+        trailers: bool = False,
+        push: bool = False,
+        early_hints: bool = False,
+    ) -> None:
         self.stream_id = stream_id
         self._prefix = prefix
+        self._trailers = trailers
+        self._push = push
+        self._early_hints = early_hints
         self.state = HTTPCycleState.AWAITING_START
         self.status: int | None = None
         self.bytes_sent = 0
         self._held: StartResponse | None = None
+        self._trailers_announced = False
+        self._trailers_held: list[tuple[bytes, bytes]] = []
 
     @property
     def started(self) -> bool:
@@ -124,8 +170,20 @@ class HTTPCycle:
             raise AppProtocolError(
                 f"unexpected ASGI message {name!r} while {self.state.value}: {_describe(message)}"
             )
+        extension = _NEEDS_EXTENSION.get(kind)
+        if extension is not None:
+            if not getattr(self, "_" + extension):
+                raise AppProtocolError(
+                    f"{name!r} needs the {kind} extension, which is not offered on this "
+                    f"connection: {_describe(message)}"
+                )
+            return self._extension_commands(kind, message)
         commands: list[Command]
-        if kind == "http.response.start":
+        if kind == "http.response.trailers":
+            commands = self._trailer_commands(message)
+            if self.state is HTTPCycleState.DONE:
+                return commands
+        elif kind == "http.response.start":
             self._held = self._start(message)
             self.status = self._held.status_code
             commands = []
@@ -142,11 +200,53 @@ class HTTPCycle:
                 self._held = None
             data = bytes(body)
             self.bytes_sent += len(data)
-            commands.append(SendData(self.stream_id, data, end_stream=not more_body))
+            ends = not more_body and not self._trailers_announced
+            commands.append(SendData(self.stream_id, data, end_stream=ends))
             if not more_body:
-                next_state = HTTPCycleState.DONE
+                next_state = (
+                    HTTPCycleState.AWAITING_TRAILERS
+                    if self._trailers_announced
+                    else HTTPCycleState.DONE
+                )
         self.state = next_state
         return commands
+
+    def _extension_commands(self, kind: str, message: Mapping[str, Any]) -> list[Command]:
+        if kind == "http.response.early_hint":
+            links = message.get("links", ())
+            if not isinstance(links, Iterable) or isinstance(links, (bytes, str)):
+                raise AppProtocolError(
+                    f"'links' must be a list of byte strings in {_describe(message)}"
+                )
+            links_headers: list[tuple[bytes, bytes]] = []
+            for link in links:
+                if not isinstance(link, bytes):
+                    raise AppProtocolError(
+                        f"link {link!r} must be a byte string in {_describe(message)}"
+                    )
+                links_headers.append((b"link", link))
+            if not links_headers:
+                return []
+            return [SendInformational(self.stream_id, 103, tuple(links_headers))]
+        path = message.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise AppProtocolError(
+                f"'path' must be a str starting with '/' in {_describe(message)}"
+            )
+        headers = check_headers(message.get("headers", ()), message)
+        return [
+            PushPromise(self.stream_id, quote(path, safe="/%?=&;:@!$'()*+,~-._").encode(), headers)
+        ]
+
+    def _trailer_commands(self, message: Mapping[str, Any]) -> list[Command]:
+        self._trailers_held.extend(check_headers(message.get("headers", ()), message))
+        more = message.get("more_trailers", False)
+        if not isinstance(more, bool):
+            raise AppProtocolError(f"'more_trailers' must be a bool in {_describe(message)}")
+        if more:
+            return []
+        self.state = HTTPCycleState.DONE
+        return [SendTrailers(self.stream_id, tuple(self._trailers_held))]
 
     def _start(self, message: Mapping[str, Any]) -> StartResponse:
         status = message.get("status")
@@ -154,11 +254,15 @@ class HTTPCycle:
             raise AppProtocolError(
                 f"'status' must be an int from 200 to 599 in {_describe(message)}"
             )
-        if message.get("trailers", False):
+        trailers = message.get("trailers", False)
+        if not isinstance(trailers, bool):
+            raise AppProtocolError(f"'trailers' must be a bool in {_describe(message)}")
+        if trailers and not self._trailers:
             raise AppProtocolError(
                 "'trailers' is set but the http.response.trailers extension is not "
                 f"offered on this connection: {_describe(message)}"
             )
+        self._trailers_announced = trailers
         headers = check_headers(message.get("headers", ()), message)
         return StartResponse(self.stream_id, status, headers)
 

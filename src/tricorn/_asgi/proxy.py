@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .scope import ConnectionInfo
 
@@ -81,4 +81,6 @@ class ProxyTrust:
         scheme = proto if proto in _SCHEMES else connection.scheme
         if client == connection.client and scheme == connection.scheme:
             return connection
-        return ConnectionInfo(client=client, server=connection.server, scheme=scheme)
+        # The TLS extension stays: it describes the hop the request arrived
+        # on, which is TLS whatever the proxy says of the hop before it.
+        return replace(connection, client=client, scheme=scheme)

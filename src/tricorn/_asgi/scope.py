@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .._protocol.events import RequestReceived
-from .types import ASGIVersions, HTTPScope, WebSocketScope
+from .types import ASGIVersions, HTTPScope, TLSExtension, WebSocketScope
 
 __all__ = [
     "ConnectionInfo",
@@ -32,6 +32,9 @@ class ConnectionInfo:
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     scheme: str = "http"
+    #: The ASGI TLS extension on a TLS connection; None otherwise (the spec
+    #: forbids offering it over plain TCP).
+    tls: TLSExtension | None = None
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -84,13 +87,31 @@ def build_http_scope(
         "headers": list(request.headers),
         "client": connection.client,
         "server": connection.server,
-        "extensions": {},
+        "extensions": _extensions(request),
     }
+    if connection.tls is not None:
+        # A copy per scope, like state: what one request's app changes stays
+        # in that request.
+        tls = connection.tls.copy()
+        tls["client_cert_chain"] = list(tls["client_cert_chain"])
+        scope["extensions"]["tls"] = tls
     if state is not None:
         # A shallow copy per request (lifespan spec): an app may add keys for
         # one request without leaking them into the next.
         scope["state"] = dict(state)
     return scope
+
+
+def _extensions(request: RequestReceived) -> dict[str, dict[object, object]]:
+    """The ASGI extensions this request's response may use: only those that work."""
+    extensions: dict[str, dict[object, object]] = {}
+    if request.can_send_trailers:
+        extensions["http.response.trailers"] = {}
+    if request.can_push:
+        extensions["http.response.push"] = {}
+    if request.can_send_early_hints:
+        extensions["http.response.early_hint"] = {}
+    return extensions
 
 
 #: The WebSocket scheme for the scheme of the connection it rides on.
@@ -126,6 +147,8 @@ def build_websocket_scope(
         "subprotocols": list(request.websocket.subprotocols),
         "extensions": {"websocket.http.response": {}},
     }
+    if "tls" in http["extensions"]:
+        scope["extensions"]["tls"] = http["extensions"]["tls"]
     if "state" in http:
         scope["state"] = http["state"]
     return scope

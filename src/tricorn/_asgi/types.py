@@ -19,6 +19,7 @@ __all__ = [
     "LifespanScope",
     "Message",
     "Scope",
+    "TLSExtension",
     "WebSocketScope",
 ]
 
@@ -42,7 +43,25 @@ class _ConnectionScope(TypedDict):
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     state: NotRequired[dict[str, Any]]
-    extensions: dict[str, dict[object, object]]
+    #: Each value is the dict its extension's spec defines (TLSExtension for "tls").
+    extensions: dict[str, Any]
+
+
+class TLSExtension(TypedDict):
+    """``scope["extensions"]["tls"]`` on a TLS connection (ASGI TLS extension 0.2)."""
+
+    #: Our certificate, PEM-encoded.
+    server_cert: str | None
+    #: The client's certificate first, then the chain it sent, each PEM-encoded.
+    client_cert_chain: list[str]
+    #: The client certificate's subject as an RFC 4514 string; None without one.
+    client_cert_name: str | None
+    #: Always None: a client certificate that fails verification fails the handshake.
+    client_cert_error: str | None
+    #: The TLS version's wire number: 0x0303 for TLS 1.2, 0x0304 for TLS 1.3.
+    tls_version: int | None
+    #: The cipher suite's 16-bit IANA number (TLS_AES_128_GCM_SHA256 is 0x1301).
+    cipher_suite: int | None
 
 
 class HTTPScope(_ConnectionScope):

@@ -16,9 +16,11 @@ __all__ = [
     "ConnectionClosed",
     "DataReceived",
     "Event",
+    "H2CUpgradeRequested",
     "Headers",
     "MessageReceived",
     "PongReceived",
+    "PushPromise",
     "RequestReceived",
     "RequestRejected",
     "SendData",
@@ -26,9 +28,12 @@ __all__ = [
     "SendMessage",
     "SendPing",
     "StartResponse",
+    "SendTrailers",
     "StreamEnded",
+    "StreamReset",
     "WebSocketClosed",
     "WebSocketRequest",
+    "WindowOpened",
 ]
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -66,6 +71,13 @@ class RequestReceived:
     headers: Headers
     expects_continue: bool = False
     websocket: WebSocketRequest | None = None
+    #: What the response to this request may carry besides a head and a body:
+    #: trailers (HTTP/2, or chunked HTTP/1.1 to a client that sent
+    #: ``TE: trailers``), server push (HTTP/2 with push enabled by the client)
+    #: and 103 Early Hints (not to an HTTP/1.0 client, RFC 9110 15.2).
+    can_send_trailers: bool = False
+    can_push: bool = False
+    can_send_early_hints: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +141,38 @@ class WebSocketClosed:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class H2CUpgradeRequested:
+    """An HTTP/1.1 request asked to continue as HTTP/2 (``Upgrade: h2c``).
+
+    Its body, if any, has been read in full. Once the 101 is sent the request
+    is served as HTTP/2 stream 1 (RFC 7540 3.2).
+    """
+
+    request: RequestReceived
+    settings: bytes
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset:
+    """An HTTP/2 stream is gone before its exchange finished.
+
+    The peer reset it, or we did because the peer broke the protocol on it;
+    either way nothing more passes on it and its app sees a disconnect.
+    """
+
+    stream_id: int
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOpened:
+    """The peer's flow-control window let out everything held for the stream."""
+
+    stream_id: int
+
+
 Event = (
     RequestReceived
     | DataReceived
@@ -138,6 +182,9 @@ Event = (
     | MessageReceived
     | PongReceived
     | WebSocketClosed
+    | StreamReset
+    | WindowOpened
+    | H2CUpgradeRequested
 )
 
 
@@ -203,10 +250,29 @@ class CloseWebSocket:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SendTrailers:
+    """End the response with a trailer section."""
+
+    stream_id: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class PushPromise:
+    """Promise a pushed GET of ``path`` (HTTP/2 server push, RFC 9113 8.4)."""
+
+    stream_id: int
+    path: bytes
+    headers: Headers = ()
+
+
 Command = (
     SendInformational
     | StartResponse
     | SendData
+    | SendTrailers
+    | PushPromise
     | AcceptWebSocket
     | SendMessage
     | SendPing

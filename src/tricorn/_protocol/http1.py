@@ -22,23 +22,29 @@ from .events import (
     ConnectionClosed,
     DataReceived,
     Event,
+    H2CUpgradeRequested,
     Headers,
+    PushPromise,
     RequestReceived,
     RequestRejected,
     SendData,
     SendInformational,
     SendMessage,
     SendPing,
+    SendTrailers,
     StartResponse,
     StreamEnded,
     WebSocketRequest,
 )
 
-__all__ = ["HTTP1Protocol"]
+__all__ = ["HTTP1Protocol", "accepts_trailers"]
 
 #: HTTP/1.1 has one exchange at a time; it still gets a stream id so the
 #: layers above can treat HTTP/1.1 and HTTP/2 alike.
 STREAM_ID: Final = 1
+
+#: The largest request body read ahead of an ``Upgrade: h2c`` switch.
+H2C_BODY_LIMIT: Final = 64 * 1024
 
 #: Bytes of pipelined requests we hold while the current response is still
 #: being written. Past this the runtime stops reading (``wants_data``).
@@ -63,6 +69,14 @@ _REQUEST_COMPLETE: Final = frozenset(
         h11.SWITCHED_PROTOCOL,
     }
 )
+
+
+def accepts_trailers(headers: Headers) -> bool:
+    """The client sent ``TE: trailers`` (RFC 9110 10.1.4)."""
+    return any(
+        name == b"te" and b"trailers" in (part.strip().lower() for part in value.split(b","))
+        for name, value in headers
+    )
 
 
 def _reason(status_code: int) -> bytes:
@@ -99,7 +113,9 @@ class HTTP1Protocol:
     owns the clock.
     """
 
-    def __init__(self, config: Config, default_headers: HeaderSource = tuple) -> None:
+    def __init__(
+        self, config: Config, default_headers: HeaderSource = tuple, *, h2c_upgrade: bool = False
+    ) -> None:
         self._h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_size
         )
@@ -120,6 +136,11 @@ class HTTP1Protocol:
         self._method = b""
         self._body_received = 0
         self._body_allowed = True
+        self._chunked = False
+        #: ``Upgrade: h2c`` is honoured (cleartext, HTTP/2 and the upgrade on).
+        self._h2c_allowed = h2c_upgrade
+        self._h2c: tuple[RequestReceived, bytes] | None = None
+        self._h2c_body = bytearray()
 
     # -- state the runtime reads ---------------------------------------------
 
@@ -227,7 +248,10 @@ class HTTP1Protocol:
         self._method = b""
         self._body_received = 0
         self._body_allowed = True
+        self._chunked = False
         self._ws_request = None
+        self._h2c = None
+        self._h2c_body = bytearray()
         return self._events()
 
     def _events(self) -> list[Event]:
@@ -266,17 +290,33 @@ class HTTP1Protocol:
                                 )
                             )
                             return events
-                    events.append(
-                        RequestReceived(
-                            stream_id=STREAM_ID,
-                            method=event.method,
-                            target=event.target,
-                            http_version=http_version,
-                            headers=headers,
-                            expects_continue=self._h11.they_are_waiting_for_100_continue,
-                            websocket=self._ws_request,
-                        )
+                    request = RequestReceived(
+                        stream_id=STREAM_ID,
+                        method=event.method,
+                        target=event.target,
+                        http_version=http_version,
+                        headers=headers,
+                        expects_continue=self._h11.they_are_waiting_for_100_continue,
+                        websocket=self._ws_request,
+                        # Trailers need a chunked body and a client that
+                        # asked for them (ASGI trailers extension).
+                        can_send_trailers=http_version == "1.1"
+                        and self._ws_request is None
+                        and accepts_trailers(headers),
+                        can_send_early_hints=http_version == "1.1" and self._ws_request is None,
                     )
+                    settings = self._h2c_settings(request)
+                    if settings is not None:
+                        # Read the body first: the answer comes as HTTP/2.
+                        self._h2c = (request, settings)
+                    else:
+                        events.append(request)
+                case h11.Data() if self._h2c is not None:
+                    self._h2c_body += event.data
+                case h11.EndOfMessage() if self._h2c is not None:
+                    request, settings = self._h2c
+                    events.append(H2CUpgradeRequested(request, settings, bytes(self._h2c_body)))
+                    return events
                 case h11.Data():
                     self._body_received += len(event.data)
                     if self._max_body is not None and self._body_received > self._max_body:
@@ -300,6 +340,46 @@ class HTTP1Protocol:
                     # NEED_DATA or PAUSED: nothing more until bytes arrive or
                     # the next cycle starts.
                     return events
+
+    def _h2c_settings(self, request: RequestReceived) -> bytes | None:
+        """The HTTP2-Settings of a request that may switch to h2c, else None.
+
+        RFC 7540 3.2: the request names ``h2c`` in Upgrade, ``HTTP2-Settings``
+        in Connection, and carries exactly one HTTP2-Settings header. Its body
+        is read before switching, so only a body of known, bounded size
+        qualifies; any other such request is served over HTTP/1.1, which RFC
+        7540 allows (the upgrade is a proposal).
+        """
+        if not self._h2c_allowed or request.websocket is not None:
+            return None
+        headers = request.headers
+        upgrade = [t.lower() for t in websocket.header_tokens(headers, b"upgrade")]
+        connection = [t.lower() for t in websocket.header_tokens(headers, b"connection")]
+        settings = [value for name, value in headers if name == b"http2-settings"]
+        if "h2c" not in upgrade or "http2-settings" not in connection or len(settings) != 1:
+            return None
+        if any(name == b"transfer-encoding" for name, _ in headers):
+            return None
+        for name, value in headers:
+            if name == b"content-length" and int(value) > H2C_BODY_LIMIT:
+                return None
+        return settings[0]
+
+    def accept_h2c(self) -> bytes:
+        """Send 101 for an h2c upgrade; the bytes the client sent after its request.
+
+        This protocol is done: the connection carries HTTP/2 from here on.
+        """
+        self._send(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")],
+                reason=b"Switching Protocols",
+            )
+        )
+        leftover = bytes(self._h11.trailing_data[0])
+        self._closed = True
+        return leftover
 
     def _check_request(self, request: h11.Request) -> RequestRejected | None:
         self._method = request.method
@@ -380,6 +460,9 @@ class HTTP1Protocol:
                         # connection (ASGI websocket denial response).
                         self._keep_alive = False
                     self._body_allowed = not (self._method == b"HEAD" or status_code in (204, 304))
+                    self._chunked = self._body_allowed and not any(
+                        name.lower() == b"content-length" for name, _ in headers
+                    )
                     self._send(
                         h11.Response(
                             status_code=status_code,
@@ -394,6 +477,12 @@ class HTTP1Protocol:
                         self._send(h11.Data(data=data))
                     if end_stream:
                         self._send(h11.EndOfMessage())
+                case SendTrailers(headers=headers):
+                    # h11 writes trailers only after a chunked body; a
+                    # response with a Content-Length ends without them.
+                    self._send(h11.EndOfMessage(headers=list(headers) if self._chunked else []))
+                case PushPromise():
+                    pass  # never offered on HTTP/1.1 (can_push is False)
                 case AcceptWebSocket():
                     self._accept_websocket(command)
                 case SendMessage() | SendPing() | CloseWebSocket():

@@ -41,7 +41,9 @@ __all__ = [
     "MessageGuard",
     "WebSocketProtocol",
     "accept_handshake",
+    "header_tokens",
     "is_websocket_upgrade",
+    "read_connect_handshake",
     "read_handshake",
 ]
 
@@ -51,7 +53,7 @@ _DEFLATE: Final = "permessage-deflate"
 _ZLIB_TAIL: Final = b"\x00\x00\xff\xff"
 
 
-def _tokens(headers: Headers, name: bytes) -> list[str]:
+def header_tokens(headers: Headers, name: bytes) -> list[str]:
     """The comma-separated elements of every ``name`` header, stripped."""
     result: list[str] = []
     for key, value in headers:
@@ -64,7 +66,7 @@ def _tokens(headers: Headers, name: bytes) -> list[str]:
 
 def is_websocket_upgrade(headers: Headers) -> bool:
     """Whether a request asks to switch to WebSocket (valid or not)."""
-    return any(token.lower() == "websocket" for token in _tokens(headers, b"upgrade"))
+    return any(token.lower() == "websocket" for token in header_tokens(headers, b"upgrade"))
 
 
 def read_handshake(method: bytes, http_version: str, headers: Headers) -> WebSocketRequest:
@@ -78,7 +80,7 @@ def read_handshake(method: bytes, http_version: str, headers: Headers) -> WebSoc
         raise PeerProtocolError("a WebSocket handshake must be a GET request")
     if http_version != "1.1":
         raise PeerProtocolError("a WebSocket handshake needs HTTP/1.1")
-    if not any(token.lower() == "upgrade" for token in _tokens(headers, b"connection")):
+    if not any(token.lower() == "upgrade" for token in header_tokens(headers, b"connection")):
         raise PeerProtocolError("a WebSocket handshake needs 'Connection: Upgrade'")
     keys = [value for name, value in headers if name == b"sec-websocket-key"]
     if len(keys) != 1:
@@ -100,9 +102,28 @@ def read_handshake(method: bytes, http_version: str, headers: Headers) -> WebSoc
         if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
             raise PeerProtocolError("a WebSocket handshake must not carry a body")
     return WebSocketRequest(
-        subprotocols=tuple(_tokens(headers, b"sec-websocket-protocol")),
-        extensions=tuple(_tokens(headers, b"sec-websocket-extensions")),
+        subprotocols=tuple(header_tokens(headers, b"sec-websocket-protocol")),
+        extensions=tuple(header_tokens(headers, b"sec-websocket-extensions")),
         key=keys[0].strip(),
+    )
+
+
+def read_connect_handshake(headers: Headers) -> WebSocketRequest:
+    """Check an HTTP/2 extended CONNECT for WebSocket (RFC 8441 5).
+
+    The pseudo-headers are the hosting protocol's to check; what is left is
+    RFC 6455's version rule. There is no key: the stream itself proves the
+    client meant it (RFC 8441 5: no ``Sec-WebSocket-Key``/``-Accept``).
+    """
+    versions = [value.strip() for name, value in headers if name == b"sec-websocket-version"]
+    if versions != [VERSION]:
+        raise PeerProtocolError(
+            "unsupported or missing Sec-WebSocket-Version; this server speaks 13",
+            status_code=426 if versions else 400,
+        )
+    return WebSocketRequest(
+        subprotocols=tuple(header_tokens(headers, b"sec-websocket-protocol")),
+        extensions=tuple(header_tokens(headers, b"sec-websocket-extensions")),
     )
 
 

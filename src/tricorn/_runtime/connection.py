@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import Final, assert_never
+from typing import Final, Protocol, assert_never
 
 import anyio
 import anyio.abc
@@ -29,6 +29,7 @@ from .._protocol import (
     ConnectionClosed,
     DataReceived,
     Event,
+    H2CUpgradeRequested,
     Headers,
     HTTP1Protocol,
     MessageReceived,
@@ -36,26 +37,39 @@ from .._protocol import (
     RequestReceived,
     RequestRejected,
     StreamEnded,
+    StreamReset,
     WebSocketClosed,
+    WindowOpened,
 )
 from ..config import Config
 from ..errors import ClientDisconnected
 from .exchange import HTTPExchange
 from .logging import error_logger
+from .tls import tls_extension
 from .websocket import WebSocketExchange
 
-__all__ = ["ConnectionContext", "HTTP1Connection", "connection_info", "default_headers"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "QUEUE_LIMIT",
+    "READ_SIZE",
+    "STREAM_ERRORS",
+    "ConnectionContext",
+    "Guard",
+    "HTTP1Connection",
+    "connection_info",
+    "default_headers",
+]
 
-_READ_SIZE: Final = 64 * 1024
+READ_SIZE: Final = 64 * 1024
 #: How long a closing connection waits for the peer to read what we wrote.
-_CLOSE_TIMEOUT: Final = 1.0
+CLOSE_TIMEOUT: Final = 1.0
 #: How long a WebSocket waits for the peer's answer to its close frame.
 _WS_CLOSE_TIMEOUT: Final = 5.0
 #: Unwritten bytes ``queue_commands`` may leave in the protocol; past this a
 #: sender waits on the transport like any other.
-_QUEUE_LIMIT: Final = 64 * 1024
+QUEUE_LIMIT: Final = 64 * 1024
 
-_STREAM_ERRORS: Final = (
+STREAM_ERRORS: Final = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,
@@ -97,17 +111,24 @@ def _address(value: object) -> tuple[str, int] | None:
 
 
 def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> ConnectionInfo:
-    """Client and server addresses as the ASGI scope wants them."""
+    """Client and server addresses as the ASGI scope wants them.
+
+    A TLS stream makes the scheme ``https`` and carries the ASGI TLS extension.
+    """
     local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
     remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
     family = stream.extra(anyio.abc.SocketAttribute.family, None)
+    tls = tls_extension(stream)
+    if tls is not None:
+        scheme = "https"
     if family == socket.AF_UNIX:
         path = local if isinstance(local, str) else None
-        return ConnectionInfo(client=None, server=(path, None) if path else None, scheme=scheme)
-    return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme)
+        server = (path, None) if path else None
+        return ConnectionInfo(client=None, server=server, scheme=scheme, tls=tls)
+    return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme, tls=tls)
 
 
-class _Guard:
+class Guard:
     """A lock that costs no event loop trip when uncontended.
 
     A connection's writers (the app, an error answer from the read loop) and
@@ -134,6 +155,14 @@ class _Guard:
             self._waiters.popleft().set()
 
 
+class Connection(Protocol):
+    """What the server needs of every connection, whatever its protocol."""
+
+    def shutdown(self) -> None:
+        """Wind down: finish what is in flight, take nothing new."""
+        ...
+
+
 class ConnectionContext:
     """What every connection of one server shares: app, config, state, shutdown."""
 
@@ -144,7 +173,7 @@ class ConnectionContext:
         self.default_headers = default_headers(config)
         self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shutting_down = False
-        self.connections: set[HTTP1Connection] = set()
+        self.connections: set[Connection] = set()
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
@@ -162,18 +191,31 @@ class HTTP1Connection:
     the head timeout once a request head has begun.
     """
 
-    def __init__(self, stream: anyio.abc.ByteStream, context: ConnectionContext) -> None:
+    def __init__(
+        self, stream: anyio.abc.ByteStream, context: ConnectionContext, *, initial: bytes = b""
+    ) -> None:
         self._stream = stream
+        #: Bytes already read from the stream (while telling HTTP/1.1 from HTTP/2).
+        self._initial = initial
         self._context = context
         self._config = context.config
-        self._protocol = HTTP1Protocol(context.config, context.default_headers)
         self._info = connection_info(stream)
+        config = context.config
+        self._protocol = HTTP1Protocol(
+            config,
+            context.default_headers,
+            # h2c is HTTP/2 over cleartext only (RFC 7540 3.2); TLS has ALPN.
+            h2c_upgrade=config.http2 and config.h2c_upgrade and self._info.tls is None,
+        )
+        #: Set when the connection switches to HTTP/2 (``Upgrade: h2c``):
+        #: the request, and the bytes the client sent after it.
+        self.h2c: tuple[H2CUpgradeRequested, bytes] | None = None
         proxy = context.proxy
         self._proxy = proxy if proxy is not None and proxy.trusts_peer(self._info) else None
-        self._write_lock = _Guard()
+        self._write_lock = Guard()
         # Events are taken from the protocol and handed on under this lock, by
         # the read loop or by a finishing exchange (for pipelined requests).
-        self._dispatch_lock = _Guard()
+        self._dispatch_lock = Guard()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exchange: HTTPExchange | WebSocketExchange | None = None
         self._read_scope = anyio.CancelScope()
@@ -204,7 +246,7 @@ class HTTP1Connection:
             self._task_group.start_soon(self._dispatch_pending)
 
     def queue_commands(self, *commands: Command) -> bool:
-        if self._protocol.output_size >= _QUEUE_LIMIT:
+        if self._protocol.output_size >= QUEUE_LIMIT:
             return False
         for command in commands:
             self._protocol.handle(command)
@@ -225,6 +267,9 @@ class HTTP1Connection:
         finally:
             self._flush_scheduled = False
 
+    def consumed(self, size: int) -> None:
+        pass  # HTTP/1.1 has no window: reading pauses while the app does not read
+
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()
 
@@ -236,7 +281,7 @@ class HTTP1Connection:
             return
         try:
             await self._stream.send(data)
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
 
     async def _flush(self) -> None:
@@ -269,6 +314,11 @@ class HTTP1Connection:
     # -- the connection task ----------------------------------------------
 
     async def run(self) -> None:
+        """Serve until the connection closes, or until it switches to HTTP/2.
+
+        After a switch (``self.h2c`` set) the stream is left open for the
+        HTTP/2 connection that takes it over.
+        """
         self._context.connections.add(self)
         try:
             async with anyio.create_task_group() as task_group:
@@ -278,8 +328,9 @@ class HTTP1Connection:
                     await self._end_websocket()
         finally:
             self._context.connections.discard(self)
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await self._stream.aclose()
+            if self.h2c is None:
+                with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                    await self._stream.aclose()
 
     async def _end_websocket(self) -> None:
         """The WebSocket is over: tell the app and close the TCP connection now.
@@ -289,7 +340,7 @@ class HTTP1Connection:
         """
         if self._exchange is not None:
             self._exchange.disconnect()
-        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await self._stream.aclose()
 
     def _deadline(self) -> float:
@@ -318,9 +369,10 @@ class HTTP1Connection:
                     await self._cycle_done.wait()
                     continue
                 self._read_scope.deadline = self._deadline()
+                data, self._initial = self._initial, b""
                 try:
-                    data = await self._stream.receive(_READ_SIZE)
-                except _STREAM_ERRORS:
+                    data = data or await self._stream.receive(READ_SIZE)
+                except STREAM_ERRORS:
                     data = b""
                 async with self._dispatch_lock:
                     events = self._protocol.receive_data(data)
@@ -387,6 +439,13 @@ class HTTP1Connection:
                     await self._flush()
                     if exchange is not None:
                         exchange.disconnect()
+                case StreamReset() | WindowOpened():
+                    pass  # HTTP/2 only
+                case H2CUpgradeRequested():
+                    leftover = self._protocol.accept_h2c()
+                    await self._flush()  # the 101
+                    self.h2c = (event, leftover)
+                    self._stop_reading()
                 case _:
                     assert_never(event)
 

@@ -76,6 +76,20 @@ class Inbox:
         if self._readable is not None:
             self._readable.set()
 
+    def put_nowait(self, message: Message, size: int = 0) -> None:
+        """Queue a message even past the limits (the sender bounds itself); dropped once closed."""
+        if self._closed:
+            return
+        self._messages.append((message, size))
+        self._bytes += size
+        if self._readable is not None:
+            self._readable.set()
+
+    @property
+    def full(self) -> bool:
+        """At or past the limits: a ``put`` would wait."""
+        return self._full()
+
     async def get(self) -> Message | None:
         """The next message, or None once the inbox is closed and empty."""
         while not self._messages:
@@ -141,6 +155,10 @@ class Transport(Protocol):
         """
         ...
 
+    def consumed(self, size: int) -> None:
+        """The app took ``size`` bytes the peer sent (HTTP/2 opens its window again)."""
+        ...
+
     def stop_keep_alive(self) -> None:
         """Close the connection after this exchange (HTTP/1.1) or do nothing (HTTP/2)."""
         ...
@@ -162,14 +180,24 @@ class HTTPExchange:
         stream_id: int,
         expects_continue: bool,
         access_log: bool = True,
+        inbox: Inbox | None = None,
     ) -> None:
         self.scope = scope
         self._app = app
         self._transport = transport
-        self._cycle = HTTPCycle(stream_id)
+        extensions = scope["extensions"]
+        self._cycle = HTTPCycle(
+            stream_id,
+            trailers="http.response.trailers" in extensions,
+            push="http.response.push" in extensions,
+            early_hints="http.response.early_hint" in extensions,
+        )
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
-        self._inbox = Inbox()
+        # HTTP/1.1 holds one chunk and stops reading; HTTP/2 passes an inbox
+        # that never makes its read loop wait, as the stream's flow-control
+        # window already bounds what the peer may send.
+        self._inbox = inbox if inbox is not None else Inbox()
         self._disconnected = False
         self._error_status: int | None = None
         self._access_log = access_log
@@ -180,6 +208,12 @@ class HTTPExchange:
         """Hand a body chunk to the app; waits while the app is not reading."""
         # If the app finished without reading the whole body, the rest is dropped.
         await self._inbox.put({"type": "http.request", "body": data, "more_body": more_body})
+
+    def give_body(self, data: bytes, *, more_body: bool) -> None:
+        """Hand a body chunk to the app without waiting (the HTTP/2 window bounds it)."""
+        self._inbox.put_nowait(
+            {"type": "http.request", "body": data, "more_body": more_body}, len(data)
+        )
 
     def disconnect(self) -> None:
         """The peer is gone: ``receive()`` reports ``http.disconnect``, ``send()`` raises."""
@@ -206,7 +240,12 @@ class HTTPExchange:
             except ClientDisconnected:
                 return dict(_DISCONNECT)
         message = await self._inbox.get()
-        return message if message is not None else dict(_DISCONNECT)
+        if message is None:
+            return dict(_DISCONNECT)
+        body = message.get("body")
+        if body:
+            self._transport.consumed(len(body))
+        return message
 
     async def send(self, message: Message) -> None:
         if self._disconnected:

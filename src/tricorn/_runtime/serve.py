@@ -7,18 +7,23 @@ connection -> one task per exchange. Nothing lives outside it.
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .._asgi.types import ASGI3App
+from .._protocol import PREFACE
 from ..config import Config
 from ..errors import LifespanFailure
-from .connection import ConnectionContext, HTTP1Connection
+from .connection import READ_SIZE, STREAM_ERRORS, ConnectionContext, HTTP1Connection
+from .http2 import HTTP2Connection
 from .lifespan import Lifespan
 from .logging import error_logger
 from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
+from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 
 __all__ = ["serve"]
 
@@ -52,6 +57,15 @@ class _Server:
     def __init__(self, app: ASGI3App, config: Config) -> None:
         self._app = app
         self._config = config
+        # Before anything is bound or started: a bad certificate is a
+        # ConfigError, like any other bad option.
+        self._ssl_context = create_ssl_context(config)
+        if self._ssl_context is not None and (forbidden := h2_forbidden_ciphers(self._ssl_context)):
+            error_logger.warning(
+                "ciphers enables TLS 1.2 suites that HTTP/2 clients may refuse "
+                "(RFC 9113 9.2.2): %s",
+                ", ".join(forbidden),
+            )
         self._shutdown_requested = anyio.Event()
         self._grace: anyio.CancelScope | None = None
         self.stopped = anyio.Event()
@@ -107,10 +121,13 @@ class _Server:
             async with anyio.create_task_group() as connections:
                 async with anyio.create_task_group() as accepting:
                     for listener in listeners:
-                        accepting.start_soon(_accept, listener, connections, context)
+                        accepting.start_soon(
+                            _accept, listener, connections, context, self._ssl_context
+                        )
                     task_status.started(addresses)
+                    over = " over TLS" if self._ssl_context is not None else ""
                     for address in addresses:
-                        error_logger.info("serving on %s", address)
+                        error_logger.info("serving on %s%s", address, over)
                     await self._shutdown_requested.wait()
                     accepting.cancel_scope.cancel()
                 # Stop accepting before winding down: close the listeners now
@@ -127,8 +144,43 @@ class _Server:
             )
 
 
+class _Handshake:
+    """A new connection's TLS handshake, under way.
+
+    It counts as one of the server's connections meanwhile, so a shutdown
+    drops it, as it closes idle connections: until the handshake is done
+    there is no request to finish, and waiting out the handshake timeout
+    would only delay the shutdown.
+    """
+
+    def __init__(self, context: ConnectionContext) -> None:
+        self._context = context
+        self._scope = anyio.CancelScope()
+
+    def shutdown(self) -> None:
+        self._scope.cancel()
+
+    async def accept(
+        self, stream: anyio.abc.ByteStream, ssl_context: ssl.SSLContext
+    ) -> TLSStream | None:
+        """The TLS stream, or None (``stream`` closed) if the handshake failed or was dropped."""
+        if self._context.shutting_down:
+            self._scope.cancel()
+        self._context.connections.add(self)
+        try:
+            with self._scope:
+                timeout = self._context.config.tls_handshake_timeout
+                return await accept_tls(stream, ssl_context, timeout)
+        finally:
+            self._context.connections.discard(self)
+        return None
+
+
 async def _accept(
-    listener: socket.socket, connections: anyio.abc.TaskGroup, context: ConnectionContext
+    listener: socket.socket,
+    connections: anyio.abc.TaskGroup,
+    context: ConnectionContext,
+    ssl_context: ssl.SSLContext | None,
 ) -> None:
     """Accept every pending connection each time the listener is readable.
 
@@ -150,10 +202,12 @@ async def _accept(
                 error_logger.error("accept failed: %s", exc)
                 await anyio.sleep(0.1)
                 break
-            connections.start_soon(_handle, client, context)
+            connections.start_soon(_handle, client, context, ssl_context)
 
 
-async def _handle(client: socket.socket, context: ConnectionContext) -> None:
+async def _handle(
+    client: socket.socket, context: ConnectionContext, ssl_context: ssl.SSLContext | None
+) -> None:
     try:
         client.setblocking(False)
         stream: anyio.abc.SocketStream
@@ -169,8 +223,82 @@ async def _handle(client: socket.socket, context: ConnectionContext) -> None:
         client.close()
         return
     try:
-        await HTTP1Connection(stream, context).run()
+        if ssl_context is None:
+            await serve_stream(stream, context)
+        elif (tls := await _Handshake(context).accept(stream, ssl_context)) is not None:
+            await serve_stream(tls, context)
     except Exception as exc:
         # One connection's failure is a bug to report, never a reason to take
         # the server and every other connection down with it.
         error_logger.error("unexpected error on a connection", exc_info=exc)
+
+
+async def serve_stream(stream: anyio.abc.ByteStream, context: ConnectionContext) -> None:
+    """Serve one accepted stream with the protocol it speaks.
+
+    On TLS, ALPN decides (RFC 9113 3.2). On cleartext, a client with prior
+    knowledge opens with the HTTP/2 preface (RFC 9113 3.3); anything else is
+    HTTP/1.1, which gets the bytes read while telling the two apart.
+    """
+    config = context.config
+    tls = stream.extra(TLSAttribute.ssl_object, None) is not None
+    if tls:
+        alpn = stream.extra(TLSAttribute.alpn_protocol, None)
+        if alpn == "h2" and config.http2:
+            await HTTP2Connection(stream, context).run()
+        else:
+            await HTTP1Connection(stream, context).run()
+        return
+    initial = b""
+    if config.http2 and config.h2c_prior_knowledge:
+        initial = await _Sniffer(context).first_bytes(stream)
+        if not initial:
+            # Gone, or silent past the head timeout, before saying anything.
+            with anyio.move_on_after(1.0, shield=True):
+                await stream.aclose()
+            return
+        if initial.startswith(PREFACE):
+            await HTTP2Connection(stream, context, initial=initial).run()
+            return
+    http1 = HTTP1Connection(stream, context, initial=initial)
+    await http1.run()
+    if http1.h2c is not None:
+        upgrade, leftover = http1.h2c
+        await HTTP2Connection(stream, context, initial=leftover, upgrade=upgrade).run()
+
+
+class _Sniffer:
+    """Reads a new cleartext connection's first bytes, until they tell HTTP/2 from HTTP/1.1.
+
+    It counts as one of the server's connections meanwhile, so a shutdown
+    closes a client that has not said anything yet, as HTTP/1.1 would.
+    """
+
+    def __init__(self, context: ConnectionContext) -> None:
+        self._context = context
+        self._scope = anyio.CancelScope()
+
+    def shutdown(self) -> None:
+        self._scope.cancel()
+
+    async def first_bytes(self, stream: anyio.abc.ByteStream) -> bytes:
+        if self._context.shutting_down:
+            return b""
+        initial = b""
+        self._context.connections.add(self)
+        try:
+            with self._scope:
+                self._scope.deadline = (
+                    anyio.current_time() + self._context.config.request_head_timeout
+                )
+                while len(initial) < len(PREFACE) and PREFACE.startswith(initial):
+                    try:
+                        chunk = await stream.receive(READ_SIZE)
+                    except STREAM_ERRORS:
+                        chunk = b""
+                    if not chunk:
+                        break
+                    initial += chunk
+        finally:
+            self._context.connections.discard(self)
+        return initial

@@ -40,6 +40,12 @@ _PING_PAYLOAD: Final = b"tricorn keepalive"
 _CONNECTED = WebSocketCycleState.CONNECTED
 
 
+def _message(data: bytes | str) -> Message:
+    if isinstance(data, str):
+        return {"type": "websocket.receive", "text": data}
+    return {"type": "websocket.receive", "bytes": data}
+
+
 class WebSocketExchange:
     """Runs ``app(scope, receive, send)`` for one WebSocket and keeps its books."""
 
@@ -72,12 +78,22 @@ class WebSocketExchange:
 
     async def feed_message(self, data: bytes | str) -> None:
         """Hand a message to the app; waits while the app is not receiving."""
-        message: Message = (
-            {"type": "websocket.receive", "text": data}
-            if isinstance(data, str)
-            else {"type": "websocket.receive", "bytes": data}
-        )
-        await self._inbox.put(message, len(data))
+        await self._inbox.put(_message(data), len(data))
+
+    def offer_message(self, data: bytes | str) -> bool:
+        """Hand a message to the app without waiting; False once the app lags behind.
+
+        For HTTP/2, where one stream must never stall the connection's read
+        loop: the stream's window bounds the peer instead, and the caller
+        stops opening it while this returns False.
+        """
+        self._inbox.put_nowait(_message(data), len(data))
+        return not self._inbox.full
+
+    @property
+    def keeping_up(self) -> bool:
+        """The app takes messages as fast as they come: the inbox has room."""
+        return not self._inbox.full
 
     def closed(self, code: int, reason: str) -> None:
         """The closing handshake finished, or the peer broke the protocol and was closed."""
@@ -112,6 +128,7 @@ class WebSocketExchange:
             return {"type": "websocket.connect"}
         message = await self._inbox.get()
         if message is not None:
+            self._transport.consumed(len(message.get("bytes") or message.get("text") or ""))
             return message
         code, reason = self._end or (ABNORMAL_CLOSURE, "")
         return {"type": "websocket.disconnect", "code": code, "reason": reason}

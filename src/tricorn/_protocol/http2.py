@@ -1,0 +1,916 @@
+"""HTTP/2 (RFC 9113) as a sans-IO state machine over h2.
+
+Bytes in -> events out (``receive_data``), commands in (``handle``) -> bytes
+out (``data_to_send``), like :class:`~tricorn._protocol.http1.HTTP1Protocol`,
+with streams: every event and command names its ``stream_id``.
+
+Flow control is kept here both ways. Response data the peer's window does not
+admit yet is held per stream and let out as WINDOW_UPDATE frames arrive
+(:class:`WindowOpened` tells the runtime when a stream's data is all out).
+Request data is acknowledged only when the runtime says the app took it
+(:meth:`HTTP2Protocol.acknowledge`), so a stream holds at most its window.
+
+Abuse is bounded by budgets (a token bucket each, refilled over 10 seconds):
+resets (rapid reset, MadeYouReset) and control frames (PING, SETTINGS,
+WINDOW_UPDATE, PRIORITY and empty DATA floods). A spent budget ends the
+connection with GOAWAY(ENHANCE_YOUR_CALM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Final, assert_never
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.exceptions import HyperframeError
+from hyperframe.frame import GoAwayFrame
+
+from ..config import Config
+from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
+from . import websocket
+from .events import (
+    AcceptWebSocket,
+    CloseWebSocket,
+    Command,
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    Headers,
+    PushPromise,
+    RequestReceived,
+    SendData,
+    SendInformational,
+    SendMessage,
+    SendPing,
+    SendTrailers,
+    StartResponse,
+    StreamEnded,
+    StreamReset,
+    WebSocketRequest,
+    WindowOpened,
+)
+from .http1 import accepts_trailers
+
+__all__ = ["PREFACE", "HTTP2Protocol"]
+
+#: The client connection preface (RFC 9113 3.4); on a cleartext port it
+#: tells an HTTP/2 client with prior knowledge from an HTTP/1.1 one.
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+HeaderSource = Callable[[], Headers]
+Clock = Callable[[], float]
+
+_E = h2.errors.ErrorCodes
+#: The period over which each abuse budget refills in full.
+_BUDGET_PERIOD: Final = 10.0
+#: Headers that are meaningful only to one HTTP/1.1 connection and that
+#: HTTP/2 forbids (RFC 9113 8.2.2); an app that sets one gets it dropped.
+_CONNECTION_HEADERS: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+class _Budget:
+    """A token bucket: ``size`` tokens, refilled in full over ``_BUDGET_PERIOD``."""
+
+    __slots__ = ("_clock", "_last", "_rate", "_size", "_tokens")
+
+    def __init__(self, size: int, clock: Clock) -> None:
+        self._size = float(size)
+        self._tokens = float(size)
+        self._rate = size / _BUDGET_PERIOD
+        self._clock = clock
+        self._last = clock()
+
+    def spend(self) -> bool:
+        """Take one token; False when the budget is spent."""
+        now = self._clock()
+        self._tokens = min(self._size, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class _Stream:
+    """What this side keeps about one stream beyond h2's own state."""
+
+    __slots__ = (
+        "authority",
+        "body_allowed",
+        "ended",
+        "head",
+        "held",
+        "held_end",
+        "held_trailers",
+        "method",
+        "received",
+        "request_done",
+        "response_done",
+        "response_started",
+        "unacknowledged",
+        "websocket",
+        "ws_request",
+    )
+
+    def __init__(self, method: bytes, authority: bytes = b"") -> None:
+        self.method = method
+        self.authority = authority
+        self.head: Headers | None = None
+        self.held: deque[bytes] = deque()
+        self.held_end = False
+        self.held_trailers: Headers | None = None
+        self.received = 0
+        self.unacknowledged = 0
+        self.request_done = False
+        self.response_started = False
+        self.response_done = False
+        self.body_allowed = True
+        self.ended = False
+        self.ws_request: WebSocketRequest | None = None
+        self.websocket: websocket.WebSocketProtocol | None = None
+
+
+def _reason_text(exc: Exception) -> str:
+    return str(exc)[:200] or type(exc).__name__
+
+
+class HTTP2Protocol:
+    """One HTTP/2 server connection.
+
+    ``default_headers`` and ``clock`` come from the runtime, which owns time:
+    the first gives the ``date``/``server`` headers, the second drives the
+    abuse budgets.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        default_headers: HeaderSource = tuple,
+        clock: Clock | None = None,
+        *,
+        scheme: bytes = b"http",
+    ) -> None:
+        self._config = config
+        self._default_headers = default_headers
+        self._scheme = scheme
+        self._h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=False, header_encoding=None, validate_inbound_headers=True
+            )
+        )
+        # The initial values go in the preface's SETTINGS frame; h2 would
+        # send its defaults for values assigned one by one before initiate().
+        self._h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+                # RFC 8441 3: offering extended CONNECT is what lets a client
+                # open a WebSocket on a stream; without WebSocket, nothing to offer.
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(config.ws != "none"),
+            },
+        )
+        self._h2.max_inbound_frame_size = config.h2_max_frame_size
+        # h2 bounds a header list only while decoding; the limit it enforces
+        # is SETTINGS_MAX_HEADER_LIST_SIZE as advertised above.
+        self._h2.decoder.max_header_list_size = config.h2_max_header_list_size
+        self._streams: dict[int, _Stream] = {}
+        #: Streams whose exchange (app task) is still running, reset or not:
+        #: what bounds concurrency when a peer resets as fast as it opens.
+        self._active: set[int] = set()
+        self._out = bytearray()
+        self._pending: list[Event] = []
+        self._closed = False
+        self._goaway_sent = False
+        self._goaway_received = False
+        self._last_stream_id = 0
+        if clock is None:
+            clock = _no_clock
+        self._resets = _Budget(config.h2_max_resets, clock)
+        self._control = _Budget(config.h2_max_control_frames, clock)
+        #: Why the connection ended on our side, for the log.
+        self.error: str | None = None
+
+    # -- starting ------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Queue our connection preface: the SETTINGS frame (RFC 9113 3.4)."""
+        self._h2.initiate_connection()
+        self._widen_connection_window()
+        self._collect()
+
+    def initiate_upgrade(
+        self, settings: bytes, request: RequestReceived, body: bytes
+    ) -> list[Event]:
+        """Take over from an HTTP/1.1 ``Upgrade: h2c`` request (RFC 7540 3.2).
+
+        The request becomes stream 1, half-closed from the client's side, and
+        its events are returned for the runtime to dispatch like any other.
+        """
+        # RFC 7540 3.2.1: base64url with the trailing "=" left out, which
+        # the decoder h2 uses insists on.
+        padded = settings.strip() + b"=" * (-len(settings.strip()) % 4)
+        try:
+            self._h2.initiate_upgrade_connection(padded)
+        except (ValueError, HyperframeError, h2.exceptions.ProtocolError) as exc:
+            # The 101 is out; a bad HTTP2-Settings is now a connection error.
+            self.error = f"bad HTTP2-Settings in an h2c upgrade: {_reason_text(exc)}"
+            self._terminate(_E.PROTOCOL_ERROR, "bad HTTP2-Settings")
+            self._collect()
+            return [ConnectionClosed()]
+        self._widen_connection_window()
+        stream = _Stream(request.method)
+        stream.request_done = True
+        self._streams[1] = stream
+        self._active.add(1)
+        self._last_stream_id = 1
+        self._collect()
+        events: list[Event] = [
+            RequestReceived(
+                stream_id=1,
+                method=request.method,
+                target=request.target,
+                http_version="2",
+                headers=tuple(
+                    (name, value)
+                    for name, value in request.headers
+                    if name not in _CONNECTION_HEADERS and name not in (b"http2-settings", b"te")
+                ),
+                can_send_trailers=accepts_trailers(request.headers),
+                can_push=self._push_allowed,
+                can_send_early_hints=True,
+            )
+        ]
+        if body:
+            events.append(DataReceived(1, body))
+        events.append(StreamEnded(1))
+        return events
+
+    def _widen_connection_window(self) -> None:
+        # The connection window is shared by all streams; the RFC default of
+        # 64 KiB would let one stream whose app does not read starve the rest.
+        # Each stream stays bounded by its own window.
+        target = self._config.h2_initial_window_size * self._config.h2_max_concurrent_streams
+        increment = min(target, 2**31 - 1) - 65535
+        if increment > 0:
+            self._h2.increment_flow_control_window(increment)
+
+    # -- state the runtime reads ----------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more can pass on this connection."""
+        return self._closed
+
+    @property
+    def draining(self) -> bool:
+        """GOAWAY went one way or the other: no new streams; close when the last ends."""
+        return self._goaway_sent or self._goaway_received
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._active)
+
+    @property
+    def _push_allowed(self) -> bool:
+        return bool(self._h2.remote_settings.enable_push) and not self.draining
+
+    def held(self, stream_id: int) -> bool:
+        """Response data for the stream waits for the peer's window."""
+        stream = self._streams.get(stream_id)
+        return stream is not None and not stream.ended and bool(stream.held or stream.held_end)
+
+    def stream_open(self, stream_id: int) -> bool:
+        stream = self._streams.get(stream_id)
+        return stream is not None and not stream.ended and not self._closed
+
+    # -- bytes in ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+        if self._closed:
+            return []
+        if not data:
+            return self._connection_lost()
+        try:
+            h2_events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued a GOAWAY with the error code the RFC prescribes
+            # (PROTOCOL_ERROR, FRAME_SIZE_ERROR, FLOW_CONTROL_ERROR,
+            # COMPRESSION_ERROR, ENHANCE_YOUR_CALM for an HPACK bomb ...).
+            self.error = f"HTTP/2 protocol error: {_reason_text(exc)}"
+            self._collect()
+            if not self._out:
+                # h2 checks the preface before it can queue a GOAWAY; RFC
+                # 9113 3.4 makes a bad one a PROTOCOL_ERROR all the same.
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._terminate(_E.PROTOCOL_ERROR, "invalid connection preface")
+                self._collect()
+            return self._connection_lost()
+        events: list[Event] = []
+        for event in h2_events:
+            self._on_event(event, events)
+            if self._closed:
+                break
+        if not self._closed:
+            events.extend(self._let_out())
+        self._collect()
+        if self._closed and not any(isinstance(event, ConnectionClosed) for event in events):
+            events.extend(self._connection_lost())
+        return events
+
+    def pending_events(self) -> list[Event]:
+        """Events that commands produced (a pushed request), for the runtime to dispatch."""
+        events, self._pending = self._pending, []
+        return events
+
+    def _on_event(self, event: h2.events.Event, events: list[Event]) -> None:
+        match event:
+            case h2.events.RequestReceived(stream_id=stream_id, headers=headers):
+                assert stream_id is not None
+                assert headers is not None
+                self._request(stream_id, headers, event.stream_ended is not None, events)
+            case h2.events.DataReceived(stream_id=stream_id):
+                assert stream_id is not None
+                self._data(stream_id, event, events)
+            case h2.events.StreamEnded(stream_id=stream_id):
+                assert stream_id is not None
+                self._stream_ended(stream_id, events)
+            case h2.events.TrailersReceived(stream_id=stream_id):
+                # ASGI has no request trailers; the trailer section only
+                # ends the body (h2 reports the end as StreamEnded too).
+                pass
+            case h2.events.StreamReset(stream_id=stream_id, error_code=code):
+                assert stream_id is not None
+                stream = self._streams.get(stream_id)
+                if stream is not None and not stream.response_done:
+                    self._spend(self._resets, "streams reset")
+                self._gone(stream_id, int(code or 0), events)
+            case h2.events.WindowUpdated() | h2.events.PriorityUpdated():
+                self._spend(self._control, "control frames")
+            case h2.events.PingReceived() | h2.events.PingAckReceived():
+                self._spend(self._control, "control frames")
+            case h2.events.RemoteSettingsChanged():
+                self._spend(self._control, "control frames")
+            case h2.events.SettingsAcknowledged():
+                pass
+            case h2.events.ConnectionTerminated(error_code=code, last_stream_id=last):
+                self._goaway_from_peer(int(code or 0), last, events)
+            case h2.events.UnknownFrameReceived() | h2.events.AlternativeServiceAvailable():
+                # RFC 9113 5.5: unknown frame types are ignored.
+                self._spend(self._control, "control frames")
+            case _:
+                # Client-only events (responses, pushes) cannot reach a server.
+                pass
+
+    def _request(
+        self, stream_id: int, raw: list[tuple[bytes, bytes]], ended: bool, events: list[Event]
+    ) -> None:
+        self._last_stream_id = max(self._last_stream_id, stream_id)
+        pseudo: dict[bytes, bytes] = {}
+        headers: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] = []
+        for name, value in raw:
+            if name.startswith(b":"):
+                pseudo[name] = value
+            elif name == b"cookie":
+                cookies.append(value)
+            else:
+                headers.append((name, value))
+        if cookies:
+            # RFC 9113 8.2.3: split cookie fields are joined with "; " before
+            # they reach an application that expects one (as HTTP/1.1 has).
+            headers.append((b"cookie", b"; ".join(cookies)))
+        authority = pseudo.get(b":authority")
+        if authority is not None and not any(name == b"host" for name, _ in headers):
+            # RFC 9113 8.3.1: :authority stands in for Host; ASGI apps read Host.
+            headers.insert(0, (b"host", authority))
+        method = pseudo.get(b":method", b"")
+        stream = _Stream(method, authority or b"")
+        stream.request_done = ended
+        self._streams[stream_id] = stream
+        if self._goaway_sent:
+            # RFC 9113 6.8: streams opened after our GOAWAY are not processed.
+            self._reset(stream_id, _E.REFUSED_STREAM)
+            return
+        if len(self._active) >= self._config.h2_max_concurrent_streams:
+            # h2 counts only streams open in the protocol; a reset stream's
+            # app may still run. Refusing here keeps the apps bounded too.
+            self._spend(self._resets, "streams reset")
+            self._reset(stream_id, _E.REFUSED_STREAM)
+            return
+        request = self._check_request(stream_id, stream, pseudo, headers)
+        if request is None:
+            return
+        self._active.add(stream_id)
+        events.append(request)  # h2 reports END_STREAM as its own event next
+
+    def _check_request(
+        self,
+        stream_id: int,
+        stream: _Stream,
+        pseudo: dict[bytes, bytes],
+        headers: list[tuple[bytes, bytes]],
+    ) -> RequestReceived | None:
+        """The request event, or None once it has been answered here."""
+        method = stream.method
+        ws_request: WebSocketRequest | None = None
+        if method == b"CONNECT":
+            protocol = pseudo.get(b":protocol")
+            if protocol is None or protocol.lower() != b"websocket" or self._config.ws == "none":
+                # A tunnel (plain CONNECT) or a protocol we do not speak over
+                # extended CONNECT: ASGI has no way to serve either.
+                self._refuse(stream_id, 501, "CONNECT is only served for WebSocket (RFC 8441)")
+                return None
+            try:
+                ws_request = websocket.read_connect_handshake(tuple(headers))
+            except PeerProtocolError as exc:
+                self._refuse(stream_id, exc.status_code, str(exc), websocket.refusal_headers(exc))
+                return None
+            stream.ws_request = ws_request
+        max_body = self._config.max_request_body_size
+        if max_body is not None:
+            for name, value in headers:
+                if name == b"content-length" and value.isdigit() and int(value) > max_body:
+                    self._refuse(stream_id, 413, "request body too large")
+                    return None
+        return RequestReceived(
+            stream_id=stream_id,
+            method=method,
+            target=pseudo.get(b":path", b"/") if ws_request is None else pseudo[b":path"],
+            http_version="2",
+            headers=tuple(headers),
+            websocket=ws_request,
+            can_send_trailers=ws_request is None and accepts_trailers(tuple(headers)),
+            can_push=ws_request is None and self._push_allowed,
+            can_send_early_hints=ws_request is None,
+        )
+
+    def _data(self, stream_id: int, event: h2.events.DataReceived, events: list[Event]) -> None:
+        data = bytes(event.data or b"")
+        flow = event.flow_controlled_length or 0
+        stream = self._streams.get(stream_id)
+        if not data and not event.stream_ended:
+            # An empty DATA frame carries nothing but work (CVE-2019-9518).
+            self._spend(self._control, "empty DATA frames")
+        if stream is None or stream.ended or stream_id not in self._active:
+            # The exchange is gone: nobody will take these bytes, so they are
+            # acknowledged now or the connection window would shrink for good.
+            self._acknowledge(stream_id, flow)
+            return
+        # Padding is never handed to the app; it is acknowledged at once.
+        self._acknowledge(stream_id, flow - len(data))
+        if stream.websocket is not None:
+            ws_events = stream.websocket.receive_data(data) if data else []
+            stream.unacknowledged += len(data)
+            events.extend(ws_events)
+            self._pump_websocket(stream_id, stream)
+            return
+        if stream.ws_request is not None:
+            # Bytes before the handshake is accepted: a WebSocket client waits
+            # for the 200 (RFC 8441 5), so these are dropped.
+            self._acknowledge(stream_id, len(data))
+            return
+        stream.received += len(data)
+        max_body = self._config.max_request_body_size
+        if max_body is not None and stream.received > max_body:
+            self._acknowledge(stream_id, len(data))
+            self._refuse(stream_id, 413, "request body too large")
+            events.append(StreamReset(stream_id, int(_E.CANCEL)))
+            return
+        if data:
+            events.append(DataReceived(stream_id, data))
+
+    def _stream_ended(self, stream_id: int, events: list[Event]) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ended:
+            return
+        stream.request_done = True
+        if stream.websocket is not None:
+            # RFC 8441: END_STREAM is the WebSocket's TCP FIN. Without a
+            # finished closing handshake that is an abnormal end.
+            if not stream.websocket.closed:
+                stream.websocket.receive_data(b"")
+                events.append(StreamReset(stream_id))
+            self._end_if_done(stream_id, stream)
+            return
+        if stream_id in self._active:
+            events.append(StreamEnded(stream_id))
+
+    def _goaway_from_peer(self, code: int, last: int | None, events: list[Event]) -> None:
+        self._goaway_received = True
+        if code != 0:
+            self.error = f"the client ended the connection with GOAWAY error {code}"
+            self._closed = True
+            return
+        # A graceful GOAWAY (RFC 9113 6.8): the peer opens no more streams,
+        # and those in flight still finish. h2 treats any GOAWAY as the end
+        # of the connection and would refuse to send their responses, so its
+        # connection state is put back to open; the streams keep their own.
+        self._h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        if not self._active:
+            self._closed = True
+
+    def _connection_lost(self) -> list[Event]:
+        self._closed = True
+        return [ConnectionClosed()]
+
+    # -- budgets ---------------------------------------------------------------
+
+    def _spend(self, budget: _Budget, what: str) -> None:
+        if budget.spend() or self._closed:
+            return
+        self.error = f"too many {what}: ended the connection with ENHANCE_YOUR_CALM"
+        self._terminate(_E.ENHANCE_YOUR_CALM, what)
+
+    def _terminate(self, code: h2.errors.ErrorCodes, reason: str) -> None:
+        """End the connection with GOAWAY(code) now."""
+        self._h2.close_connection(
+            error_code=code,
+            additional_data=reason.encode("ascii", "replace")[:64],
+            last_stream_id=self._last_stream_id,
+        )
+        self._closed = True
+        self._goaway_sent = True
+
+    # -- commands in, bytes out ----------------------------------------------
+
+    def handle(self, command: Command) -> None:
+        """Turn a command into frames; raises ClientDisconnected once the stream is gone."""
+        stream = self._streams.get(command.stream_id)
+        if self._closed or stream is None or stream.ended:
+            raise ClientDisconnected("the stream is closed")
+        try:
+            self._handle(command, stream)
+        except h2.exceptions.StreamClosedError:
+            self._gone(command.stream_id, int(_E.STREAM_CLOSED), self._pending)
+            raise ClientDisconnected("the client closed the stream") from None
+        except h2.exceptions.ProtocolError as exc:
+            # h2 refused what the app asked for (an invalid header ...): the
+            # client gets a 500 if no byte of the response went out yet,
+            # else the stream is reset.
+            self._app_failed(command.stream_id, stream)
+            raise AppProtocolError(f"invalid response: {_reason_text(exc)}") from None
+        finally:
+            self._collect()
+
+    def _handle(self, command: Command, stream: _Stream) -> None:
+        stream_id = command.stream_id
+        if stream.websocket is not None:
+            if not isinstance(command, (SendMessage, SendPing, CloseWebSocket)):
+                raise AppProtocolError(f"{type(command).__name__} on a WebSocket stream")
+            stream.websocket.handle(command)
+            self._pump_websocket(stream_id, stream)
+            return
+        match command:
+            case SendInformational(status_code=status_code, headers=headers):
+                self._h2.send_headers(
+                    stream_id, [(b":status", str(status_code).encode()), *_clean(headers)]
+                )
+            case StartResponse(status_code=status_code, headers=headers):
+                stream.response_started = True
+                stream.body_allowed = not (stream.method == b"HEAD" or status_code in (204, 304))
+                # Held until the first body chunk, so an empty body ends the
+                # stream on the HEADERS frame itself.
+                stream.head = (
+                    (b":status", str(status_code).encode()),
+                    *self._response_headers(headers),
+                )
+            case SendData(data=data, end_stream=end_stream):
+                self._send_head(stream_id, stream, end_stream=end_stream and not data)
+                if data and stream.body_allowed:
+                    stream.held.append(data)
+                if end_stream:
+                    stream.held_end = True
+                    stream.response_done = True
+                self._let_out_stream(stream_id, stream)
+            case SendTrailers(headers=headers):
+                self._send_head(stream_id, stream, end_stream=False)
+                stream.held_trailers = tuple(_clean(headers))
+                stream.held_end = True
+                stream.response_done = True
+                self._let_out_stream(stream_id, stream)
+            case PushPromise(path=path, headers=headers):
+                self._push(stream_id, path, headers)
+            case AcceptWebSocket():
+                self._accept_websocket(stream_id, stream, command)
+            case SendMessage() | SendPing() | CloseWebSocket():
+                raise AppProtocolError("the WebSocket handshake is not complete")
+            case _:
+                assert_never(command)
+
+    def _send_head(self, stream_id: int, stream: _Stream, *, end_stream: bool) -> None:
+        if stream.head is None:
+            return
+        head, stream.head = stream.head, None
+        self._h2.send_headers(stream_id, list(head), end_stream=end_stream)
+        if end_stream:
+            stream.response_done = True
+            self._end_if_done(stream_id, stream, sent=True)
+
+    def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
+        result = _clean(headers)
+        present = {name for name, _ in result}
+        result.extend(
+            (name, value) for name, value in self._default_headers() if name not in present
+        )
+        return result
+
+    def _accept_websocket(self, stream_id: int, stream: _Stream, command: AcceptWebSocket) -> None:
+        request = stream.ws_request
+        if request is None:
+            raise AppProtocolError("not a WebSocket handshake")
+        headers, guard = websocket.accept_handshake(
+            request,
+            command.subprotocol,
+            per_message_deflate=self._config.ws_per_message_deflate,
+            max_message_size=self._config.ws_max_message_size,
+        )
+        # RFC 8441 5: a 2xx answer to the extended CONNECT opens the WebSocket.
+        self._h2.send_headers(
+            stream_id,
+            [(b":status", b"200"), *self._response_headers((*headers, *command.headers))],
+        )
+        stream.response_started = True
+        stream.websocket = websocket.WebSocketProtocol(stream_id, guard)
+
+    def _push(self, stream_id: int, path: bytes, headers: Headers) -> None:
+        parent = self._streams[stream_id]
+        if not self._push_allowed or not path.startswith(b"/"):
+            return  # ASGI: a push the connection cannot make is not made
+        authority = parent.authority
+        clean: list[tuple[bytes, bytes]] = []
+        for name, value in _clean(headers):
+            if name == b"host":
+                authority = value
+            else:
+                clean.append((name, value))
+        promised_id = self._h2.get_next_available_stream_id()
+        # RFC 9113 8.4.1: a promised request is safe and cacheable, and
+        # carries the parent's authority unless the app names another.
+        request_headers = [
+            (b":method", b"GET"),
+            (b":scheme", self._scheme),
+            (b":path", path),
+            (b":authority", authority),
+            *clean,
+        ]
+        try:
+            self._h2.push_stream(stream_id, promised_id, request_headers)
+        except h2.exceptions.ProtocolError:
+            return  # the peer's limits or the stream's state forbid it now
+        stream = _Stream(b"GET", authority)
+        stream.request_done = True
+        self._streams[promised_id] = stream
+        self._active.add(promised_id)
+        self._pending.append(
+            RequestReceived(
+                stream_id=promised_id,
+                method=b"GET",
+                target=path,
+                http_version="2",
+                headers=((b"host", authority), *clean),
+            )
+        )
+        self._pending.append(StreamEnded(promised_id))
+
+    # -- flow control ------------------------------------------------------------
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The app took ``size`` bytes of the stream's request body: open the window again."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.websocket is not None:
+            size, stream.unacknowledged = stream.unacknowledged, 0
+        self._acknowledge(stream_id, size)
+        self._collect()
+
+    def _acknowledge(self, stream_id: int, size: int) -> None:
+        if size <= 0 or self._closed:
+            return
+        try:
+            self._h2.acknowledge_received_data(size, stream_id)
+        except h2.exceptions.StreamClosedError:
+            # The stream closed meanwhile: h2 still credits the connection.
+            pass
+        except h2.exceptions.ProtocolError:
+            pass
+
+    def _let_out(self) -> list[Event]:
+        """Send what the windows admit now; a WindowOpened for each stream drained."""
+        opened: list[Event] = []
+        for stream_id, stream in list(self._streams.items()):
+            if stream.held or stream.held_end:
+                self._let_out_stream(stream_id, stream)
+                if not stream.held and not stream.held_end:
+                    opened.append(WindowOpened(stream_id))
+        return opened
+
+    def _let_out_stream(self, stream_id: int, stream: _Stream) -> None:
+        if stream.ended:
+            stream.held.clear()
+            stream.held_end = False
+            return
+        while stream.held:
+            window = min(
+                self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size
+            )
+            if window <= 0:
+                return
+            chunk = stream.held[0]
+            if len(chunk) > window:
+                stream.held[0] = chunk[window:]
+                chunk = chunk[:window]
+            else:
+                stream.held.popleft()
+            end = stream.held_end and not stream.held and stream.held_trailers is None
+            self._h2.send_data(stream_id, chunk, end_stream=end)
+            if end:
+                stream.held_end = False
+                self._end_if_done(stream_id, stream, sent=True)
+                return
+        if stream.held_end:
+            stream.held_end = False
+            trailers, stream.held_trailers = stream.held_trailers, None
+            if trailers is not None:
+                self._h2.send_headers(stream_id, list(trailers), end_stream=True)
+            else:
+                self._h2.end_stream(stream_id)
+            self._end_if_done(stream_id, stream, sent=True)
+
+    def _pump_websocket(self, stream_id: int, stream: _Stream) -> None:
+        """Move the frame layer's bytes into DATA frames; END_STREAM once it closed."""
+        ws = stream.websocket
+        assert ws is not None
+        if ws.output_size:
+            stream.held.append(ws.data_to_send())
+        if ws.closed and not stream.response_done:
+            # RFC 8441 5: after the closing handshake the stream is ended
+            # with END_STREAM, the equivalent of TCP's FIN.
+            stream.held_end = True
+            stream.response_done = True
+        self._let_out_stream(stream_id, stream)
+
+    # -- stream ends -------------------------------------------------------------
+
+    def exchange_finished(self, stream_id: int) -> None:
+        """The app task for the stream ended. Whatever is still open is closed.
+
+        A response the app left unfinished is reset (INTERNAL_ERROR); a
+        complete response whose request body is still arriving is followed
+        by RST_STREAM(NO_ERROR), RFC 9113 8.1, so the client stops sending.
+        """
+        self._active.discard(stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is not None and not stream.ended and not self._closed:
+            if not stream.response_done:
+                self._reset(stream_id, _E.INTERNAL_ERROR)
+            elif not stream.request_done and not stream.held and not stream.held_end:
+                self._reset(stream_id, _E.NO_ERROR)
+        if stream is not None and stream.ended:
+            self._streams.pop(stream_id, None)
+        if self.draining and not self._active:
+            self._closed = self._closed or not self._h2_busy()
+        self._collect()
+
+    def _h2_busy(self) -> bool:
+        return any(not stream.ended and stream.held for stream in self._streams.values())
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Give up on one stream (a dead WebSocket peer, an app that broke its response)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and not stream.ended and not self._closed:
+            self._reset(stream_id, _E.CANCEL if stream.websocket else _E.INTERNAL_ERROR)
+            self._collect()
+
+    def _app_failed(self, stream_id: int, stream: _Stream) -> None:
+        if stream.head is not None or not stream.response_started:
+            stream.head = None
+            self._refuse(stream_id, 500, "the application sent an invalid response")
+        else:
+            self._reset(stream_id, _E.INTERNAL_ERROR)
+
+    def _refuse(self, stream_id: int, status: int, reason: str, headers: Headers = ()) -> None:
+        """Answer a request here, without the app, and close the stream."""
+        stream = self._streams.get(stream_id)
+        body = f"{status} {reason}\n".encode()
+        try:
+            self._h2.send_headers(
+                stream_id,
+                [
+                    (b":status", str(status).encode()),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    *_clean(headers),
+                    *self._default_headers(),
+                ],
+            )
+            self._h2.send_data(stream_id, body, end_stream=True)
+        except h2.exceptions.ProtocolError:
+            self._reset(stream_id, _E.INTERNAL_ERROR)
+            return
+        if stream is not None:
+            stream.response_started = stream.response_done = True
+            if not stream.request_done:
+                # The rest of the request is of no use (RFC 9113 8.1).
+                self._reset(stream_id, _E.NO_ERROR)
+            else:
+                self._end_if_done(stream_id, stream, sent=True)
+
+    def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.reset_stream(stream_id, code)  # unless h2 closed it already
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            self._mark_ended(stream_id, stream)
+
+    def _gone(self, stream_id: int, code: int, events: list[Event]) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ended:
+            return
+        self._mark_ended(stream_id, stream)
+        if stream_id in self._active:
+            events.append(StreamReset(stream_id, code))
+
+    def _end_if_done(self, stream_id: int, stream: _Stream, *, sent: bool = False) -> None:
+        if stream.response_done and stream.request_done and not stream.held:
+            self._mark_ended(stream_id, stream)
+
+    def _mark_ended(self, stream_id: int, stream: _Stream) -> None:
+        stream.ended = True
+        stream.held.clear()
+        stream.held_end = False
+        if stream_id not in self._active:
+            self._streams.pop(stream_id, None)
+
+    # -- shutdown ----------------------------------------------------------------
+
+    def start_shutdown(self) -> None:
+        """Graceful GOAWAY (RFC 9113 6.8): no new streams; those in flight finish.
+
+        Sent by hand rather than with h2's close_connection, which would
+        stop h2 from carrying the in-flight streams' responses.
+        """
+        if self._goaway_sent or self._closed:
+            return
+        self._goaway_sent = True
+        frame = GoAwayFrame(0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=0)
+        self._collect()
+        self._out += frame.serialize()
+        if not self._active:
+            self._closed = True
+
+    # -- output --------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        data = self._h2.data_to_send()
+        if data:
+            self._out += data
+
+    @property
+    def has_output(self) -> bool:
+        return self.output_size > 0
+
+    @property
+    def output_size(self) -> int:
+        return len(self._out)
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the peer, emptied on each call."""
+        self._collect()
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+
+def _clean(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """App headers as HTTP/2 wants them: lower-case names, no connection-specific ones.
+
+    RFC 9113 8.2.1 asks for lower-case field names and 8.2.2 forbids the
+    HTTP/1.1 connection headers; an app written for HTTP/1.1 may send
+    either, so they are fixed or dropped here rather than failing the app.
+    """
+    result: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _CONNECTION_HEADERS or lowered.startswith(b":"):
+            continue
+        if lowered == b"te" and value.strip().lower() != b"trailers":
+            continue
+        result.append((lowered, value))
+    return result
+
+
+def _no_clock() -> float:
+    """Without a clock the budgets never refill: each is a plain count."""
+    return 0.0

@@ -1,0 +1,404 @@
+"""One HTTP/2 connection: a read loop, one writer, and an exchange task per stream.
+
+The exchanges are the same :class:`HTTPExchange` and :class:`WebSocketExchange`
+that serve HTTP/1.1; each talks to its stream through a :class:`_StreamTransport`.
+The read loop never waits on an app: request data goes into inboxes that the
+stream's flow-control window bounds, and the window opens again only as the
+app takes the data. ``send()`` waits for the peer's window, so a client that
+stops reading holds up only its own streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from typing import Final, assert_never
+
+import anyio
+import anyio.abc
+
+from .._asgi.scope import build_http_scope, build_websocket_scope
+from .._protocol import (
+    Command,
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    H2CUpgradeRequested,
+    HTTP2Protocol,
+    MessageReceived,
+    PongReceived,
+    RequestReceived,
+    RequestRejected,
+    StreamEnded,
+    StreamReset,
+    WebSocketClosed,
+    WindowOpened,
+)
+from ..errors import ClientDisconnected
+from .connection import (
+    CLOSE_TIMEOUT,
+    QUEUE_LIMIT,
+    READ_SIZE,
+    STREAM_ERRORS,
+    ConnectionContext,
+    Guard,
+    connection_info,
+)
+from .exchange import HTTPExchange, Inbox
+from .logging import error_logger
+from .websocket import WebSocketExchange
+
+__all__ = ["HTTP2Connection"]
+
+Exchange = HTTPExchange | WebSocketExchange
+
+#: An inbox no put waits on: the stream's window is the bound (see module doc).
+_UNBOUNDED: Final = sys.maxsize
+
+
+class _StreamTransport:
+    """The :class:`~tricorn._runtime.exchange.Transport` of one stream."""
+
+    __slots__ = ("_connection", "_stream_id")
+
+    def __init__(self, connection: HTTP2Connection, stream_id: int) -> None:
+        self._connection = connection
+        self._stream_id = stream_id
+
+    async def send_commands(self, *commands: Command) -> None:
+        await self._connection.send(self._stream_id, commands)
+
+    def queue_commands(self, *commands: Command) -> bool:
+        return self._connection.queue(self._stream_id, commands)
+
+    def consumed(self, size: int) -> None:
+        self._connection.acknowledge(self._stream_id, size)
+
+    def stop_keep_alive(self) -> None:
+        pass  # other streams go on; an unfinished response is reset at the end
+
+    def abort(self) -> None:
+        self._connection.reset(self._stream_id)
+
+
+class HTTP2Connection:
+    """One HTTP/2 connection (TLS with ALPN h2, or cleartext with prior knowledge)."""
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        context: ConnectionContext,
+        *,
+        initial: bytes = b"",
+        upgrade: H2CUpgradeRequested | None = None,
+    ) -> None:
+        self._stream = stream
+        self._context = context
+        self._config = context.config
+        self._info = connection_info(stream)
+        proxy = context.proxy
+        self._proxy = proxy if proxy is not None and proxy.trusts_peer(self._info) else None
+        self._protocol = HTTP2Protocol(
+            context.config,
+            context.default_headers,
+            anyio.current_time,
+            scheme=self._info.scheme.encode("ascii"),
+        )
+        self._initial = initial
+        self._upgrade = upgrade
+        self._write_lock = Guard()
+        self._exchanges: dict[int, Exchange] = {}
+        #: Senders waiting for the peer's window, by stream.
+        self._waiting: dict[int, anyio.Event] = {}
+        #: Streams the peer reset while their exchange runs.
+        self._reset: set[int] = set()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._read_scope = anyio.CancelScope()
+        self._flush_scheduled = False
+        self._stopped = False
+
+    # -- what exchanges write through ----------------------------------------
+
+    async def send(self, stream_id: int, commands: tuple[Command, ...]) -> None:
+        async with self._write_lock:
+            try:
+                for command in commands:
+                    self._protocol.handle(command)
+            finally:
+                await self._write(self._protocol.data_to_send())
+        if pushed := self._protocol.pending_events():
+            self._dispatch(pushed)
+        # Backpressure: return once the peer's window let the data out.
+        while self._protocol.held(stream_id):
+            event = self._waiting[stream_id] = anyio.Event()
+            await event.wait()
+        if stream_id in self._reset:
+            raise ClientDisconnected("the client reset the stream")
+
+    def queue(self, stream_id: int, commands: tuple[Command, ...]) -> bool:
+        if self._protocol.output_size >= QUEUE_LIMIT or self._protocol.held(stream_id):
+            return False
+        for command in commands:
+            self._protocol.handle(command)
+        self._schedule_flush()
+        return True
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        self._protocol.acknowledge(stream_id, size)
+        self._schedule_flush()
+
+    def reset(self, stream_id: int) -> None:
+        self._protocol.reset_stream(stream_id)
+        self._schedule_flush()
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            await self._stream.send(data)
+        except STREAM_ERRORS as exc:
+            self._stop_reading()
+            raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
+
+    async def _flush(self) -> None:
+        async with self._write_lock:
+            with contextlib.suppress(ClientDisconnected):
+                await self._write(self._protocol.data_to_send())
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._task_group is not None:
+            self._flush_scheduled = True
+            self._task_group.start_soon(self._flush_queued)
+
+    async def _flush_queued(self) -> None:
+        try:
+            while self._protocol.has_output:
+                await self._flush()
+        finally:
+            self._flush_scheduled = False
+
+    # -- shutdown ------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """GOAWAY: in-flight streams finish, new ones are refused; WebSockets get 1001."""
+        self._protocol.start_shutdown()
+        assert self._task_group is not None
+        for exchange in self._exchanges.values():
+            if isinstance(exchange, WebSocketExchange):
+                self._task_group.start_soon(exchange.shutdown)
+        self._schedule_flush()
+        if self._protocol.closed:
+            self._task_group.start_soon(self._close_after_flush)
+
+    async def _close_after_flush(self) -> None:
+        await self._flush()
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        self._stopped = True
+        self._read_scope.cancel()
+
+    # -- the connection task -------------------------------------------------
+
+    async def run(self) -> None:
+        self._context.connections.add(self)
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                if self._upgrade is None:
+                    self._protocol.initiate()
+                    await self._read_loop()
+                else:
+                    await self._read_loop(self._upgraded())
+                for exchange in self._exchanges.values():
+                    exchange.disconnect()
+                for event in self._waiting.values():
+                    event.set()
+        finally:
+            self._context.connections.discard(self)
+            if self._protocol.error is not None:
+                error_logger.info("HTTP/2 connection ended: %s", self._protocol.error)
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                if self._protocol.has_output:
+                    with contextlib.suppress(*STREAM_ERRORS):
+                        await self._stream.send(self._protocol.data_to_send())
+                await self._stream.aclose()
+
+    def _deadline(self) -> float:
+        if self._protocol.active_streams:
+            return math.inf
+        return anyio.current_time() + self._config.keep_alive_timeout
+
+    def _upgraded(self) -> list[Event]:
+        """Stream 1 from the HTTP/1.1 request that asked for h2c."""
+        upgrade = self._upgrade
+        assert upgrade is not None
+        return self._protocol.initiate_upgrade(upgrade.settings, upgrade.request, upgrade.body)
+
+    async def _read_loop(self, events: list[Event] | None = None) -> None:
+        with self._read_scope:
+            if events is not None:
+                await self._flush()
+                self._dispatch(events)
+            data, self._initial = self._initial, b""
+            if data:
+                await self._receive(data)
+            else:
+                await self._flush()
+            while not self._protocol.closed:
+                self._read_scope.deadline = self._deadline()
+                try:
+                    data = await self._stream.receive(READ_SIZE)
+                except STREAM_ERRORS:
+                    data = b""
+                await self._receive(data)
+            await self._flush()
+        if self._read_scope.cancelled_caught and not self._stopped:
+            # Idle past the keep-alive timeout: say goodbye properly.
+            error_logger.debug("closing an idle HTTP/2 connection")
+            self._protocol.start_shutdown()
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._flush()
+
+    async def _receive(self, data: bytes) -> None:
+        events = self._protocol.receive_data(data)
+        # Settings ACKs, pings, window updates and data let out go first.
+        await self._flush()
+        self._dispatch(events)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        """Hand protocol events on. Nothing here waits on an app."""
+        websockets: set[int] = set()
+        for index, event in enumerate(events):
+            match event:
+                case RequestReceived(websocket=None):
+                    self._start_exchange(event)
+                case RequestReceived():
+                    self._start_websocket(event)
+                case DataReceived(stream_id=stream_id, data=data):
+                    exchange = self._exchanges.get(stream_id)
+                    if isinstance(exchange, HTTPExchange):
+                        following = events[index + 1] if index + 1 < len(events) else None
+                        ends = (
+                            isinstance(following, StreamEnded) and following.stream_id == stream_id
+                        )
+                        exchange.give_body(data, more_body=not ends)
+                    else:
+                        self._protocol.acknowledge(stream_id, len(data))
+                case StreamEnded(stream_id=stream_id):
+                    exchange = self._exchanges.get(stream_id)
+                    previous = events[index - 1] if index else None
+                    merged = isinstance(previous, DataReceived) and previous.stream_id == stream_id
+                    if isinstance(exchange, HTTPExchange) and not merged:
+                        exchange.give_body(b"", more_body=False)
+                case StreamReset(stream_id=stream_id):
+                    self._reset.add(stream_id)
+                    exchange = self._exchanges.get(stream_id)
+                    if exchange is not None:
+                        exchange.disconnect()
+                    self._wake(stream_id)
+                case WindowOpened(stream_id=stream_id):
+                    self._wake(stream_id)
+                case MessageReceived(stream_id=stream_id, data=data):
+                    exchange = self._exchanges.get(stream_id)
+                    if isinstance(exchange, WebSocketExchange):
+                        exchange.offer_message(data)
+                        websockets.add(stream_id)
+                case PongReceived(stream_id=stream_id):
+                    exchange = self._exchanges.get(stream_id)
+                    if isinstance(exchange, WebSocketExchange):
+                        exchange.pong_received()
+                case WebSocketClosed(stream_id=stream_id, code=code, reason=reason):
+                    exchange = self._exchanges.get(stream_id)
+                    if isinstance(exchange, WebSocketExchange):
+                        exchange.closed(code, reason)
+                    websockets.add(stream_id)
+                case ConnectionClosed():
+                    for exchange in self._exchanges.values():
+                        exchange.disconnect()
+                    for waiting in self._waiting.values():
+                        waiting.set()
+                case RequestRejected(status_code=status, reason=reason):
+                    error_logger.debug("rejected a request with %d: %s", status, reason)
+                case H2CUpgradeRequested():
+                    pass  # an HTTP/1.1 event
+                case _:
+                    assert_never(event)
+        for stream_id in websockets:
+            # While the app keeps up, its window opens as the frames come;
+            # once it lags, only its receive() opens it (see offer_message).
+            exchange = self._exchanges.get(stream_id)
+            if isinstance(exchange, WebSocketExchange) and exchange.keeping_up:
+                self._protocol.acknowledge(stream_id, 0)
+        if self._protocol.has_output:
+            self._schedule_flush()
+
+    def _wake(self, stream_id: int) -> None:
+        waiting = self._waiting.pop(stream_id, None)
+        if waiting is not None:
+            waiting.set()
+
+    def _start_exchange(self, request: RequestReceived) -> None:
+        info = (
+            self._proxy.resolve(self._info, request.headers)
+            if self._proxy is not None
+            else self._info
+        )
+        scope = build_http_scope(
+            request, info, root_path=self._config.root_path, state=self._context.state
+        )
+        exchange = HTTPExchange(
+            self._context.app,
+            scope,
+            _StreamTransport(self, request.stream_id),
+            stream_id=request.stream_id,
+            expects_continue=request.expects_continue,
+            access_log=self._config.access_log,
+            inbox=Inbox(_UNBOUNDED, _UNBOUNDED),
+        )
+        self._begin(request.stream_id, exchange)
+
+    def _start_websocket(self, request: RequestReceived) -> None:
+        info = (
+            self._proxy.resolve(self._info, request.headers)
+            if self._proxy is not None
+            else self._info
+        )
+        scope = build_websocket_scope(
+            request, info, root_path=self._config.root_path, state=self._context.state
+        )
+        exchange = WebSocketExchange(
+            self._context.app,
+            scope,
+            _StreamTransport(self, request.stream_id),
+            stream_id=request.stream_id,
+            config=self._config,
+        )
+        self._begin(request.stream_id, exchange)
+        if self._context.shutting_down:
+            assert self._task_group is not None
+            self._task_group.start_soon(exchange.shutdown)
+
+    def _begin(self, stream_id: int, exchange: Exchange) -> None:
+        self._exchanges[stream_id] = exchange
+        assert self._task_group is not None
+        self._task_group.start_soon(self._run_exchange, stream_id, exchange)
+
+    async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
+        try:
+            await exchange.run()
+        finally:
+            self._exchanges.pop(stream_id, None)
+            self._reset.discard(stream_id)
+            self._waiting.pop(stream_id, None)
+            self._protocol.exchange_finished(stream_id)
+            if self._protocol.closed:
+                # The last stream of a draining connection: write the rest
+                # and end the read loop.
+                await self._flush()
+                self._stop_reading()
+            elif self._protocol.has_output:
+                self._schedule_flush()
+            if not self._protocol.active_streams:
+                self._read_scope.deadline = self._deadline()

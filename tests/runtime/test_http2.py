@@ -1,0 +1,387 @@
+"""HTTP/2 through the real runtime: streams as tasks, flow control, resets, shutdown.
+
+Cleartext with prior knowledge on a port that also serves HTTP/1.1; the
+client is h2's own client side over a real socket, or httpx with http2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import h2.errors
+import h2.events
+import h2.settings
+import httpx
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection, TextMessage
+
+from ._h2wire import H2Wire
+from ._support import WAIT, lifespan_ok, ok_app, server
+
+pytestmark = pytest.mark.anyio
+
+_E = h2.errors.ErrorCodes
+
+
+async def test_httpx_gets_http2_by_prior_knowledge_and_http1_still_works() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(scope["http_version"])
+        await ok_app(scope, receive, send)
+
+    async with server(app) as srv:
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            responses = [await client.get(f"http://{srv.address}/{n}") for n in range(3)]
+        async with httpx.AsyncClient() as client:
+            plain = await client.get(f"http://{srv.address}/")
+    assert [r.http_version for r in responses] == ["HTTP/2"] * 3
+    assert all(r.text == "ok" for r in responses)
+    assert plain.http_version == "HTTP/1.1"
+    assert seen == ["2", "2", "2", "1.1"]
+
+
+async def test_a_slow_stream_never_blocks_the_others() -> None:
+    release = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        if scope["path"] == "/slow":
+            await release.wait()
+        await ok_app(scope, receive, send)
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        slow = await wire.get("/slow")
+        fast = [await wire.get(f"/fast{n}") for n in range(5)]
+        for stream_id in fast:
+            headers, body = await wire.response(stream_id)
+            assert headers[b":status"] == b"200"
+            assert body == b"ok"
+        release.set()
+        _, body = await wire.response(slow)
+        assert body == b"ok"
+        await wire.aclose()
+
+
+async def test_rst_stream_gives_that_app_http_disconnect_only() -> None:
+    outcome: dict[str, Any] = {}
+    started = anyio.Event()
+    finished = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        if scope["path"] == "/doomed":
+            started.set()
+            message = await receive()  # the (empty) body
+            outcome["body"] = message["type"]
+            outcome["next"] = (await receive())["type"]
+            finished.set()
+            return
+        await ok_app(scope, receive, send)
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        doomed = await wire.get("/doomed", end=False)
+        with anyio.fail_after(WAIT):
+            await started.wait()
+        wire.conn.reset_stream(doomed, _E.CANCEL)
+        await wire.flush()
+        other = await wire.get("/other")
+        _, body = await wire.response(other)
+        assert body == b"ok"
+        with anyio.fail_after(WAIT):
+            await finished.wait()
+        await wire.aclose()
+    assert outcome["next"] == "http.disconnect"
+
+
+async def test_send_waits_for_the_clients_window() -> None:
+    progress: list[int] = []
+    done = anyio.Event()
+    chunk = b"x" * 16384
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200})
+        for n in range(64):  # 1 MiB
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            progress.append(n)
+        await send({"type": "http.response.body"})
+        done.set()
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        stream_id = await wire.get("/big")
+        # Read without acknowledging: the server may send one window (64 KiB).
+        with anyio.move_on_after(0.5):
+            while True:
+                await wire.read()
+        received = sum(
+            len(event.data) for event in wire.events if isinstance(event, h2.events.DataReceived)
+        )
+        assert received <= 65535
+        assert len(progress) <= 5  # the app is held back, not buffering 1 MiB
+        _, body = await wire.response(stream_id, within=WAIT)
+        assert len(body) == 64 * len(chunk)  # everything, the first window included
+        with anyio.fail_after(WAIT):
+            await done.wait()
+        await wire.aclose()
+
+
+async def test_request_body_window_opens_only_as_the_app_reads() -> None:
+    read_now = anyio.Event()
+    got = anyio.Event()
+    size = 40_000
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        await read_now.wait()
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        got.set()
+        await ok_app(scope, receive, send)
+        assert len(body) == size
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        stream_id = await wire.get("/upload", end=False)
+        wire.conn.send_data(stream_id, b"a" * 16000)
+        wire.conn.send_data(stream_id, b"a" * 16000)
+        wire.conn.send_data(stream_id, b"a" * 8000, end_stream=True)
+        await wire.flush()
+        with anyio.move_on_after(0.3):
+            while True:
+                await wire.read()
+        assert not any(
+            isinstance(event, h2.events.WindowUpdated) and event.stream_id == stream_id
+            for event in wire.events
+        )
+        read_now.set()
+        with anyio.fail_after(WAIT):
+            await got.wait()
+        updated = await wire.until(
+            lambda event: (
+                isinstance(event, h2.events.WindowUpdated) and event.stream_id in (0, stream_id)
+            )
+        )
+        assert updated is not None
+        _, body = await wire.response(stream_id)
+        assert body == b"ok"
+        await wire.aclose()
+
+
+async def test_app_that_fails_mid_response_resets_only_its_stream() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        if scope["path"] == "/broken":
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"half", "more_body": True})
+            raise RuntimeError("boom")
+        await ok_app(scope, receive, send)
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        broken = await wire.get("/broken")
+        reset = await wire.until(
+            lambda event: isinstance(event, h2.events.StreamReset) and event.stream_id == broken
+        )
+        assert isinstance(reset, h2.events.StreamReset)
+        assert reset.error_code == _E.INTERNAL_ERROR
+        _, body = await wire.response(await wire.get("/fine"))
+        assert body == b"ok"
+        await wire.aclose()
+
+
+async def test_app_that_fails_before_responding_gets_a_500() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        raise RuntimeError("boom")
+
+    async with server(app) as srv, httpx.AsyncClient(http1=False, http2=True) as client:
+        response = await client.get(f"http://{srv.address}/")
+    assert response.status_code == 500
+    assert response.http_version == "HTTP/2"
+
+
+async def test_shutdown_sends_goaway_and_lets_the_stream_in_flight_finish() -> None:
+    release = anyio.Event()
+    started = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        started.set()
+        await release.wait()
+        await ok_app(scope, receive, send)
+
+    async with server(app, graceful_timeout=5) as srv:
+        wire = await H2Wire.connect(srv.address)
+        stream_id = await wire.get("/slow")
+        with anyio.fail_after(WAIT):
+            await started.wait()
+        srv.shutdown()
+        goaway = await wire.until(lambda event: isinstance(event, h2.events.ConnectionTerminated))
+        assert isinstance(goaway, h2.events.ConnectionTerminated)
+        assert goaway.error_code == _E.NO_ERROR
+        assert goaway.last_stream_id == stream_id
+        # h2's client would take the GOAWAY as the end of everything.
+        wire.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        release.set()
+        _, body = await wire.response(stream_id)
+        assert body == b"ok"
+        await srv.wait_stopped()
+        await wire.aclose()
+
+
+async def test_idle_connection_is_closed_with_goaway_after_keep_alive_timeout() -> None:
+    async with server(ok_app, keep_alive_timeout=0.2) as srv:
+        wire = await H2Wire.connect(srv.address)
+        _, body = await wire.response(await wire.get("/"))
+        assert body == b"ok"
+        goaway = await wire.until(lambda event: isinstance(event, h2.events.ConnectionTerminated))
+        assert isinstance(goaway, h2.events.ConnectionTerminated)
+        assert goaway.error_code == _E.NO_ERROR
+        assert await wire.until(lambda event: False) is None  # then the server closes
+        await wire.aclose()
+
+
+async def test_trailers_early_hints_and_push_are_offered_and_delivered() -> None:
+    extensions: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        if scope["path"] == "/style.css":
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"body{}"})
+            return
+        extensions.update(scope["extensions"])
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload"]})
+        await send({"type": "http.response.start", "status": 200, "trailers": True})
+        await send({"type": "http.response.push", "path": "/style.css", "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"1")]})
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        stream_id = await wire.get("/", (b"te", b"trailers"))
+        _, body = await wire.response(stream_id)
+        assert body == b"page"
+        hints = [e for e in wire.events if isinstance(e, h2.events.InformationalResponseReceived)]
+        assert dict(hints[0].headers)[b":status"] == b"103"
+        (trailers,) = [e for e in wire.events if isinstance(e, h2.events.TrailersReceived)]
+        assert dict(trailers.headers) == {b"x-sum": b"1"}
+        (pushed,) = [e for e in wire.events if isinstance(e, h2.events.PushedStreamReceived)]
+        _, pushed_body = await wire.response(pushed.pushed_stream_id)
+        assert pushed_body == b"body{}"
+        await wire.aclose()
+    assert set(extensions) >= {
+        "http.response.trailers",
+        "http.response.early_hint",
+        "http.response.push",
+    }
+
+
+async def test_push_is_not_offered_when_the_client_disables_it() -> None:
+    extensions: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            extensions.update(scope["extensions"])
+        await ok_app(scope, receive, send)
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address, {h2.settings.SettingCodes.ENABLE_PUSH: 0})
+        await wire.until(lambda event: isinstance(event, h2.events.SettingsAcknowledged))
+        _, body = await wire.response(await wire.get("/"))
+        assert body == b"ok"
+        await wire.aclose()
+    assert "http.response.push" not in extensions
+
+
+async def test_websocket_over_http2_echoes_and_closes() -> None:
+    seen: dict[str, Any] = {}
+    ended = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        seen["scope"] = (scope["type"], scope["http_version"], scope["scheme"], scope["path"])
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                seen["code"] = message["code"]
+                ended.set()
+                return
+            await send({"type": "websocket.send", "text": "echo " + message["text"]})
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        await wire.until(lambda event: isinstance(event, h2.events.RemoteSettingsChanged))
+        assert wire.conn.remote_settings.enable_connect_protocol == 1
+        stream_id = wire.conn.get_next_available_stream_id()
+        wire.conn.send_headers(
+            stream_id,
+            [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"http"),
+                (b":path", b"/chat"),
+                (b":authority", b"localhost"),
+                (b"sec-websocket-version", b"13"),
+            ],
+        )
+        await wire.flush()
+        response = await wire.until(lambda event: isinstance(event, h2.events.ResponseReceived))
+        assert isinstance(response, h2.events.ResponseReceived)
+        assert dict(response.headers)[b":status"] == b"200"
+        ws = Connection(ConnectionType.CLIENT)
+        replies: list[str] = []
+        for text in ("one", "two"):
+            wire.conn.send_data(stream_id, ws.send(TextMessage(text)))
+            await wire.flush()
+            with anyio.fail_after(WAIT):
+                while len(replies) < (1 if text == "one" else 2):
+                    for event in await wire.read():
+                        if isinstance(event, h2.events.DataReceived):
+                            wire.conn.acknowledge_received_data(
+                                event.flow_controlled_length, stream_id
+                            )
+                            ws.receive_data(event.data)
+                            replies.extend(
+                                e.data for e in ws.events() if isinstance(e, TextMessage)
+                            )
+                    await wire.flush()
+        assert replies == ["echo one", "echo two"]
+        wire.conn.send_data(stream_id, ws.send(CloseConnection(1000)), end_stream=True)
+        await wire.flush()
+        with anyio.fail_after(WAIT):
+            await ended.wait()
+        await wire.aclose()
+    assert seen["scope"] == ("websocket", "2", "ws", "/chat")
+    assert seen["code"] == 1000
