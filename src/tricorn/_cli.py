@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
+from ._runtime.tls import create_ssl_context
 from ._supervisor import run
 from .config import Config, choices_of, flags_of, option_specs
 from .errors import ConfigError
@@ -113,7 +114,12 @@ def config_from_args(
             values[field.name] = tuple(value) if isinstance(value, list) else value
             origin[field.name] = flag_for(field.name)
     try:
-        return Config.from_mapping(values), ""
+        config = Config.from_mapping(values)
+        # Config does no I/O; reading the certificate files here makes a bad
+        # one a usage error like any other, before the app is imported or a
+        # worker spawned (each worker builds its own context again).
+        create_ssl_context(config)
+        return config, ""
     except ConfigError as exc:
         where = origin.get(exc.key.replace("-", "_"), flag_for_key(exc.key))
         return None, f"{where}: {str(exc).split(': ', 1)[1]}"

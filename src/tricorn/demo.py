@@ -3,6 +3,13 @@
 A page that shows how the request arrived (protocol, scheme, client, server),
 a response streamed in pieces and a WebSocket echo page. It is an ordinary
 ASGI 3 app; it uses only AnyIO, so it runs on every worker class.
+
+The echo page checks itself as it opens: the server's greeting names the HTTP
+version the WebSocket rode (the websocket scope's ``http_version``; "2" means
+an extended CONNECT, RFC 8441), the page sends a probe and, once the probe
+comes back, writes ``page=<version> ws=<version> echo=ok`` into
+``<output id="result">`` (``echo=failed code=<close code>`` if it does not).
+A browser test reads that marker.
 """
 
 from __future__ import annotations
@@ -42,21 +49,45 @@ _WS_PAGE = """<!doctype html>
 <head><meta charset="utf-8"><title>tricorn WebSocket echo</title>
 <style>body{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem}
 #log{background:#f4f4f4;padding:.5rem;min-height:8rem;white-space:pre-wrap}</style></head>
-<body>
+<body data-http-version="__HTTP_VERSION__">
 <h1>WebSocket echo</h1>
+<p>This page came over HTTP/__HTTP_VERSION__ (__SCHEME__).
+Self-check: <output id="result">pending</output></p>
 <form id="form"><input id="text" size="40" autofocus placeholder="type and press Enter">
 <button>Send</button></form>
 <p id="status">connecting&hellip;</p>
 <div id="log"></div>
 <script>
-const log = (line) => { document.getElementById("log").textContent += line + "\n"; };
+const log = (line) => { document.getElementById("log").textContent += line + "\\n"; };
 const url = new URL("ws", location.href);
 url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 const socket = new WebSocket(url);
+// The self-check: the greeting says "... over HTTP/<version>", then a probe
+// must come back unchanged.
+const probe = "probe " + Date.now();
+let wsVersion = "?";
+let checking = true;
+const report = (echo) => {
+  document.getElementById("result").textContent =
+    "page=" + document.body.dataset.httpVersion + " ws=" + wsVersion + " echo=" + echo;
+};
 socket.onopen = () => { document.getElementById("status").textContent = "open: " + url; };
-socket.onmessage = (event) => log("< " + event.data);
+socket.onmessage = (event) => {
+  log("< " + event.data);
+  if (!checking || typeof event.data !== "string") return;
+  const at = event.data.lastIndexOf(" over HTTP/");
+  if (wsVersion === "?" && at >= 0) {
+    wsVersion = event.data.slice(at + " over HTTP/".length);
+    socket.send(probe);
+    log("> " + probe);
+  } else if (event.data === probe) {
+    checking = false;
+    report("ok");
+  }
+};
 socket.onclose = (event) => {
   document.getElementById("status").textContent = "closed with code " + event.code;
+  if (checking) report("failed code=" + event.code);
 };
 document.getElementById("form").onsubmit = (event) => {
   event.preventDefault();
@@ -151,7 +182,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         counter[0] += 1
     path = _app_path(scope)
     if path == "/ws":
-        await _send_text(send, 200, _WS_PAGE.encode(), b"text/html; charset=utf-8")
+        page = _WS_PAGE.replace("__HTTP_VERSION__", html.escape(scope["http_version"]))
+        page = page.replace("__SCHEME__", html.escape(scope["scheme"]))
+        await _send_text(send, 200, page.encode(), b"text/html; charset=utf-8")
     elif path == "/stream":
         await send(
             {

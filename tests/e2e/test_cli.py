@@ -200,6 +200,7 @@ def _check_demo(base: str) -> None:
         page = client.get("/ws")
         assert page.status_code == 200
         assert "new WebSocket(url)" in page.text
+        assert 'data-http-version="1.1"' in page.text  # what the page's self-check reports
     with websockets.sync.client.connect(
         base.replace("http", "ws", 1).rstrip("/") + "/ws", open_timeout=10
     ) as ws:

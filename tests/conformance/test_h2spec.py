@@ -1,0 +1,114 @@
+"""h2spec, the HTTP/2 conformance suite (RFC 9113 / RFC 7541), against the real server.
+
+h2spec is a Go program; neither Debian nor PyPI packages it, so it is found on
+PATH or through ``TRICORN_H2SPEC``, and these tests skip without it (CI
+included: a fresh machine has no way to get it). docs/http2.rst says how to
+build it. Every case must pass over TLS, strict mode included. Over cleartext
+with prior knowledge every case must pass but one: 3.5/2 sends
+``INVALID CONNECTION PREFACE`` to a port that also serves HTTP/1.1, which reads
+it as a malformed HTTP/1.1 request line and answers 400, as RFC 9112 3 asks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.e2e._server_process import ServerProcess, clean_environ
+
+from . import autobahn
+
+H2SPEC = os.environ.get("TRICORN_H2SPEC") or shutil.which("h2spec")
+
+#: The one case a port shared with HTTP/1.1 answers as HTTP/1.1 (see above).
+SHARED_PORT_CASE = "http2/3.5: Sends invalid connection preface"
+
+
+def _h2spec() -> str:
+    if H2SPEC is None:
+        pytest.skip(
+            "h2spec not found: set TRICORN_H2SPEC or put it on PATH "
+            "(not packaged by Debian or PyPI; see docs/http2.rst)"
+        )
+    return H2SPEC
+
+
+@contextmanager
+def _server(backend: str, *tls: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        [
+            "tricorn.demo:app",
+            "--bind",
+            "127.0.0.1:0",
+            "--worker-class",
+            backend,
+            "--no-access-log",
+            *tls,
+        ],
+        cwd=autobahn.REPO_ROOT,
+        env=clean_environ(),
+    )
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _failures(report: Path) -> list[str]:
+    """The failed cases of a JUnit report, as ``http2/6.5: <description>``."""
+    return [
+        f"{case.get('package', '')}: {case.get('classname', '')}"
+        for case in ElementTree.parse(report).getroot().iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+
+
+def _run(h2spec: str, address: str, report: Path, *options: str) -> list[str]:
+    host, port = address.rsplit(":", 1)
+    result = subprocess.run(
+        [h2spec, "-h", host, "-p", port, "-o", "5", "-j", str(report), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    summary = re.search(r"(\d+) tests, (\d+) passed, (\d+) skipped, (\d+) failed", result.stdout)
+    assert summary is not None, result.stdout + result.stderr
+    assert int(summary.group(1)) >= 146, summary.group(0)
+    return _failures(report)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
+@pytest.mark.timeout(600)
+def test_h2spec_over_tls_passes_every_case_strict_included(backend: str, tmp_path: Path) -> None:
+    h2spec = _h2spec()
+    ca = trustme.CA()
+    cert = tmp_path / "server.pem"
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(cert)
+    )
+    with _server(backend, "--certfile", str(cert)) as server:
+        address = server.addresses()[0]
+        failed = _run(h2spec, address, tmp_path / "tls.xml", "-t", "-k")
+        failed += _run(h2spec, address, tmp_path / "strict.xml", "-t", "-k", "-S")
+    assert failed == []
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
+@pytest.mark.timeout(600)
+def test_h2spec_over_h2c_prior_knowledge(backend: str, tmp_path: Path) -> None:
+    h2spec = _h2spec()
+    with _server(backend) as server:
+        failed = _run(h2spec, server.addresses()[0], tmp_path / "h2c.xml")
+    assert [case for case in failed if case != SHARED_PORT_CASE] == []
+    assert "Traceback" not in server.stderr, server.stderr
