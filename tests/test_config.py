@@ -42,6 +42,17 @@ def test_every_option_is_documented() -> None:
         ({"forwarded_allow_ips": ("nope",)}, "forwarded_allow_ips", "not an IP"),
         ({"reload": True, "workers": 2}, "reload", "workers"),
         ({"max_request_body_size": -5}, "max_request_body_size", "negative"),
+        ({"keyfile": "key.pem"}, "keyfile", "needs certfile"),
+        ({"keyfile_password": "secret"}, "keyfile_password", "needs certfile"),
+        ({"ca_certs": "ca.pem"}, "ca_certs", "needs certfile"),
+        ({"ciphers": "HIGH"}, "ciphers", "needs certfile"),
+        ({"verify_mode": "required"}, "verify_mode", "needs certfile"),
+        ({"certfile": "cert.pem", "verify_mode": "optional"}, "verify_mode", "needs ca_certs"),
+        ({"verify_mode": "always"}, "verify_mode", "allowed: none, optional, required"),
+        ({"certfile": 5}, "certfile", "a string or nothing"),
+        ({"tls_handshake_timeout": 0}, "tls_handshake_timeout", "positive"),
+        ({"tls_handshake_timeout": float("nan")}, "tls_handshake_timeout", "finite"),
+        ({"tls_handshake_timeout": "soon"}, "tls_handshake_timeout", "a number"),
     ],
 )
 def test_a_bad_value_is_named_by_its_key(values: dict[str, Any], key: str, fragment: str) -> None:
@@ -77,6 +88,36 @@ def test_from_mapping_converts_text_as_the_environment_gives_it() -> None:
     assert config.max_request_body_size is None
 
 
+def test_tls_options_from_text_treat_empty_and_none_as_unset() -> None:
+    config = Config.from_mapping(
+        {
+            "certfile": "cert.pem",
+            "keyfile": "",
+            "keyfile-password": "none",
+            "ca_certs": "ca.pem",
+            "verify_mode": "required",
+            "ciphers": "ECDHE+AESGCM",
+            "tls_handshake_timeout": "2.5",
+        }
+    )
+    assert config.certfile == "cert.pem"
+    assert config.keyfile is None
+    assert config.keyfile_password is None
+    assert config.ca_certs == "ca.pem"
+    assert config.verify_mode == "required"
+    assert config.ciphers == "ECDHE+AESGCM"
+    assert config.tls_handshake_timeout == 2.5
+
+
+def test_tls_is_off_by_default_and_config_reads_no_files() -> None:
+    config = Config()
+    assert config.certfile is None
+    assert config.verify_mode == "none"
+    assert config.tls_handshake_timeout == 10.0
+    # Files are read when serving starts, not here.
+    assert Config(certfile="/nonexistent/cert.pem").certfile == "/nonexistent/cert.pem"
+
+
 def test_keywords_accept_a_list_of_binds_and_whole_seconds() -> None:
     config = Config(bind=["127.0.0.1:0"], graceful_timeout=30)  # type: ignore[arg-type]  # lists are accepted on purpose
     assert config.bind == ("127.0.0.1:0",)
@@ -108,3 +149,5 @@ def test_choices_are_read_from_the_annotations() -> None:
     fields = {field.name: field for field in option_specs()}
     assert choices_of(fields["worker_class"].type) == ("asyncio", "uvloop", "trio")
     assert choices_of(fields["workers"].type) is None
+    assert choices_of(fields["verify_mode"].type) == ("none", "optional", "required")
+    assert choices_of(fields["certfile"].type) is None
