@@ -76,3 +76,14 @@ def bench_ws(session: nox.Session) -> None:
     """
     session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn", "websockets", "wsproto")
     session.run("python", "bench/websocket.py", *session.posargs)
+
+
+@nox.session(name="bench-h2")
+def bench_h2(session: nox.Session) -> None:
+    """HTTP/2 req/s and latency (h2c and TLS), tricorn beside Hypercorn and Granian, with h2load.
+
+    Needs Debian's nghttp2-client (apt-get install -y nghttp2-client) for h2load.
+    nox -s bench-h2 -- --only hypercorn,granian --json h2.json   (options: python bench/http2.py -h)
+    """
+    session.install("-e", ".[uvloop,trio]", "hypercorn", "granian", "trustme")
+    session.run("python", "bench/http2.py", *session.posargs)

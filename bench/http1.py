@@ -475,14 +475,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("wrk") is None:
+def has_tool(command: str, what: str, package: str, script: str) -> bool:
+    """Whether ``command`` is on PATH; if not, say how to install it."""
+    if shutil.which(command) is not None:
+        return True
+    print(
+        f"{script} needs {command}, {what}. On Debian or Ubuntu:\n"
+        f"    sudo apt-get update && sudo apt-get install -y {package}",
+        file=sys.stderr,
+    )
+    return False
+
+
+def warn_if_busy(env: dict[str, Any]) -> None:
+    """Warn when something else kept the CPUs busy before the run began."""
+    if (busy := env["busy_before_start"]) is not None and busy > BUSY_WARNING:
         print(
-            "bench/http1.py needs wrk, the HTTP benchmarking tool. On Debian or Ubuntu:\n"
-            "    sudo apt-get update && sudo apt-get install -y wrk",
+            f"warning: the CPUs were {busy:.0%} busy before the benchmark started; something "
+            "else is running, so these numbers will be low and noisy",
             file=sys.stderr,
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not has_tool("wrk", "the HTTP benchmarking tool", "wrk", "bench/http1.py"):
         return 2
     rows = servers(args.uvloop, args.trio)
     if args.only:
@@ -495,12 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{env['cpus']} CPUs shared by wrk and the server",
         file=sys.stderr,
     )
-    if (busy := env["busy_before_start"]) is not None and busy > BUSY_WARNING:
-        print(
-            f"warning: the CPUs were {busy:.0%} busy before the benchmark started; something "
-            "else is running, so these numbers will be low and noisy",
-            file=sys.stderr,
-        )
+    warn_if_busy(env)
     results = []
     for server in rows:
         print(f"- {server.label} ...", file=sys.stderr, flush=True)

@@ -1013,12 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{env['cpus']} CPUs shared by the clients and the server",
         file=sys.stderr,
     )
-    if (busy := env["busy_before_start"]) is not None and busy > http1.BUSY_WARNING:
-        print(
-            f"warning: the CPUs were {busy:.0%} busy before the benchmark started; something "
-            "else is running, so these numbers will be low and noisy",
-            file=sys.stderr,
-        )
+    http1.warn_if_busy(env)
     results = []
     for row in rows(args):
         print(f"- {row.label} ...", file=sys.stderr, flush=True)

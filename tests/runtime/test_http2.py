@@ -385,3 +385,41 @@ async def test_websocket_over_http2_echoes_and_closes() -> None:
         await wire.aclose()
     assert seen["scope"] == ("websocket", "2", "ws", "/chat")
     assert seen["code"] == 1000
+
+
+async def test_sender_waiting_for_the_window_is_released_when_the_client_leaves() -> None:
+    outcome: list[str] = []
+    blocked = anyio.Event()
+    ended = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200})
+        try:
+            blocked.set()
+            for _ in range(64):
+                await send({"type": "http.response.body", "body": b"x" * 16384, "more_body": True})
+        except OSError:
+            outcome.append("send raised")
+        finally:
+            ended.set()
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        await wire.get("/big")
+        with anyio.fail_after(WAIT):
+            await blocked.wait()
+            received = 0
+            while received < 65535:  # the whole window: the server now waits
+                events = await wire.read()
+                received += sum(
+                    len(event.data) for event in events if isinstance(event, h2.events.DataReceived)
+                )
+        await wire.aclose()  # leaves with the response held for its window
+        with anyio.fail_after(WAIT):
+            await ended.wait()
+        srv.shutdown()
+        await srv.wait_stopped()  # promptly: nothing is left hanging
+    assert outcome == ["send raised"]

@@ -117,6 +117,7 @@ class HTTP2Connection:
         self._read_scope = anyio.CancelScope()
         self._flush_scheduled = False
         self._stopped = False
+        self._transport_closed = False
 
     # -- what exchanges write through ----------------------------------------
 
@@ -130,11 +131,16 @@ class HTTP2Connection:
         if pushed := self._protocol.pending_events():
             self._dispatch(pushed)
         # Backpressure: return once the peer's window let the data out.
+        waited = False
         while self._protocol.held(stream_id):
+            waited = True
             event = self._waiting[stream_id] = anyio.Event()
             await event.wait()
         if stream_id in self._reset:
             raise ClientDisconnected("the client reset the stream")
+        if waited and self._protocol.closed:
+            # The connection ended with data still held for the window.
+            raise ClientDisconnected("the connection closed")
 
     def queue(self, stream_id: int, commands: tuple[Command, ...]) -> bool:
         if self._protocol.output_size >= QUEUE_LIMIT or self._protocol.held(stream_id):
@@ -215,15 +221,37 @@ class HTTP2Connection:
                     exchange.disconnect()
                 for event in self._waiting.values():
                     event.set()
+                if self._protocol.closed:
+                    # RFC 9113 5.4.1: after a GOAWAY for an error the TCP
+                    # connection is closed; nothing more can pass on it, so
+                    # apps that have not finished yet must not hold it open.
+                    await self._close()
         finally:
             self._context.connections.discard(self)
             if self._protocol.error is not None:
                 error_logger.info("HTTP/2 connection ended: %s", self._protocol.error)
-            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await self._close()
+
+    async def _close(self) -> None:
+        """Write what is left and close the TCP connection (once).
+
+        Closing a socket with unread input makes the kernel answer with RST,
+        which can destroy the GOAWAY still in flight; so the write side is
+        shut first and the input drained for CLOSE_TIMEOUT at most (a
+        lingering close). TLS cannot half-close; it closes at once.
+        """
+        if self._transport_closed:
+            return
+        self._transport_closed = True
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            with contextlib.suppress(*STREAM_ERRORS, NotImplementedError):
                 if self._protocol.has_output:
-                    with contextlib.suppress(*STREAM_ERRORS):
-                        await self._stream.send(self._protocol.data_to_send())
-                await self._stream.aclose()
+                    await self._stream.send(self._protocol.data_to_send())
+                await self._stream.send_eof()
+                while True:
+                    await self._stream.receive(READ_SIZE)  # until EndOfStream
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await self._stream.aclose()
 
     def _deadline(self) -> float:
         if self._protocol.active_streams:
