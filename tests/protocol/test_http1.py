@@ -666,3 +666,10 @@ def test_wants_data_turns_false_when_over_64k_follow_a_protocol_switch_offer(kin
     for _ in range(9):
         assert conv.server.receive_data(b"x" * 8192) == []
     assert not conv.server.wants_data
+
+
+def test_http2_preface_without_prior_knowledge_gets_505() -> None:
+    server = make_server()
+    events = server.receive_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert events == [RequestRejected(505, "HTTP version not supported")]
+    assert server.closed

@@ -57,6 +57,8 @@ _TRANSITIONS: Final[dict[tuple[HTTPCycleState, str], HTTPCycleState]] = {
     # is as useful, so it is taken there too.
     (_S.AWAITING_START, "http.response.early_hint"): _S.AWAITING_START,
     (_S.START_HELD, "http.response.early_hint"): _S.START_HELD,
+    # Once a body chunk is out the final head is too, and a 1xx can no
+    # longer precede it: a late early hint is dropped (see commands_for).
     (_S.SENDING_BODY, "http.response.early_hint"): _S.SENDING_BODY,
     (_S.START_HELD, "http.response.push"): _S.START_HELD,
     (_S.SENDING_BODY, "http.response.push"): _S.SENDING_BODY,
@@ -177,6 +179,8 @@ class HTTPCycle:
                     f"{name!r} needs the {kind} extension, which is not offered on this "
                     f"connection: {_describe(message)}"
                 )
+            if kind == "http.response.early_hint" and self.state is HTTPCycleState.SENDING_BODY:
+                return []
             return self._extension_commands(kind, message)
         commands: list[Command]
         if kind == "http.response.trailers":

@@ -383,6 +383,10 @@ class HTTP1Protocol:
 
     def _check_request(self, request: h11.Request) -> RequestRejected | None:
         self._method = request.method
+        if request.http_version not in (b"1.0", b"1.1"):
+            # h11 parses any HTTP/x.y; this parser serves 1.0 and 1.1 only.
+            # An HTTP/2 preface lands here when prior knowledge is off.
+            return self._reject(505, "HTTP version not supported")
         # h11 bounds a head only while it is incomplete, so a head that
         # arrives in one read escapes it; measure the parsed head instead
         # ("METHOD SP target SP HTTP/x.y CRLF", then "name: value CRLF").
