@@ -53,6 +53,12 @@ __all__ = ["HTTP2Connection"]
 
 Exchange = HTTPExchange | WebSocketExchange
 
+#: How long a closing connection reads what the peer still sends, so that
+#: closing with unread input does not reset the connection under our GOAWAY.
+#: A peer that read the GOAWAY closes at once; this bounds one that waits
+#: for us to close first (over TLS, which cannot send a FIN on its own).
+_LINGER: Final = 0.5
+
 #: An inbox no put waits on: the stream's window is the bound (see module doc).
 _UNBOUNDED: Final = sys.maxsize
 
@@ -115,7 +121,10 @@ class HTTP2Connection:
         self._reset: set[int] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._read_scope = anyio.CancelScope()
-        self._flush_scheduled = False
+        #: Set when output waits for the writer task (see _writer).
+        self._output_ready = anyio.Event()
+        self._writer_scope = anyio.CancelScope()
+        self._shutdown_pending = False
         self._stopped = False
         self._transport_closed = False
 
@@ -173,33 +182,37 @@ class HTTP2Connection:
                 await self._write(self._protocol.data_to_send())
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._task_group is not None:
-            self._flush_scheduled = True
-            self._task_group.start_soon(self._flush_queued)
+        self._output_ready.set()
 
-    async def _flush_queued(self) -> None:
-        try:
-            while self._protocol.has_output:
-                await self._flush()
-        finally:
-            self._flush_scheduled = False
+    async def _writer(self) -> None:
+        """Writes what the protocol queued outside any sender: acks, resets, GOAWAY.
+
+        One task for the connection's life, woken by an event, so nothing
+        outside the connection (a server shutdown) ever starts a task in
+        its task group, which may be closing by then.
+        """
+        with self._writer_scope:
+            while True:
+                await self._output_ready.wait()
+                self._output_ready = anyio.Event()
+                if self._shutdown_pending:
+                    self._shutdown_pending = False
+                    assert self._task_group is not None
+                    for exchange in list(self._exchanges.values()):
+                        if isinstance(exchange, WebSocketExchange):
+                            self._task_group.start_soon(exchange.shutdown)
+                while self._protocol.has_output:
+                    await self._flush()
+                if self._protocol.closed:
+                    self._stop_reading()
 
     # -- shutdown ------------------------------------------------------------
 
     def shutdown(self) -> None:
         """GOAWAY: in-flight streams finish, new ones are refused; WebSockets get 1001."""
         self._protocol.start_shutdown()
-        assert self._task_group is not None
-        for exchange in self._exchanges.values():
-            if isinstance(exchange, WebSocketExchange):
-                self._task_group.start_soon(exchange.shutdown)
-        self._schedule_flush()
-        if self._protocol.closed:
-            self._task_group.start_soon(self._close_after_flush)
-
-    async def _close_after_flush(self) -> None:
-        await self._flush()
-        self._stop_reading()
+        self._shutdown_pending = True
+        self._output_ready.set()
 
     def _stop_reading(self) -> None:
         self._stopped = True
@@ -212,11 +225,13 @@ class HTTP2Connection:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
+                task_group.start_soon(self._writer)
                 if self._upgrade is None:
                     self._protocol.initiate()
                     await self._read_loop()
                 else:
                     await self._read_loop(self._upgraded())
+                self._writer_scope.cancel()
                 for exchange in self._exchanges.values():
                     exchange.disconnect()
                 for event in self._waiting.values():
@@ -238,18 +253,33 @@ class HTTP2Connection:
         Closing a socket with unread input makes the kernel answer with RST,
         which can destroy the GOAWAY still in flight; so the write side is
         shut first and the input drained for CLOSE_TIMEOUT at most (a
-        lingering close). TLS cannot half-close; it closes at once.
+        lingering close). TLS cannot half-close, but the peer that read our
+        GOAWAY closes its side, so the input is drained there too.
         """
         if self._transport_closed:
             return
         self._transport_closed = True
-        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-            with contextlib.suppress(*STREAM_ERRORS, NotImplementedError):
-                if self._protocol.has_output:
-                    await self._stream.send(self._protocol.data_to_send())
-                await self._stream.send_eof()
-                while True:
-                    await self._stream.receive(READ_SIZE)  # until EndOfStream
+        with (
+            anyio.move_on_after(CLOSE_TIMEOUT, shield=True),
+            contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
+        ):
+            if self._protocol.has_output:
+                await self._stream.send(self._protocol.data_to_send())
+            if self._info.tls is None:
+                try:
+                    await self._stream.send_eof()
+                except RuntimeError:
+                    # uvloop's word for a transport the peer already reset.
+                    return await self._abort_close()
+        with (
+            anyio.move_on_after(_LINGER, shield=True),
+            contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
+        ):
+            while True:
+                await self._stream.receive(READ_SIZE)  # until EndOfStream
+        await self._abort_close()
+
+    async def _abort_close(self) -> None:
         with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await self._stream.aclose()
 
