@@ -3,8 +3,10 @@
 An http1 seed is raw HTTP followed by the control trailer fuzz_http1.py
 reads from the end of its input (flags, limits, split points). A websocket
 seed is an options byte, client frames and the trailer fuzz_websocket.py
-reads (split points and the command after each). Re-run after changing a
-layout: ``python fuzz/make_corpus.py``.
+reads (split points and the command after each). An http2 seed is an options
+byte and either the client's bytes after the preface with fuzz_http2.py's
+split-point trailer, or (frames mode) its frame records. Re-run after changing
+a layout: ``python fuzz/make_corpus.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fuzz_http1 as harness
+import fuzz_http2 as h2_harness
 import fuzz_websocket as ws_harness
+import hpack
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 from wsproto import frame_protocol
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameProtocol
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "http1"
 WS_CORPUS = Path(__file__).resolve().parent / "corpus" / "websocket"
+H2_CORPUS = Path(__file__).resolve().parent / "corpus" / "http2"
 
 
 def encode(
@@ -431,10 +448,371 @@ def _ws_seeds() -> dict[str, bytes]:
 WS_SEEDS: dict[str, bytes] = _ws_seeds()
 
 
+# -- http2 -------------------------------------------------------------------
+
+
+def h2_encode(stream: bytes, *, flags: int = 0, splits: tuple[int, ...] = ()) -> bytes:
+    """Raw mode: the options byte, the client's bytes after the preface, the split trailer."""
+    assert not flags & h2_harness._FRAMES
+    assert len(splits) <= 15
+    fields = [len(splits).to_bytes(1, "little")]
+    fields.extend(size.to_bytes(2, "little") for size in splits)
+    data = bytes([flags]) + stream + b"".join(reversed(fields))
+
+    provider = harness.PurePythonDataProvider(data)
+    assert provider.ConsumeBytes(1) == bytes([flags])
+    assert provider.ConsumeIntInRange(0, 15) == len(splits)
+    assert [provider.ConsumeIntInRange(0, 65535) for _ in splits] == list(splits)
+    assert provider.ConsumeBytes(provider.remaining_bytes()) == stream
+    return data
+
+
+def h2_records(*records: tuple[int, int, int, bytes], flags: int = 0) -> bytes:
+    """Frames mode: the options byte and (kind, stream selector, flags, payload) records."""
+    out = bytearray([flags | h2_harness._FRAMES])
+    for kind, selector, frame_flags, payload in records:
+        out += bytes([kind, selector, frame_flags]) + len(payload).to_bytes(2, "big") + payload
+    return bytes(out)
+
+
+def wire(*frames: Frame | bytes) -> bytes:
+    return b"".join(frame if isinstance(frame, bytes) else frame.serialize() for frame in frames)
+
+
+def request(
+    encoder: hpack.Encoder,
+    stream_id: int,
+    path: str = "/",
+    *extra: tuple[str, str],
+    method: str = "GET",
+    end_stream: bool = True,
+) -> HeadersFrame:
+    headers = [(":method", method), (":scheme", "http"), (":authority", "example.com")]
+    headers.append((":path", path))
+    if method == "CONNECT" and not extra:
+        # A plain CONNECT has neither :scheme nor :path (RFC 9113 8.5).
+        headers = [(":method", method), (":authority", "example.com:443")]
+    block = encoder.encode([*headers, *extra])
+    flags = ["END_HEADERS", "END_STREAM"] if end_stream else ["END_HEADERS"]
+    return HeadersFrame(stream_id, data=block, flags=flags)
+
+
+def _h2_seeds() -> dict[str, bytes]:
+    h2 = h2_harness
+    ack = SettingsFrame(0, flags=["ACK"])
+    seeds: dict[str, bytes] = {}
+
+    e = hpack.Encoder()
+    seeds["get"] = h2_encode(wire(ack, request(e, 1, "/index.html?q=1", ("accept", "*/*"))))
+    e = hpack.Encoder()
+    post = wire(
+        request(e, 1, "/form", ("content-length", "11"), method="POST", end_stream=False),
+        DataFrame(1, data=b"hello "),
+        DataFrame(1, data=b"world", flags=["END_STREAM"]),
+    )
+    seeds["post_with_data"] = h2_encode(wire(ack) + post)
+    seeds["post_split"] = h2_encode(wire(ack) + post, splits=(5, 9, 30, 1))
+    seeds["post_early_response"] = h2_encode(wire(ack) + post, flags=h2._EARLY, splits=(60,))
+    seeds["post_no_ack_small_window"] = h2_encode(
+        wire(
+            ack,
+            request(hpack.Encoder(), 1, "/", method="POST", end_stream=False),
+            DataFrame(1, data=b"x" * 100),
+            DataFrame(1, data=b"x", flags=["END_STREAM"]),
+        ),
+        flags=h2._NO_ACK | h2._SMALL,
+    )
+    e = hpack.Encoder()
+    seeds["padded_and_priority"] = h2_encode(
+        wire(
+            ack,
+            request(e, 1, "/p", method="PUT", end_stream=False),
+            DataFrame(1, data=b"pad", flags=["PADDED", "END_STREAM"], pad_length=20),
+            PriorityFrame(3, depends_on=1, stream_weight=200, exclusive=True),
+            HeadersFrame(
+                5,
+                data=e.encode(
+                    [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/5")]
+                ),
+                flags=["END_HEADERS", "END_STREAM", "PRIORITY"],
+                depends_on=1,
+                stream_weight=10,
+            ),
+        )
+    )
+    e = hpack.Encoder()
+    seeds["three_streams_trailers"] = h2_encode(
+        wire(ack, request(e, 1, "/a"), request(e, 3, "/b"), request(e, 5, "/c")),
+        flags=h2._TRAILERS,
+    )
+    e = hpack.Encoder()
+    block = e.encode(
+        [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "example.com"),
+            (":path", "/continued"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("x-long", "l" * 300),
+        ]
+    )
+    seeds["continuation"] = h2_encode(
+        wire(
+            ack,
+            HeadersFrame(1, data=block[:10], flags=["END_STREAM"]),
+            ContinuationFrame(1, data=block[10:100]),
+            ContinuationFrame(1, data=block[100:], flags=["END_HEADERS"]),
+        )
+    )
+    e = hpack.Encoder()
+    seeds["request_trailers"] = h2_encode(
+        wire(
+            ack,
+            request(e, 1, "/t", ("te", "trailers"), method="POST", end_stream=False),
+            DataFrame(1, data=b"body"),
+            HeadersFrame(1, data=e.encode([("x-sum", "1")]), flags=["END_HEADERS", "END_STREAM"]),
+        )
+    )
+    seeds["big_body_window_updates"] = h2_encode(
+        wire(
+            ack,
+            request(hpack.Encoder(), 1, "/big"),
+            *[WindowUpdateFrame(1, window_increment=30000) for _ in range(3)],
+            WindowUpdateFrame(0, window_increment=100000),
+        ),
+        flags=h2._BIG_BODY,
+        splits=(60, 13, 13),
+    )
+    seeds["settings_window_shrink"] = h2_encode(
+        wire(
+            ack,
+            SettingsFrame(0, settings={0x4: 10, 0x5: 20000}),
+            request(hpack.Encoder(), 1, "/big"),
+            WindowUpdateFrame(1, window_increment=50),
+            SettingsFrame(0, settings={0x4: 200000}),
+        ),
+        flags=h2._BIG_BODY | h2._TRAILERS,
+        splits=(40, 30),
+    )
+    seeds["ping_priority_unknown"] = h2_encode(
+        wire(
+            ack,
+            PingFrame(0, opaque_data=b"12345678"),
+            PingFrame(0, opaque_data=b"87654321", flags=["ACK"]),
+            PriorityFrame(1, depends_on=0, stream_weight=16),
+            b"\x00\x00\x03\xfa\x00\x00\x00\x00\x00abc",
+        )
+    )
+    seeds["goaway_graceful_with_stream"] = h2_encode(
+        wire(ack, request(hpack.Encoder(), 1, "/"), GoAwayFrame(0, last_stream_id=0)),
+        flags=h2._EARLY,
+    )
+    seeds["goaway_error"] = h2_encode(wire(GoAwayFrame(0, last_stream_id=0, error_code=2)))
+    e = hpack.Encoder()
+    seeds["shutdown_in_flight"] = h2_encode(
+        wire(request(e, 1, "/", method="POST", end_stream=False), DataFrame(1, data=b"a"))
+        + wire(request(e, 3, "/"), DataFrame(1, data=b"b", flags=["END_STREAM"])),
+        flags=h2._SHUTDOWN,
+        splits=(40,),
+    )
+    e = hpack.Encoder()
+    rapid = b"".join(
+        wire(request(e, stream_id, "/slow"), RstStreamFrame(stream_id, error_code=8))
+        for stream_id in range(1, 40, 2)
+    )
+    seeds["rapid_reset"] = h2_encode(rapid, flags=h2._SMALL, splits=(50, 50, 50))
+    e = hpack.Encoder()
+    seeds["made_you_reset"] = h2_encode(
+        b"".join(
+            wire(request(e, stream_id), DataFrame(stream_id, data=b"x"))
+            for stream_id in range(1, 30, 2)
+        ),
+        flags=h2._SMALL | h2._NO_ACK,
+    )
+    e = hpack.Encoder()
+    seeds["window_overflow"] = h2_encode(
+        wire(request(e, 1), WindowUpdateFrame(1, window_increment=2**31 - 1), request(e, 3))
+    )
+    seeds["connection_window_overflow"] = h2_encode(
+        wire(WindowUpdateFrame(0, window_increment=2**31 - 1))
+    )
+    seeds["zero_window_update"] = h2_encode(
+        wire(request(hpack.Encoder(), 1), WindowUpdateFrame(1, window_increment=0))
+    )
+    seeds["continuation_flood"] = h2_encode(
+        wire(
+            HeadersFrame(1, data=b"\x82", flags=["END_STREAM"]),
+            *[ContinuationFrame(1, data=b"\x00") for _ in range(70)],
+        )
+    )
+    e = hpack.Encoder()
+    bomb = e.encode(
+        [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "example.com"),
+            ("x-bomb", "b" * 4000),
+        ]
+    )
+    seeds["hpack_bomb"] = h2_encode(
+        wire(HeadersFrame(1, data=bomb + b"\xbe" * 8000, flags=["END_HEADERS", "END_STREAM"]))
+    )
+    e = hpack.Encoder()
+    # Over SMALL's 200-byte limit, under twice that: decoded, answered 431.
+    seeds["header_list_431_then_get"] = h2_encode(
+        wire(request(e, 1, "/", ("x-big", "v" * 100)), request(e, 3, "/")), flags=h2._SMALL
+    )
+    seeds["oversized_frame_header"] = h2_encode(
+        wire(request(hpack.Encoder(), 1, method="POST", end_stream=False))
+        + (2**24 - 1).to_bytes(3, "big")
+        + b"\x00\x00\x00\x00\x00\x01"
+        + b"p" * 100
+    )
+    seeds["control_floods_small"] = h2_encode(
+        wire(
+            *[PingFrame(0, opaque_data=bytes(8)) for _ in range(6)],
+            *[SettingsFrame(0, flags=["ACK"]) for _ in range(6)],
+        ),
+        flags=h2._SMALL,
+    )
+    e = hpack.Encoder()
+    seeds["closed_stream_floods"] = h2_encode(
+        wire(
+            request(e, 1),
+            *[RstStreamFrame(1, error_code=0) for _ in range(6)],
+            *[WindowUpdateFrame(1, window_increment=1) for _ in range(6)],
+        ),
+        flags=h2._SMALL,
+        splits=(30,),
+    )
+    # SMALL's windows are 100 bytes: each DATA is fed alone, so the window
+    # the harness opens again (it acknowledges what it reads) lets the next in.
+    e = hpack.Encoder()
+    head = wire(request(e, 1, "/", method="POST", end_stream=False))
+    chunk = wire(DataFrame(1, data=b"z" * 99))
+    seeds["body_over_limit"] = h2_encode(
+        head + chunk * 4 + wire(request(e, 3, "/", ("content-length", "1000"), method="POST")),
+        flags=h2._SMALL,
+        splits=(len(head), len(chunk), len(chunk), len(chunk)),
+    )
+    seeds["connection_header"] = h2_encode(
+        wire(request(hpack.Encoder(), 1, "/", ("connection", "close")))
+    )
+    seeds["upper_case_header"] = h2_encode(wire(request(hpack.Encoder(), 1, "/", ("Upper", "x"))))
+    seeds["content_length_mismatch"] = h2_encode(
+        wire(
+            request(
+                hpack.Encoder(), 1, "/", ("content-length", "1"), method="POST", end_stream=False
+            ),
+            DataFrame(1, data=b"too long", flags=["END_STREAM"]),
+        )
+    )
+    e = hpack.Encoder()
+    head = wire(request(e, 1, "/", method="POST", end_stream=False))
+    seeds["data_after_our_reset"] = h2_encode(
+        head + wire(*[DataFrame(1, data=b"late") for _ in range(12)]),
+        flags=h2._EARLY | h2._SMALL,
+        splits=(len(head),),
+    )
+    seeds["priority_self_dependency"] = h2_encode(
+        wire(request(hpack.Encoder(), 1), PriorityFrame(1, depends_on=1))
+    )
+    seeds["rst_idle_stream"] = h2_encode(wire(RstStreamFrame(7, error_code=0)))
+    seeds["even_stream"] = h2_encode(wire(request(hpack.Encoder(), 2)))
+    seeds["plain_connect_501"] = h2_encode(
+        wire(request(hpack.Encoder(), 1, method="CONNECT", end_stream=False))
+    )
+    ws = frames(client(), ("text", "hello over h2"), ("ping", b"p"), ("close", (1000, "bye")))
+    e = hpack.Encoder()
+    connect = wire(
+        ack,
+        request(
+            e,
+            1,
+            "/ws",
+            (":protocol", "websocket"),
+            ("sec-websocket-version", "13"),
+            method="CONNECT",
+            end_stream=False,
+        ),
+    )
+    # The frames come once the handshake is accepted, after the first chunk.
+    first = wire(DataFrame(1, data=ws[:10]))
+    seeds["websocket"] = h2_encode(
+        connect + first + wire(DataFrame(1, data=ws[10:])), splits=(len(connect), len(first))
+    )
+    seeds["websocket_reset"] = h2_encode(
+        connect + wire(DataFrame(1, data=ws[:20]), RstStreamFrame(1, error_code=8)),
+        splits=(len(connect),),
+    )
+    # A ping and a RST_STREAM in one read: h2 has closed the stream before
+    # the pong is written (a crash the fuzzer found).
+    seeds["websocket_ping_then_reset"] = h2_encode(
+        connect
+        + wire(
+            DataFrame(1, data=frames(client(), ("ping", b"p"))), RstStreamFrame(1, error_code=8)
+        ),
+        splits=(len(connect),),
+    )
+    # DATA after the END_STREAM that ended the WebSocket abnormally: the
+    # stream was reported reset twice (a bug the fuzzer found).
+    seeds["websocket_data_after_end_stream"] = h2_encode(
+        connect + wire(DataFrame(1, data=b"", flags=["END_STREAM"]), DataFrame(1, data=ws[:5])),
+        splits=(len(connect),),
+    )
+    seeds["websocket_end_stream_without_close"] = h2_encode(
+        connect + wire(DataFrame(1, data=ws[:20], flags=["END_STREAM"])),
+        splits=(len(connect),),
+    )
+    seeds["eof_mid_frame"] = h2_encode(wire(request(hpack.Encoder(), 1))[:20], flags=h2._EOF)
+    seeds["eof_with_stream_open"] = h2_encode(
+        wire(request(hpack.Encoder(), 1, method="POST", end_stream=False)), flags=h2._EOF
+    )
+    # Frames mode: records the harness turns into frames.
+    get, post = bytes([0]), bytes([1])
+    seeds["records_get_and_post"] = h2_records(
+        (h2.HEADERS, 0x80, 0x05, get),
+        (h2.HEADERS, 0x00, 0x04, post),
+        (h2.DATA, 0x81, 0x00, b"0123456789"[:5]),
+        (h2.DATA, 0x81, 0x01, b"56789"),
+        (h2.WINDOW_UPDATE, 0x83, 0x00, (1000).to_bytes(4, "big")),
+        flags=h2._BIG_BODY,
+    )
+    seeds["records_controls"] = h2_records(
+        (h2.SETTINGS, 0x83, 0x00, (4).to_bytes(2, "big") + (1).to_bytes(4, "big")),
+        (h2.PING, 0x83, 0x00, b"pingpong"),
+        (h2.PRIORITY, 0x80, 0x01, (0).to_bytes(4, "big") + b"\x10"),
+        (h2.HEADERS, 0x80, 0x25, bytes([4])),
+        (h2.RST_STREAM, 0x81, 0x00, (8).to_bytes(4, "big")),
+        (h2.GOAWAY, 0x83, 0x00, bytes(8)),
+    )
+    seeds["records_websocket"] = h2_records(
+        (h2.HEADERS, 0x80, 0x04, bytes([2])),
+        (h2.DATA, 0x81, 0x00, ws),
+        flags=h2._EOF,
+    )
+    seeds["records_raw_and_split_headers"] = h2_records(
+        (h2.RAW, 0x83, 0xFF, b"\xfa" + b"unknown"),
+        (h2.HEADERS, 0x80, 0x41, bytes([0x08, 0x00, 0x10])),
+        (h2.CONTINUATION, 0x81, 0x04, b"\x82"),
+        (h2.TRAILERS, 0x81, 0x05, b"t"),
+        (h2.PUSH_PROMISE, 0x81, 0x00, bytes(4) + bytes([0])),
+        flags=h2._SMALL,
+    )
+    seeds["records_hpack_bomb"] = h2_records((h2.HEADERS, 0x80, 0x05, bytes([0x18, 0x03, 0x00])))
+    return seeds
+
+
+H2_SEEDS: dict[str, bytes] = _h2_seeds()
+
+
 def main() -> None:
     for corpus, seeds, run in (
         (CORPUS, SEEDS, harness.test_one_input),
         (WS_CORPUS, WS_SEEDS, ws_harness.test_one_input),
+        (H2_CORPUS, H2_SEEDS, h2_harness.test_one_input),
     ):
         corpus.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():

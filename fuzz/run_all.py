@@ -5,7 +5,8 @@
 Each harness runs in its own subprocess with libFuzzer's
 ``-max_total_time=FUZZ_SECONDS``, its seed corpus ``fuzz/corpus/<name>/``
 (``fuzz_http1.py`` -> ``corpus/http1``, ``fuzz_websocket.py`` ->
-``corpus/websocket``) and crash files written to ``fuzz/crashes/<name>/``.
+``corpus/websocket``, ``fuzz_http2.py`` -> ``corpus/http2``) and crash files
+written to ``fuzz/crashes/<name>/``.
 New inputs found during the run go to a scratch directory, so the checked-in
 seed corpus only changes by hand. Exits non-zero if any harness crashed.
 """

@@ -237,8 +237,10 @@ class Config:
     )
     h2_max_control_frames: int = _option(
         1000,
-        "PING, SETTINGS, WINDOW_UPDATE, PRIORITY and empty DATA frames a client may send "
-        "per 10 seconds, as a burst; past it the connection ends with "
+        "Frames that cost the server work but carry no request a client may send per 10 "
+        "seconds, as a burst: PING, SETTINGS (and their ACKs), PRIORITY, unknown frame "
+        "types, empty DATA, frames on closed streams, and WINDOW_UPDATEs beyond two per "
+        "DATA frame the server sent. Past it the connection ends with "
         "GOAWAY(ENHANCE_YOUR_CALM).",
         metavar="N",
     )

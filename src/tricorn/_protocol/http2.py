@@ -30,7 +30,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
@@ -143,6 +143,23 @@ def _reason_text(exc: Exception) -> str:
     return str(exc)[:200] or type(exc).__name__
 
 
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection, counting the frames it takes in without an event.
+
+    Those are frames on closed streams, which h2 ignores (RFC 9113 5.1) or
+    answers with RST_STREAM; without the count a flood of them would cost
+    no budget.
+    """
+
+    ignored_frames = 0
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        events = super()._receive_frame(frame)
+        if not events:
+            self.ignored_frames += 1
+        return events
+
+
 class HTTP2Protocol:
     """One HTTP/2 server connection.
 
@@ -162,7 +179,7 @@ class HTTP2Protocol:
         self._config = config
         self._default_headers = default_headers
         self._scheme = scheme
-        self._h2 = h2.connection.H2Connection(
+        self._h2 = _H2Connection(
             h2.config.H2Configuration(
                 client_side=False, header_encoding=None, validate_inbound_headers=True
             )
@@ -182,9 +199,11 @@ class HTTP2Protocol:
             },
         )
         self._h2.max_inbound_frame_size = config.h2_max_frame_size
-        # h2 bounds a header list only while decoding; the limit it enforces
-        # is SETTINGS_MAX_HEADER_LIST_SIZE as advertised above.
-        self._h2.decoder.max_header_list_size = config.h2_max_header_list_size
+        # RFC 9113 10.5.1: a header list over SETTINGS_MAX_HEADER_LIST_SIZE
+        # is decoded all the same, so the HPACK state stays in step, and
+        # answered 431 (see _request). Only past twice the limit (an HPACK
+        # bomb) does h2 stop decoding and end the connection, ENHANCE_YOUR_CALM.
+        self._h2.decoder.max_header_list_size = 2 * config.h2_max_header_list_size
         self._streams: dict[int, _Stream] = {}
         #: Streams whose exchange (app task) is still running, reset or not:
         #: what bounds concurrency when a peer resets as fast as it opens.
@@ -199,6 +218,8 @@ class HTTP2Protocol:
             clock = _no_clock
         self._resets = _Budget(config.h2_max_resets, clock)
         self._control = _Budget(config.h2_max_control_frames, clock)
+        #: WINDOW_UPDATEs the DATA frames we sent have earned (not budgeted).
+        self._window_credit = 0
         #: Why the connection ended on our side, for the log.
         self.error: str | None = None
 
@@ -289,7 +310,12 @@ class HTTP2Protocol:
     def held(self, stream_id: int) -> bool:
         """Response data for the stream waits for the peer's window."""
         stream = self._streams.get(stream_id)
-        return stream is not None and not stream.ended and bool(stream.held or stream.held_end)
+        return (
+            not self._closed
+            and stream is not None
+            and not stream.ended
+            and bool(stream.held or stream.held_end)
+        )
 
     def stream_open(self, stream_id: int) -> bool:
         stream = self._streams.get(stream_id)
@@ -323,12 +349,28 @@ class HTTP2Protocol:
             self._on_event(event, events)
             if self._closed:
                 break
+        ignored, self._h2.ignored_frames = self._h2.ignored_frames, 0
+        for _ in range(ignored):
+            if self._closed:
+                break
+            self._spend(self._control, "frames on closed streams")
+        if not self._closed and self._oversized_frame_pending():
+            # RFC 9113 4.2: a frame over SETTINGS_MAX_FRAME_SIZE is a
+            # FRAME_SIZE_ERROR. h2 tells only once the whole frame is
+            # buffered, up to 16 MiB; its 9-byte header tells already.
+            self.error = "a frame over h2_max_frame_size"
+            self._terminate(_E.FRAME_SIZE_ERROR, "frame too large")
         if not self._closed:
             events.extend(self._let_out())
         self._collect()
         if self._closed and not any(isinstance(event, ConnectionClosed) for event in events):
             events.extend(self._connection_lost())
         return events
+
+    def _oversized_frame_pending(self) -> bool:
+        # What h2 keeps after receive_data is one incomplete frame at most.
+        pending = self._h2.incoming_buffer._data
+        return len(pending) >= 9 and int.from_bytes(pending[:3]) > self._h2.max_inbound_frame_size
 
     def pending_events(self) -> list[Event]:
         """Events that commands produced (a pushed request), for the runtime to dispatch."""
@@ -357,14 +399,24 @@ class HTTP2Protocol:
                 if stream is not None and not stream.response_done:
                     self._spend(self._resets, "streams reset")
                 self._gone(stream_id, int(code or 0), events)
-            case h2.events.WindowUpdated() | h2.events.PriorityUpdated():
+            case h2.events.WindowUpdated():
+                # A client that reads our DATA owes WINDOW_UPDATEs in step
+                # with it, one for the stream and one for the connection
+                # (RFC 9113 6.9); only those beyond that are a flood.
+                if self._window_credit > 0:
+                    self._window_credit -= 1
+                else:
+                    self._spend(self._control, "control frames")
+            case h2.events.PriorityUpdated():
                 self._spend(self._control, "control frames")
             case h2.events.PingReceived() | h2.events.PingAckReceived():
                 self._spend(self._control, "control frames")
             case h2.events.RemoteSettingsChanged():
                 self._spend(self._control, "control frames")
             case h2.events.SettingsAcknowledged():
-                pass
+                # One ACK is owed per SETTINGS we send; a flood of unsolicited
+                # ones is a control frame flood like any other.
+                self._spend(self._control, "control frames")
             case h2.events.ConnectionTerminated(error_code=code, last_stream_id=last):
                 self._goaway_from_peer(int(code or 0), last, events)
             case h2.events.UnknownFrameReceived() | h2.events.AlternativeServiceAvailable():
@@ -410,6 +462,13 @@ class HTTP2Protocol:
             self._spend(self._resets, "streams reset")
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
+        if sum(len(name) + len(value) + 32 for name, value in raw) > (
+            self._config.h2_max_header_list_size
+        ):
+            # The size as RFC 9113 6.5.2 counts it; see __init__ for why a
+            # list over the limit gets this far.
+            self._refuse(stream_id, 431, "request header fields too large")
+            return
         request = self._check_request(stream_id, stream, pseudo, headers)
         if request is None:
             return
@@ -451,6 +510,12 @@ class HTTP2Protocol:
             target=pseudo.get(b":path", b"/") if ws_request is None else pseudo[b":path"],
             http_version="2",
             headers=tuple(headers),
+            # RFC 9110 10.1.1 holds on HTTP/2 too: the client may wait for a
+            # 100 before it sends the body.
+            expects_continue=not stream.request_done
+            and any(
+                name == b"expect" and value.lower() == b"100-continue" for name, value in headers
+            ),
             websocket=ws_request,
             can_send_trailers=ws_request is None and accepts_trailers(tuple(headers)),
             can_push=ws_request is None and self._push_allowed,
@@ -475,7 +540,11 @@ class HTTP2Protocol:
             ws_events = stream.websocket.receive_data(data) if data else []
             stream.unacknowledged += len(data)
             events.extend(ws_events)
-            self._pump_websocket(stream_id, stream)
+            # h2 has read the whole batch before we see its events: a
+            # RST_STREAM later in it closed the stream already (its
+            # StreamReset follows), and the answer (a pong, a close) is moot.
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._pump_websocket(stream_id, stream)
             return
         if stream.ws_request is not None:
             # Bytes before the handshake is accepted: a WebSocket client waits
@@ -503,6 +572,12 @@ class HTTP2Protocol:
             if not stream.websocket.closed:
                 stream.websocket.receive_data(b"")
                 events.append(StreamReset(stream_id))
+                # Nothing more can pass: the stream is reset now (else a DATA
+                # frame after it would be reported reset a second time), and
+                # like any reset the peer caused it is budgeted (CVE-2025-8671).
+                self._spend(self._resets, "streams reset")
+                self._reset(stream_id, _E.CANCEL)
+                return
             self._end_if_done(stream_id, stream)
             return
         if stream_id in self._active:
@@ -735,6 +810,7 @@ class HTTP2Protocol:
                 stream.held.popleft()
             end = stream.held_end and not stream.held and stream.held_trailers is None
             self._h2.send_data(stream_id, chunk, end_stream=end)
+            self._window_credit += 2  # see WindowUpdated in _on_event
             if end:
                 stream.held_end = False
                 self._end_if_done(stream_id, stream, sent=True)
