@@ -3,10 +3,8 @@
 h2spec is a Go program; neither Debian nor PyPI packages it, so it is found on
 PATH or through ``TRICORN_H2SPEC``, and these tests skip without it (CI
 included: a fresh machine has no way to get it). docs/http2.rst says how to
-build it. Every case must pass over TLS, strict mode included. Over cleartext
-with prior knowledge every case must pass but one: 3.5/2 sends
-``INVALID CONNECTION PREFACE`` to a port that also serves HTTP/1.1, which reads
-it as a malformed HTTP/1.1 request line and answers 400, as RFC 9112 3 asks.
+build it. Every case must pass, strict mode included, over TLS and over
+cleartext with prior knowledge on a port that also serves HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -28,9 +26,6 @@ from tests.e2e._server_process import ServerProcess, clean_environ
 from . import autobahn
 
 H2SPEC = os.environ.get("TRICORN_H2SPEC") or shutil.which("h2spec")
-
-#: The one case a port shared with HTTP/1.1 answers as HTTP/1.1 (see above).
-SHARED_PORT_CASE = "http2/3.5: Sends invalid connection preface"
 
 
 def _h2spec() -> str:
@@ -110,9 +105,11 @@ def test_h2spec_over_tls_passes_every_case_strict_included(backend: str, tmp_pat
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
 @pytest.mark.timeout(600)
-def test_h2spec_over_h2c_prior_knowledge(backend: str, tmp_path: Path) -> None:
+def test_h2spec_over_h2c_prior_knowledge_passes_every_case(backend: str, tmp_path: Path) -> None:
     h2spec = _h2spec()
     with _server(backend) as server:
-        failed = _run(h2spec, server.addresses()[0], tmp_path / "h2c.xml")
-    assert [case for case in failed if case != SHARED_PORT_CASE] == []
+        address = server.addresses()[0]
+        failed = _run(h2spec, address, tmp_path / "h2c.xml")
+        failed += _run(h2spec, address, tmp_path / "strict.xml", "-S")
+    assert failed == []
     assert "Traceback" not in server.stderr, server.stderr

@@ -355,7 +355,7 @@ def test_stop_keep_alive_adds_connection_close_and_ends_reuse() -> None:
 
 def test_malformed_request_line_is_answered_400_with_connection_close() -> None:
     server = make_server()
-    events = server.receive_data(b"THIS IS NOT HTTP\r\n\r\n")
+    events = server.receive_data(b"GET /a b HTTP/1.1\r\n\r\n")
     assert len(events) == 1
     assert isinstance(events[0], RequestRejected)
     assert events[0].status_code == 400
@@ -673,3 +673,19 @@ def test_http2_preface_without_prior_knowledge_gets_505() -> None:
     events = server.receive_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert events == [RequestRejected(505, "HTTP version not supported")]
     assert server.closed
+
+
+def test_bytes_that_are_not_http1_at_all_are_closed_without_an_answer() -> None:
+    # No HTTP-version on the line: an HTTP/1.1 answer would not be read, and
+    # an HTTP/2 client with a broken preface expects the close (RFC 9113 3.4).
+    server = make_server()
+    events = server.receive_data(b"INVALID CONNECTION PREFACE\r\n\r\n")
+    assert events == [RequestRejected(400, "not an HTTP/1.x request")]
+    assert server.closed
+    assert server.data_to_send() == b""
+
+
+def test_an_incomplete_request_line_is_not_judged_early() -> None:
+    server = make_server()
+    assert server.receive_data(b"GET /slow") == []
+    assert not server.closed

@@ -32,7 +32,7 @@ async def test_malformed_request_line_gets_400_and_close() -> None:
     calls: list[str] = []
     async with running_server(app_recording_calls(calls), lifespan="off") as address:
         async with raw_client(address) as client:
-            await client.send(b"THIS IS NOT HTTP\r\n\r\n")
+            await client.send(b"GET /a b HTTP/1.1\r\n\r\n")
             response = await client.response()
             await client.assert_closed()
         async with raw_client(address) as client:
@@ -78,7 +78,7 @@ async def test_too_long_header_block_gets_431() -> None:
 
 async def test_error_responses_carry_the_default_headers() -> None:
     async with running_server(ok_app, server_name="edge") as address, raw_client(address) as client:
-        await client.send(b"NOT HTTP\r\n\r\n")
+        await client.send(b"GET /a b HTTP/1.1\r\n\r\n")
         response = await client.response()
     assert response.header(b"server") == b"edge"
     assert response.header(b"date") is not None
@@ -369,3 +369,13 @@ async def test_head_timeout_does_not_fire_while_a_slow_app_takes_the_body() -> N
         response = await client.response(method=b"POST")
     assert response.status_code == 200
     assert response.body == b"8"
+
+
+async def test_a_peer_not_speaking_http1_is_closed_and_the_server_carries_on() -> None:
+    async with running_server(ok_app) as address:
+        async with raw_client(address) as client:
+            await client.send(b"INVALID CONNECTION PREFACE\r\n\r\n")
+            assert await client.receive_some() == b""  # a clean close, no answer
+        async with raw_client(address) as client:
+            await client.send(request())
+            assert (await client.response()).status_code == 200

@@ -105,7 +105,8 @@ class RequestRejected:
     """The peer broke the protocol and earned ``status_code``.
 
     The protocol has already queued the error response where one could still
-    be sent; the connection must be closed once that is written.
+    be sent (never to a peer that does not speak HTTP/1.x at all); the
+    connection must be closed once that is written.
     """
 
     status_code: int

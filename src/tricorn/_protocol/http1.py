@@ -43,6 +43,9 @@ __all__ = ["HTTP1Protocol", "accepts_trailers"]
 #: layers above can treat HTTP/1.1 and HTTP/2 alike.
 STREAM_ID: Final = 1
 
+#: How much of a request's start is kept to read its request line.
+_LINE_START: Final = 512
+
 #: The largest request body read ahead of an ``Upgrade: h2c`` switch.
 H2C_BODY_LIMIT: Final = 64 * 1024
 
@@ -141,6 +144,9 @@ class HTTP1Protocol:
         self._h2c_allowed = h2c_upgrade
         self._h2c: tuple[RequestReceived, bytes] | None = None
         self._h2c_body = bytearray()
+        #: The first bytes of the current request, to tell a malformed
+        #: HTTP/1.x request line from a peer speaking something else.
+        self._line_start = b""
 
     # -- state the runtime reads ---------------------------------------------
 
@@ -218,6 +224,8 @@ class HTTP1Protocol:
             data = data.lstrip(b"\r\n")  # RFC 9112 2.2
             if not data:
                 return []
+        if not self._method and len(self._line_start) < _LINE_START:
+            self._line_start += data[: _LINE_START - len(self._line_start)]
         try:
             self._h11.receive_data(data)
         except RuntimeError:
@@ -252,6 +260,7 @@ class HTTP1Protocol:
         self._ws_request = None
         self._h2c = None
         self._h2c_body = bytearray()
+        self._line_start = bytes(self._h11.trailing_data[0][:_LINE_START])
         return self._events()
 
     def _events(self) -> list[Event]:
@@ -264,6 +273,14 @@ class HTTP1Protocol:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
+                if not self._speaks_http1():
+                    # Not an HTTP/1.x request line at all (no HTTP-version):
+                    # such a peer cannot read an HTTP/1.1 answer. Most often
+                    # it is an HTTP/2 client with a broken preface, for which
+                    # closing is the answer RFC 9113 3.4 allows.
+                    self._closed = True
+                    events.append(RequestRejected(400, "not an HTTP/1.x request"))
+                    return events
                 status = self._status_for(exc)
                 reason = {
                     414: "request line too long",
@@ -340,6 +357,13 @@ class HTTP1Protocol:
                     # NEED_DATA or PAUSED: nothing more until bytes arrive or
                     # the next cycle starts.
                     return events
+
+    def _speaks_http1(self) -> bool:
+        """The request line so far carries an HTTP-version (or is still incomplete)."""
+        if self._method or self._head_handed_out:
+            return True  # this cycle's request line parsed; the error is later on
+        line, newline, _ = self._line_start.partition(b"\n")
+        return not newline or b" HTTP/" in line
 
     def _h2c_settings(self, request: RequestReceived) -> bytes | None:
         """The HTTP2-Settings of a request that may switch to h2c, else None.
