@@ -30,7 +30,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import Frame, GoAwayFrame
+from hyperframe.frame import GoAwayFrame
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
@@ -57,6 +57,7 @@ from .events import (
     WindowOpened,
 )
 from .http1 import accepts_trailers
+from .http2_guard import Budget, Clock, CountingH2Connection, oversized_frame_pending
 
 __all__ = ["PREFACE", "HTTP2Protocol"]
 
@@ -65,39 +66,13 @@ __all__ = ["PREFACE", "HTTP2Protocol"]
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 HeaderSource = Callable[[], Headers]
-Clock = Callable[[], float]
 
 _E = h2.errors.ErrorCodes
-#: The period over which each abuse budget refills in full.
-_BUDGET_PERIOD: Final = 10.0
 #: Headers that are meaningful only to one HTTP/1.1 connection and that
 #: HTTP/2 forbids (RFC 9113 8.2.2); an app that sets one gets it dropped.
 _CONNECTION_HEADERS: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
-
-
-class _Budget:
-    """A token bucket: ``size`` tokens, refilled in full over ``_BUDGET_PERIOD``."""
-
-    __slots__ = ("_clock", "_last", "_rate", "_size", "_tokens")
-
-    def __init__(self, size: int, clock: Clock) -> None:
-        self._size = float(size)
-        self._tokens = float(size)
-        self._rate = size / _BUDGET_PERIOD
-        self._clock = clock
-        self._last = clock()
-
-    def spend(self) -> bool:
-        """Take one token; False when the budget is spent."""
-        now = self._clock()
-        self._tokens = min(self._size, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 class _Stream:
@@ -143,23 +118,6 @@ def _reason_text(exc: Exception) -> str:
     return str(exc)[:200] or type(exc).__name__
 
 
-class _H2Connection(h2.connection.H2Connection):
-    """h2's connection, counting the frames it takes in without an event.
-
-    Those are frames on closed streams, which h2 ignores (RFC 9113 5.1) or
-    answers with RST_STREAM; without the count a flood of them would cost
-    no budget.
-    """
-
-    ignored_frames = 0
-
-    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
-        events = super()._receive_frame(frame)
-        if not events:
-            self.ignored_frames += 1
-        return events
-
-
 class HTTP2Protocol:
     """One HTTP/2 server connection.
 
@@ -179,7 +137,7 @@ class HTTP2Protocol:
         self._config = config
         self._default_headers = default_headers
         self._scheme = scheme
-        self._h2 = _H2Connection(
+        self._h2 = CountingH2Connection(
             h2.config.H2Configuration(
                 client_side=False, header_encoding=None, validate_inbound_headers=True
             )
@@ -216,8 +174,8 @@ class HTTP2Protocol:
         self._last_stream_id = 0
         if clock is None:
             clock = _no_clock
-        self._resets = _Budget(config.h2_max_resets, clock)
-        self._control = _Budget(config.h2_max_control_frames, clock)
+        self._resets = Budget(config.h2_max_resets, clock)
+        self._control = Budget(config.h2_max_control_frames, clock)
         #: WINDOW_UPDATEs the DATA frames we sent have earned (not budgeted).
         self._window_credit = 0
         #: Why the connection ended on our side, for the log.
@@ -354,7 +312,7 @@ class HTTP2Protocol:
             if self._closed:
                 break
             self._spend(self._control, "frames on closed streams")
-        if not self._closed and self._oversized_frame_pending():
+        if not self._closed and oversized_frame_pending(self._h2):
             # RFC 9113 4.2: a frame over SETTINGS_MAX_FRAME_SIZE is a
             # FRAME_SIZE_ERROR. h2 tells only once the whole frame is
             # buffered, up to 16 MiB; its 9-byte header tells already.
@@ -366,11 +324,6 @@ class HTTP2Protocol:
         if self._closed and not any(isinstance(event, ConnectionClosed) for event in events):
             events.extend(self._connection_lost())
         return events
-
-    def _oversized_frame_pending(self) -> bool:
-        # What h2 keeps after receive_data is one incomplete frame at most.
-        pending = self._h2.incoming_buffer._data
-        return len(pending) >= 9 and int.from_bytes(pending[:3]) > self._h2.max_inbound_frame_size
 
     def pending_events(self) -> list[Event]:
         """Events that commands produced (a pushed request), for the runtime to dispatch."""
@@ -603,7 +556,7 @@ class HTTP2Protocol:
 
     # -- budgets ---------------------------------------------------------------
 
-    def _spend(self, budget: _Budget, what: str) -> None:
+    def _spend(self, budget: Budget, what: str) -> None:
         if budget.spend() or self._closed:
             return
         self.error = f"too many {what}: ended the connection with ENHANCE_YOUR_CALM"
