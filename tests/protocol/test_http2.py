@@ -7,7 +7,7 @@ import h2.errors
 import h2.events
 import h2.settings
 import pytest
-from hyperframe.frame import HeadersFrame, PingFrame, RstStreamFrame
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
@@ -487,3 +487,22 @@ def test_graceful_goaway_lets_in_flight_streams_finish_and_refuses_new_ones() ->
 
 def test_preface_constant_matches_rfc() -> None:
     assert PREFACE == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def test_continuation_flood_is_bounded_by_bytes_at_the_largest_frame_size() -> None:
+    # h2 alone would hold 64 CONTINUATION frames: 1 GiB at this frame size.
+    conv = H2Conversation(h2_max_frame_size=16_777_215, h2_max_header_list_size=16384)
+    headers = HeadersFrame(1)
+    headers.data = conv.client.encoder.encode(request_headers())
+    conv.send_raw(headers.serialize())
+    chunk = ContinuationFrame(1)
+    chunk.data = b"\x00" * 100_000
+    sent = 0
+    while not conv.server.closed and sent < 64:
+        conv.send_raw(chunk.serialize())
+        sent += 1
+    assert conv.server.closed
+    assert sent * 100_000 <= 4 * 16384 + 100_000
+    goaway = conv.goaway()
+    assert goaway is not None
+    assert goaway.error_code == _E.ENHANCE_YOUR_CALM

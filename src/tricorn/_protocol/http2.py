@@ -57,7 +57,13 @@ from .events import (
     WindowOpened,
 )
 from .http1 import accepts_trailers
-from .http2_guard import Budget, Clock, CountingH2Connection, oversized_frame_pending
+from .http2_guard import (
+    Budget,
+    Clock,
+    CountingH2Connection,
+    oversized_frame_pending,
+    pending_header_block,
+)
 
 __all__ = ["PREFACE", "HTTP2Protocol"]
 
@@ -174,6 +180,9 @@ class HTTP2Protocol:
         self._last_stream_id = 0
         if clock is None:
             clock = _no_clock
+        #: A compressed header block this big cannot decode to a list within
+        #: the limit (HPACK's worst case is under 4 bytes a character).
+        self._max_header_block = max(4 * config.h2_max_header_list_size, 64 * 1024)
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
         #: WINDOW_UPDATEs the DATA frames we sent have earned (not budgeted).
@@ -312,6 +321,9 @@ class HTTP2Protocol:
             if self._closed:
                 break
             self._spend(self._control, "frames on closed streams")
+        if not self._closed and pending_header_block(self._h2) > self._max_header_block:
+            self.error = "a header block far over h2_max_header_list_size"
+            self._terminate(_E.ENHANCE_YOUR_CALM, "header block too large")
         if not self._closed and oversized_frame_pending(self._h2):
             # RFC 9113 4.2: a frame over SETTINGS_MAX_FRAME_SIZE is a
             # FRAME_SIZE_ERROR. h2 tells only once the whole frame is

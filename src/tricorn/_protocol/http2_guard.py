@@ -4,7 +4,8 @@ The budgets are token buckets refilled over ``BUDGET_PERIOD``; the protocol
 spends one per reset or control frame and ends the connection with
 GOAWAY(ENHANCE_YOUR_CALM) once one is spent. Two checks look beneath h2's
 public API, each pinned by tests/runtime/test_http2_abuse.py: the count of
-frames h2 takes in without an event, and the size a pending frame announces.
+frames h2 takes in without an event, the size a pending frame announces,
+and the size of a header block still waiting for its CONTINUATIONs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import h2.connection
 import h2.events
 from hyperframe.frame import Frame
 
-__all__ = ["BUDGET_PERIOD", "Budget", "Clock", "CountingH2Connection", "oversized_frame_pending"]
+__all__ = [
+    "BUDGET_PERIOD",
+    "Budget",
+    "Clock",
+    "CountingH2Connection",
+    "oversized_frame_pending",
+    "pending_header_block",
+]
 
 Clock = Callable[[], float]
 
@@ -73,3 +81,13 @@ def oversized_frame_pending(connection: h2.connection.H2Connection) -> bool:
     """
     pending = connection.incoming_buffer._data
     return len(pending) >= 9 and int.from_bytes(pending[:3]) > connection.max_inbound_frame_size
+
+
+def pending_header_block(connection: h2.connection.H2Connection) -> int:
+    """Bytes of a header block h2 holds while its CONTINUATION frames come in.
+
+    h2 caps that at 64 frames, which is 1 MiB at the default frame size but
+    1 GiB at the largest SETTINGS_MAX_FRAME_SIZE (CVE-2024-27316); the
+    protocol bounds it by bytes instead.
+    """
+    return sum(len(frame.data) for frame in connection.incoming_buffer._headers_buffer)
