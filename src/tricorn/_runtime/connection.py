@@ -54,6 +54,7 @@ __all__ = [
     "READ_SIZE",
     "STREAM_ERRORS",
     "ConnectionContext",
+    "Peer",
     "Guard",
     "HTTP1Connection",
     "connection_info",
@@ -163,6 +164,22 @@ class Connection(Protocol):
         ...
 
 
+class Peer:
+    """A connection's peer: its addresses, and the proxy trust that applies to it."""
+
+    __slots__ = ("info", "proxy")
+
+    def __init__(self, info: ConnectionInfo, proxy: ProxyTrust | None) -> None:
+        self.info = info
+        self.proxy = proxy
+
+    def for_request(self, request: RequestReceived) -> ConnectionInfo:
+        """The addresses one request's scope gets (a trusted proxy's headers applied)."""
+        if self.proxy is not None:
+            return self.proxy.resolve(self.info, request.headers)
+        return self.info
+
+
 class ConnectionContext:
     """What every connection of one server shares: app, config, state, shutdown."""
 
@@ -174,6 +191,12 @@ class ConnectionContext:
         self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shutting_down = False
         self.connections: set[Connection] = set()
+
+    def peer(self, stream: anyio.abc.ByteStream) -> Peer:
+        """What is known of a new connection's peer, proxy trust included."""
+        info = connection_info(stream)
+        proxy = self.proxy
+        return Peer(info, proxy if proxy is not None and proxy.trusts_peer(info) else None)
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
@@ -199,7 +222,8 @@ class HTTP1Connection:
         self._initial = initial
         self._context = context
         self._config = context.config
-        self._info = connection_info(stream)
+        self._peer = context.peer(stream)
+        self._info = self._peer.info
         config = context.config
         self._protocol = HTTP1Protocol(
             config,
@@ -210,8 +234,6 @@ class HTTP1Connection:
         #: Set when the connection switches to HTTP/2 (``Upgrade: h2c``):
         #: the request, and the bytes the client sent after it.
         self.h2c: tuple[H2CUpgradeRequested, bytes] | None = None
-        proxy = context.proxy
-        self._proxy = proxy if proxy is not None and proxy.trusts_peer(self._info) else None
         self._write_lock = Guard()
         # Events are taken from the protocol and handed on under this lock, by
         # the read loop or by a finishing exchange (for pipelined requests).
@@ -449,15 +471,10 @@ class HTTP1Connection:
                 case _:
                     assert_never(event)
 
-    def _request_info(self, request: RequestReceived) -> ConnectionInfo:
-        if self._proxy is not None:
-            return self._proxy.resolve(self._info, request.headers)
-        return self._info
-
     def _start_websocket(self, request: RequestReceived) -> WebSocketExchange:
         scope = build_websocket_scope(
             request,
-            self._request_info(request),
+            self._peer.for_request(request),
             root_path=self._config.root_path,
             state=self._context.state,
         )
@@ -473,7 +490,7 @@ class HTTP1Connection:
     def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
         scope = build_http_scope(
             request,
-            self._request_info(request),
+            self._peer.for_request(request),
             root_path=self._config.root_path,
             state=self._context.state,
         )

@@ -43,7 +43,6 @@ from .connection import (
     STREAM_ERRORS,
     ConnectionContext,
     Guard,
-    connection_info,
 )
 from .exchange import HTTPExchange, Inbox
 from .logging import error_logger
@@ -102,9 +101,8 @@ class HTTP2Connection:
         self._stream = stream
         self._context = context
         self._config = context.config
-        self._info = connection_info(stream)
-        proxy = context.proxy
-        self._proxy = proxy if proxy is not None and proxy.trusts_peer(self._info) else None
+        self._peer = context.peer(stream)
+        self._info = self._peer.info
         self._protocol = HTTP2Protocol(
             context.config,
             context.default_headers,
@@ -398,11 +396,7 @@ class HTTP2Connection:
             waiting.set()
 
     def _start_exchange(self, request: RequestReceived) -> None:
-        info = (
-            self._proxy.resolve(self._info, request.headers)
-            if self._proxy is not None
-            else self._info
-        )
+        info = self._peer.for_request(request)
         scope = build_http_scope(
             request, info, root_path=self._config.root_path, state=self._context.state
         )
@@ -418,11 +412,7 @@ class HTTP2Connection:
         self._begin(request.stream_id, exchange)
 
     def _start_websocket(self, request: RequestReceived) -> None:
-        info = (
-            self._proxy.resolve(self._info, request.headers)
-            if self._proxy is not None
-            else self._info
-        )
+        info = self._peer.for_request(request)
         scope = build_websocket_scope(
             request, info, root_path=self._config.root_path, state=self._context.state
         )
