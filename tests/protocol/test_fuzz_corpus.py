@@ -1,8 +1,8 @@
 """The fuzz corpora, replayed through their harnesses without atheris.
 
-Every seed in ``fuzz/corpus/http1/`` runs through ``fuzz_http1.test_one_input``
-and every seed in ``fuzz/corpus/websocket/`` through
-``fuzz_websocket.test_one_input`` in the normal suite, so the harnesses and
+Every seed in ``fuzz/corpus/http1/`` runs through ``fuzz_http1.test_one_input``,
+every seed in ``fuzz/corpus/websocket/`` through ``fuzz_websocket``'s and every
+seed in ``fuzz/corpus/http2/`` through ``fuzz_http2``'s in the normal suite, so the harnesses and
 their invariants stay exercised even where atheris is not installed.
 """
 
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 CORPUS = FUZZ / "corpus" / "http1"
 WS_CORPUS = FUZZ / "corpus" / "websocket"
+H2_CORPUS = FUZZ / "corpus" / "http2"
 
 
 def _load_harness(name: str) -> ModuleType:
@@ -35,8 +36,10 @@ def _load_harness(name: str) -> ModuleType:
 harness = _load_harness("fuzz_http1")
 # Loaded second: it takes its data provider from the fuzz_http1 loaded above.
 ws_harness = _load_harness("fuzz_websocket")
+h2_harness = _load_harness("fuzz_http2")
 SEEDS = sorted(CORPUS.iterdir())
 WS_SEEDS = sorted(WS_CORPUS.iterdir())
+H2_SEEDS = sorted(H2_CORPUS.iterdir())
 
 
 def test_the_corpus_has_a_dozen_or_more_seeds() -> None:
@@ -57,7 +60,18 @@ def test_websocket_corpus_seed_runs_clean_through_the_harness(seed: Path) -> Non
     ws_harness.test_one_input(seed.read_bytes())
 
 
-@pytest.mark.parametrize("module", [harness, ws_harness], ids=["http1", "websocket"])
+def test_the_http2_corpus_has_three_dozen_or_more_seeds() -> None:
+    assert len(H2_SEEDS) >= 36
+
+
+@pytest.mark.parametrize("seed", H2_SEEDS, ids=[seed.name for seed in H2_SEEDS])
+def test_http2_corpus_seed_runs_clean_through_the_harness(seed: Path) -> None:
+    h2_harness.test_one_input(seed.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "module", [harness, ws_harness, h2_harness], ids=["http1", "websocket", "http2"]
+)
 def test_the_harness_does_not_import_atheris(module: ModuleType) -> None:
     assert "atheris" not in vars(module)
     assert module.make_provider is harness.PurePythonDataProvider
