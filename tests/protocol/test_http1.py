@@ -367,6 +367,26 @@ def test_malformed_request_line_is_answered_400_with_connection_close() -> None:
     assert server.receive_data(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n") == []
 
 
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding: chunked\r\nContent-Length: 6\r\n",
+    ],
+)
+def test_content_length_with_transfer_encoding_is_refused_and_closes(framing: bytes) -> None:
+    # RFC 9112 6.1: the bytes after the chunked body ("X") must never be
+    # read as the start of the next request.
+    server = make_server()
+    raw = b"POST / HTTP/1.1\r\nHost: a\r\n" + framing + b"\r\n0\r\n\r\nX"
+    events = server.receive_data(raw + b"GET /follow HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert events == [RequestRejected(400, "both Content-Length and Transfer-Encoding")]
+    assert server.closed
+    response = response_of(parse_response(server.data_to_send(), b"POST"))
+    assert response.status_code == 400
+    assert header_values(response, b"connection") == [b"close"]
+
+
 def _summary(events: list[object]) -> list[str]:
     """Event names (and rejection statuses), short enough to read in a failure."""
     return [

@@ -379,3 +379,29 @@ async def test_a_peer_not_speaking_http1_is_closed_and_the_server_carries_on() -
         async with raw_client(address) as client:
             await client.send(request())
             assert (await client.response()).status_code == 200
+
+
+# -- request smuggling ---------------------------------------------------------
+
+
+async def test_content_length_with_transfer_encoding_gets_400_and_close() -> None:
+    # RFC 9112 6.1: a request with both must not leave the connection open,
+    # or what follows its chunked body ("X") is read as the next request.
+    calls: list[str] = []
+    smuggled = (
+        request(
+            "POST",
+            headers=[("Content-Length", "6"), ("Transfer-Encoding", "chunked")],
+        )
+        + b"0\r\n\r\nX"
+    )
+    async with (
+        running_server(app_recording_calls(calls), lifespan="off") as address,
+        raw_client(address) as client,
+    ):
+        await client.send(smuggled + request(target="/follow"))
+        response = await client.response(b"POST")
+        await client.assert_closed()
+    assert response.status_code == 400
+    assert response.header(b"connection") == b"close"
+    assert calls == []

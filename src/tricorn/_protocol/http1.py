@@ -14,7 +14,7 @@ import h11
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
-from . import websocket
+from . import rules, websocket
 from .events import (
     AcceptWebSocket,
     CloseWebSocket,
@@ -37,7 +37,7 @@ from .events import (
     WebSocketRequest,
 )
 
-__all__ = ["HTTP1Protocol", "accepts_trailers"]
+__all__ = ["HTTP1Protocol"]
 
 #: HTTP/1.1 has one exchange at a time; it still gets a stream id so the
 #: layers above can treat HTTP/1.1 and HTTP/2 alike.
@@ -72,14 +72,6 @@ _REQUEST_COMPLETE: Final = frozenset(
         h11.SWITCHED_PROTOCOL,
     }
 )
-
-
-def accepts_trailers(headers: Headers) -> bool:
-    """The client sent ``TE: trailers`` (RFC 9110 10.1.4)."""
-    return any(
-        name == b"te" and b"trailers" in (part.strip().lower() for part in value.split(b","))
-        for name, value in headers
-    )
 
 
 def _reason(status_code: int) -> bytes:
@@ -319,7 +311,7 @@ class HTTP1Protocol:
                         # asked for them (ASGI trailers extension).
                         can_send_trailers=http_version == "1.1"
                         and self._ws_request is None
-                        and accepts_trailers(headers),
+                        and rules.accepts_trailers(headers),
                         can_send_early_hints=http_version == "1.1" and self._ws_request is None,
                     )
                     settings = self._h2c_settings(request)
@@ -377,8 +369,8 @@ class HTTP1Protocol:
         if not self._h2c_allowed or request.websocket is not None:
             return None
         headers = request.headers
-        upgrade = [t.lower() for t in websocket.header_tokens(headers, b"upgrade")]
-        connection = [t.lower() for t in websocket.header_tokens(headers, b"connection")]
+        upgrade = [t.lower() for t in rules.header_tokens(headers, b"upgrade")]
+        connection = [t.lower() for t in rules.header_tokens(headers, b"connection")]
         settings = [value for name, value in headers if name == b"http2-settings"]
         if "h2c" not in upgrade or "http2-settings" not in connection or len(settings) != 1:
             return None
@@ -420,6 +412,8 @@ class HTTP1Protocol:
         size = line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
         if size > self._max_head:
             return self._reject(431, "request header block too large")
+        if (fault := rules.framing_fault(request.headers)) is not None:
+            return self._reject(400, fault)
         if self._max_body is None:
             return None
         for name, value in request.headers:

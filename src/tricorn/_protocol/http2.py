@@ -34,7 +34,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
-from . import websocket
+from . import rules, websocket
 from .events import (
     AcceptWebSocket,
     CloseWebSocket,
@@ -56,7 +56,6 @@ from .events import (
     WebSocketRequest,
     WindowOpened,
 )
-from .http1 import accepts_trailers
 from .http2_guard import (
     Budget,
     Clock,
@@ -235,7 +234,7 @@ class HTTP2Protocol:
                     for name, value in request.headers
                     if name not in _CONNECTION_HEADERS and name not in (b"http2-settings", b"te")
                 ),
-                can_send_trailers=accepts_trailers(request.headers),
+                can_send_trailers=rules.accepts_trailers(request.headers),
                 can_push=self._push_allowed,
                 can_send_early_hints=True,
             )
@@ -482,7 +481,7 @@ class HTTP2Protocol:
                 name == b"expect" and value.lower() == b"100-continue" for name, value in headers
             ),
             websocket=ws_request,
-            can_send_trailers=ws_request is None and accepts_trailers(tuple(headers)),
+            can_send_trailers=ws_request is None and rules.accepts_trailers(tuple(headers)),
             can_push=ws_request is None and self._push_allowed,
             can_send_early_hints=ws_request is None,
         )

@@ -36,12 +36,12 @@ from .events import (
     WebSocketClosed,
     WebSocketRequest,
 )
+from .rules import header_tokens
 
 __all__ = [
     "MessageGuard",
     "WebSocketProtocol",
     "accept_handshake",
-    "header_tokens",
     "is_websocket_upgrade",
     "read_connect_handshake",
     "read_handshake",
@@ -51,17 +51,6 @@ __all__ = [
 VERSION: Final = b"13"
 _DEFLATE: Final = "permessage-deflate"
 _ZLIB_TAIL: Final = b"\x00\x00\xff\xff"
-
-
-def header_tokens(headers: Headers, name: bytes) -> list[str]:
-    """The comma-separated elements of every ``name`` header, stripped."""
-    result: list[str] = []
-    for key, value in headers:
-        if key == name:
-            result.extend(
-                part.strip() for part in value.decode("latin-1").split(",") if part.strip()
-            )
-    return result
 
 
 def is_websocket_upgrade(headers: Headers) -> bool:
