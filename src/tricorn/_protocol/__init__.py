@@ -9,6 +9,7 @@ from .events import (
     Event,
     H2CUpgradeRequested,
     Headers,
+    HTTP2PrefaceReceived,
     MessageReceived,
     PongReceived,
     PushPromise,
@@ -28,6 +29,7 @@ from .events import (
 )
 from .http1 import HTTP1Protocol
 from .http2 import PREFACE, HTTP2Protocol
+from .interface import Phase, ServerProtocol
 
 __all__ = [
     "AcceptWebSocket",
@@ -38,10 +40,12 @@ __all__ = [
     "Event",
     "H2CUpgradeRequested",
     "HTTP1Protocol",
+    "HTTP2PrefaceReceived",
     "Headers",
     "MessageReceived",
     "HTTP2Protocol",
     "PREFACE",
+    "Phase",
     "PongReceived",
     "PushPromise",
     "RequestReceived",
@@ -52,6 +56,7 @@ __all__ = [
     "SendPing",
     "StartResponse",
     "SendTrailers",
+    "ServerProtocol",
     "StreamEnded",
     "StreamReset",
     "WebSocketClosed",

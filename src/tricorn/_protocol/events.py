@@ -17,6 +17,7 @@ __all__ = [
     "DataReceived",
     "Event",
     "H2CUpgradeRequested",
+    "HTTP2PrefaceReceived",
     "Headers",
     "MessageReceived",
     "PongReceived",
@@ -146,13 +147,26 @@ class WebSocketClosed:
 class H2CUpgradeRequested:
     """An HTTP/1.1 request asked to continue as HTTP/2 (``Upgrade: h2c``).
 
-    Its body, if any, has been read in full. Once the 101 is sent the request
-    is served as HTTP/2 stream 1 (RFC 7540 3.2).
+    Its body, if any, has been read in full, and the 101 is queued: the
+    HTTP/1.1 protocol is done, and the request is served as HTTP/2 stream 1
+    (RFC 7540 3.2). ``data`` is what the client sent after the request.
     """
 
     request: RequestReceived
     settings: bytes
     body: bytes = b""
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class HTTP2PrefaceReceived:
+    """A cleartext connection opened with the HTTP/2 preface (prior knowledge, RFC 9113 3.3).
+
+    The HTTP/1.1 protocol is done; ``data`` (the preface and what followed)
+    is the HTTP/2 connection's first input.
+    """
+
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +200,7 @@ Event = (
     | StreamReset
     | WindowOpened
     | H2CUpgradeRequested
+    | HTTP2PrefaceReceived
 )
 
 

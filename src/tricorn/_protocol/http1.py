@@ -24,6 +24,8 @@ from .events import (
     Event,
     H2CUpgradeRequested,
     Headers,
+    HTTP2PrefaceReceived,
+    MessageReceived,
     PushPromise,
     RequestReceived,
     RequestRejected,
@@ -36,6 +38,8 @@ from .events import (
     StreamEnded,
     WebSocketRequest,
 )
+from .http2 import PREFACE
+from .interface import Phase
 
 __all__ = ["HTTP1Protocol"]
 
@@ -52,6 +56,10 @@ H2C_BODY_LIMIT: Final = 64 * 1024
 #: Bytes of pipelined requests we hold while the current response is still
 #: being written. Past this the runtime stops reading (``wants_data``).
 _PIPELINE_BUFFER: Final = 64 * 1024
+
+#: Request body bytes handed to the app and not yet taken by it, past which
+#: the runtime stops reading: HTTP/1.1's flow-control window.
+_BODY_BUFFER: Final = 64 * 1024
 
 HeaderSource = Callable[[], Headers]
 
@@ -109,7 +117,12 @@ class HTTP1Protocol:
     """
 
     def __init__(
-        self, config: Config, default_headers: HeaderSource = tuple, *, h2c_upgrade: bool = False
+        self,
+        config: Config,
+        default_headers: HeaderSource = tuple,
+        *,
+        h2c_upgrade: bool = False,
+        h2c_prior_knowledge: bool = False,
     ) -> None:
         self._h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_size
@@ -139,6 +152,19 @@ class HTTP1Protocol:
         #: The first bytes of the current request, to tell a malformed
         #: HTTP/1.x request line from a peer speaking something else.
         self._line_start = b""
+        #: The connection's first bytes while they may still be the HTTP/2
+        #: preface (prior knowledge on a port that also serves HTTP/1.1).
+        self._sniffed: bytearray | None = bytearray() if h2c_prior_knowledge else None
+        #: An exchange (app task) serves the current request.
+        self._in_flight = False
+        #: Some request has been received: between requests is now idleness.
+        self._served = False
+        #: Body bytes delivered to the exchange and not yet acknowledged.
+        self._unacknowledged = 0
+        #: WebSocket messages were delivered and the app has not caught up.
+        self._ws_lagging = False
+        #: Why the connection ended on our side, for the log.
+        self.error: str | None = None
 
     # -- state the runtime reads ---------------------------------------------
 
@@ -192,11 +218,81 @@ class HTTP1Protocol:
 
     @property
     def wants_data(self) -> bool:
-        """False while enough pipelined bytes are held; the runtime should stop reading."""
+        """False while the app lags or enough pipelined bytes are held: stop reading."""
         if self._ws is not None:
-            return not self.closed
+            return not self.closed and not self._ws_lagging
+        if self._closed or self._unacknowledged >= _BODY_BUFFER:
+            return False
         held = len(self._h11.trailing_data[0]) if self.request_complete else 0
-        return not self._closed and held < _PIPELINE_BUFFER
+        return held < _PIPELINE_BUFFER
+
+    @property
+    def phase(self) -> Phase:
+        if self._ws is not None:
+            # Once the app is done with an open WebSocket, or our close
+            # frame is out, the peer's closing handshake has a deadline.
+            return Phase.CLOSING if self._ws.closing or not self._in_flight else Phase.BUSY
+        if self._in_flight:
+            return Phase.BUSY
+        if self.idle and self._served:
+            return Phase.IDLE
+        # A head has begun, or a new connection has yet to send its first:
+        # either way the client owes a request head, on one deadline.
+        return Phase.HEAD
+
+    def held(self, stream_id: int) -> bool:
+        """HTTP/1.1 has no window: a write waits for the transport only."""
+        return False
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The app took ``size`` body bytes (or caught up with its WebSocket messages)."""
+        if self._ws is not None:
+            self._ws_lagging = False
+        else:
+            self._unacknowledged = max(0, self._unacknowledged - size)
+
+    def exchange_finished(self, stream_id: int) -> list[Event]:
+        """The app task ended: start the next request, drain the body, or close.
+
+        Returns the events of a request that was pipelined behind this one.
+        """
+        self._in_flight = False
+        self._unacknowledged = 0
+        if self._closed or self._ws is not None:
+            return []
+        if self.reusable:
+            return self.start_next_cycle()
+        if not self.keep_alive:
+            # Nothing more can be said on this connection.
+            self._closed = True
+        # else: the response is done and the request body still arriving;
+        # it is read and dropped, then the next request may come.
+        return []
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Give up on the connection (a dead WebSocket peer, a half-sent denial)."""
+        self._closed = True
+
+    def start_shutdown(self) -> None:
+        """Answer the request in flight with ``Connection: close``; close if none is.
+
+        A half-received head is dropped: the client cannot know it was seen
+        and will retry.
+        """
+        self._keep_alive = False
+        if self._ws is None and not self._in_flight and self.awaiting_request:
+            self._closed = True
+
+    def timed_out(self) -> str:
+        """The phase's timeout passed: 408 for a started head, else just close."""
+        if self._ws is not None:
+            self._closed = True
+            return "the WebSocket peer did not answer our close in time"
+        if self.idle:
+            self._closed = True
+            return "closing an idle connection"
+        self.request_timed_out()
+        return "request head not received in time; answered 408"
 
     def stop_keep_alive(self) -> None:
         """Answer the current request (if any) with ``Connection: close`` and stop."""
@@ -206,10 +302,37 @@ class HTTP1Protocol:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+        if self._sniffed is not None:
+            return self._sniff(data)
         if self._closed:
             return []
         if self._ws is not None:
-            return self.pending_events() + self._ws.receive_data(data)
+            return self._ws_events(self.pending_events() + self._ws.receive_data(data))
+        return self._receive(data)
+
+    def _sniff(self, data: bytes) -> list[Event]:
+        """Hold the first bytes until they tell the HTTP/2 preface from HTTP/1.x."""
+        assert self._sniffed is not None
+        self._sniffed += data
+        sniffed = bytes(self._sniffed)
+        if data and len(sniffed) < len(PREFACE) and PREFACE.startswith(sniffed):
+            return []
+        self._sniffed = None
+        if sniffed.startswith(PREFACE):
+            self._closed = True
+            return [HTTP2PrefaceReceived(sniffed)]
+        events = self._receive(sniffed) if sniffed else []
+        if not data:
+            events += self.receive_data(b"")
+        return events
+
+    def _ws_events(self, events: list[Event]) -> list[Event]:
+        if any(isinstance(event, MessageReceived) for event in events):
+            # Until the runtime says the app keeps up (acknowledge).
+            self._ws_lagging = True
+        return events
+
+    def _receive(self, data: bytes) -> list[Event]:
         if self._h11.their_state is h11.MUST_CLOSE and data:
             return []  # RFC 9112 9.6: no further requests are processed
         if data and self.idle:
@@ -230,10 +353,14 @@ class HTTP1Protocol:
         held, self._ws_held = self._ws_held, b""
         if self._ws is None or not held:
             return []
-        return self._ws.receive_data(held)
+        return self._ws_events(self._ws.receive_data(held))
 
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
+        self._next_cycle()
+        return self._events()
+
+    def _next_cycle(self) -> None:
         self._h11.start_next_cycle()
         leftover, eof = self._h11.trailing_data
         if leftover[:1] in (b"\r", b"\n"):
@@ -253,15 +380,20 @@ class HTTP1Protocol:
         self._h2c = None
         self._h2c_body = bytearray()
         self._line_start = bytes(self._h11.trailing_data[0][:_LINE_START])
-        return self._events()
+        self._in_flight = False
+        self._unacknowledged = 0
 
     def _events(self) -> list[Event]:
         events: list[Event] = []
+        self._parse(events)
+        return _merge_body(events)
+
+    def _parse(self, events: list[Event]) -> None:
         while True:
             if self._h11.their_state is h11.MUST_CLOSE:
                 if self._h11.trailing_data[1]:
                     events.extend(self._close_event())
-                return events
+                return
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -272,19 +404,19 @@ class HTTP1Protocol:
                     # closing is the answer RFC 9113 3.4 allows.
                     self._closed = True
                     events.append(RequestRejected(400, "not an HTTP/1.x request"))
-                    return events
+                    return
                 status = self._status_for(exc)
                 reason = {
                     414: "request line too long",
                     431: "request header block too large",
                 }.get(status, str(exc)[:200] or "malformed request")
                 events.append(self._reject(status, reason))
-                return events
+                return
             match event:
                 case h11.Request():
                     if (rejected := self._check_request(event)) is not None:
                         events.append(rejected)
-                        return events
+                        return
                     headers = tuple(event.headers)
                     http_version = event.http_version.decode("ascii")
                     if self._config.ws != "none" and websocket.is_websocket_upgrade(headers):
@@ -298,7 +430,7 @@ class HTTP1Protocol:
                                     exc.status_code, str(exc), websocket.refusal_headers(exc)
                                 )
                             )
-                            return events
+                            return
                     request = RequestReceived(
                         stream_id=STREAM_ID,
                         method=event.method,
@@ -319,24 +451,37 @@ class HTTP1Protocol:
                         # Read the body first: the answer comes as HTTP/2.
                         self._h2c = (request, settings)
                     else:
+                        self._in_flight = self._served = True
                         events.append(request)
                 case h11.Data() if self._h2c is not None:
                     self._h2c_body += event.data
                 case h11.EndOfMessage() if self._h2c is not None:
                     request, settings = self._h2c
-                    events.append(H2CUpgradeRequested(request, settings, bytes(self._h2c_body)))
-                    return events
+                    data = self._accept_h2c()
+                    events.append(
+                        H2CUpgradeRequested(request, settings, bytes(self._h2c_body), data)
+                    )
+                    return
                 case h11.Data():
                     self._body_received += len(event.data)
                     if self._max_body is not None and self._body_received > self._max_body:
                         events.append(self._reject(413, "request body too large"))
-                        return events
-                    events.append(DataReceived(STREAM_ID, bytes(event.data)))
-                case h11.EndOfMessage():
+                        return
+                    if self._in_flight:
+                        self._unacknowledged += len(event.data)
+                        events.append(DataReceived(STREAM_ID, bytes(event.data)))
+                    # else the app is done with this request: its body is dropped.
+                case h11.EndOfMessage() if self._in_flight:
                     events.append(StreamEnded(STREAM_ID))
+                case h11.EndOfMessage():
+                    # The body of a request already answered is drained.
+                    if not self.reusable:
+                        self._closed = True
+                        return
+                    self._next_cycle()
                 case h11.ConnectionClosed():
                     events.extend(self._close_event())
-                    return events
+                    return
                 case h11.PAUSED if self._h11.trailing_data[1] and (
                     self._h11.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
                 ):
@@ -344,11 +489,11 @@ class HTTP1Protocol:
                     # PAUSED there even once the peer has closed: the client
                     # that would have switched protocols is gone.
                     events.extend(self._close_event())
-                    return events
+                    return
                 case _:
                     # NEED_DATA or PAUSED: nothing more until bytes arrive or
                     # the next cycle starts.
-                    return events
+                    return
 
     def _speaks_http1(self) -> bool:
         """The request line so far carries an HTTP-version (or is still incomplete)."""
@@ -381,8 +526,8 @@ class HTTP1Protocol:
                 return None
         return settings[0]
 
-    def accept_h2c(self) -> bytes:
-        """Send 101 for an h2c upgrade; the bytes the client sent after its request.
+    def _accept_h2c(self) -> bytes:
+        """Queue the 101 for an h2c upgrade; the bytes the client sent after its request.
 
         This protocol is done: the connection carries HTTP/2 from here on.
         """
@@ -589,3 +734,26 @@ class HTTP1Protocol:
         if self._ws is not None:
             data += self._ws.data_to_send()
         return data
+
+
+def _merge_body(events: list[Event]) -> list[Event]:
+    """One DataReceived for the body bytes of one read, however finely chunked.
+
+    A chunked body of one-byte chunks would otherwise cost the runtime and
+    the app one message per byte.
+    """
+    if sum(isinstance(event, DataReceived) for event in events) < 2:
+        return events
+    merged: list[Event] = []
+    parts: list[bytes] = []
+    for event in events:
+        if isinstance(event, DataReceived):
+            parts.append(event.data)
+            continue
+        if parts:
+            merged.append(DataReceived(STREAM_ID, b"".join(parts)))
+            parts = []
+        merged.append(event)
+    if parts:
+        merged.append(DataReceived(STREAM_ID, b"".join(parts)))
+    return merged

@@ -63,6 +63,7 @@ from .http2_guard import (
     oversized_frame_pending,
     pending_header_block,
 )
+from .interface import Phase
 
 __all__ = ["PREFACE", "HTTP2Protocol"]
 
@@ -268,6 +269,24 @@ class HTTP2Protocol:
     @property
     def active_streams(self) -> int:
         return len(self._active)
+
+    @property
+    def phase(self) -> Phase:
+        return Phase.BUSY if self._active else Phase.IDLE
+
+    @property
+    def wants_data(self) -> bool:
+        """Always, until closed: each stream's window bounds what the peer may send."""
+        return not self._closed
+
+    def stop_keep_alive(self) -> None:
+        """Other streams go on; an unfinished response is reset when its exchange ends."""
+
+    def timed_out(self) -> str:
+        """Idle past the keep-alive timeout: say goodbye with GOAWAY."""
+        self.start_shutdown()
+        self._closed = True
+        return "closing an idle HTTP/2 connection"
 
     @property
     def _push_allowed(self) -> bool:
@@ -803,7 +822,7 @@ class HTTP2Protocol:
 
     # -- stream ends -------------------------------------------------------------
 
-    def exchange_finished(self, stream_id: int) -> None:
+    def exchange_finished(self, stream_id: int) -> list[Event]:
         """The app task for the stream ended. Whatever is still open is closed.
 
         A response the app left unfinished is reset (INTERNAL_ERROR); a
@@ -822,6 +841,7 @@ class HTTP2Protocol:
         if self.draining and not self._active:
             self._closed = self._closed or not self._h2_busy()
         self._collect()
+        return []
 
     def _h2_busy(self) -> bool:
         return any(not stream.ended and stream.held for stream in self._streams.values())

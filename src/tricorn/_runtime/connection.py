@@ -1,69 +1,73 @@
-"""One task per connection: byte stream <-> protocol, with a single writer.
+"""One runner for every connection: byte stream <-> protocol, one dispatch, one writer.
 
-An HTTP/1.1 connection serves one exchange at a time. While the app runs, the
-connection keeps reading: body chunks go to the app (and reading pauses while
-the app does not take them), and an early close from the client becomes
-``http.disconnect``.
+HTTP/1.1 is a protocol with at most one stream at a time, HTTP/2 one with
+many; the runner drives either through :class:`~tricorn._protocol.ServerProtocol`
+and starts an exchange task (the app) per request, stream or WebSocket in the
+connection's task group. What is particular to a protocol (a 408 for a slow
+head, the keep-alive cycle, HTTP/1.1's pipeline, HTTP/2's windows, the switch
+to h2c) is decided in the protocol layer and reaches the runner as events, a
+phase and ``wants_data``.
+
+- **Reading** never waits on an app. Events are dispatched synchronously:
+  request data goes into the exchange's inbox with ``put_nowait``, and what
+  bounds it is the protocol's window (HTTP/2's flow control, HTTP/1.1's
+  ``wants_data``, which stops reading while an app lags), reopened as the app
+  takes the data (``acknowledge``).
+- **Timeouts** follow the protocol's :class:`~tricorn._protocol.Phase`: each
+  phase's timeout starts when the phase begins; bytes do not move it.
+- **Writing**: a sender writes its own commands' bytes under the write lock,
+  and returns once the peer's window let them out (the senders of one stream
+  wait together, see :class:`_WindowGate`). Bytes the protocol produces on
+  its own (acks, pongs, refusals, GOAWAY) go out with the read loop's next
+  write, or through the writer task.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import socket
-import time
-from collections import deque
-from collections.abc import Callable
-from email.utils import formatdate
-from typing import Final, Protocol, assert_never
+from typing import Final, assert_never
 
 import anyio
 import anyio.abc
 
-from .._asgi.proxy import ProxyTrust
-from .._asgi.scope import ConnectionInfo, build_http_scope, build_websocket_scope
-from .._asgi.types import ASGI3App
+from .._asgi.scope import build_http_scope, build_websocket_scope
 from .._protocol import (
-    AcceptWebSocket,
     Command,
     ConnectionClosed,
     DataReceived,
     Event,
     H2CUpgradeRequested,
-    Headers,
     HTTP1Protocol,
+    HTTP2PrefaceReceived,
+    HTTP2Protocol,
     MessageReceived,
+    Phase,
     PongReceived,
     RequestReceived,
     RequestRejected,
+    ServerProtocol,
     StreamEnded,
     StreamReset,
     WebSocketClosed,
     WindowOpened,
 )
-from ..config import Config
 from ..errors import ClientDisconnected
+from .context import ConnectionContext
 from .exchange import HTTPExchange
 from .logging import error_logger
-from .tls import tls_extension
 from .websocket import WebSocketExchange
 
-__all__ = [
-    "CLOSE_TIMEOUT",
-    "QUEUE_LIMIT",
-    "READ_SIZE",
-    "STREAM_ERRORS",
-    "ConnectionContext",
-    "Peer",
-    "Guard",
-    "HTTP1Connection",
-    "connection_info",
-    "default_headers",
-]
+__all__ = ["CLOSE_TIMEOUT", "READ_SIZE", "STREAM_ERRORS", "Connection"]
 
 READ_SIZE: Final = 64 * 1024
-#: How long a closing connection waits for the peer to read what we wrote.
+#: How long a closing connection waits to write what is left, and to close.
 CLOSE_TIMEOUT: Final = 1.0
+#: How long a closing connection reads what the peer still sends, so that
+#: closing with unread input does not reset the connection under our last
+#: answer (a 413, a GOAWAY). A peer that read it closes at once; this bounds
+#: one that waits for us to close first (over TLS, which cannot half-close).
+_LINGER: Final = 0.5
 #: How long a WebSocket waits for the peer's answer to its close frame.
 _WS_CLOSE_TIMEOUT: Final = 5.0
 #: Unwritten bytes ``queue_commands`` may leave in the protocol; past this a
@@ -77,180 +81,129 @@ STREAM_ERRORS: Final = (
     OSError,
 )
 
-
-def default_headers(
-    config: Config, clock: Callable[[], float] = time.time
-) -> Callable[[], Headers]:
-    """The ``date`` / ``server`` headers added to responses that lack them.
-
-    The Date value is formatted once per second, not once per response.
-    """
-    server: Headers = (
-        ((b"server", config.server_name.encode("latin-1")),) if config.server_header else ()
-    )
-    if not config.date_header:
-        return lambda: server
-    cache: list[object] = [None, server]
-
-    def headers() -> Headers:
-        now = int(clock())
-        if cache[0] != now:
-            date = formatdate(now, usegmt=True).encode("ascii")
-            cache[0] = now
-            cache[1] = ((b"date", date), *server)
-        result = cache[1]
-        assert isinstance(result, tuple)
-        return result
-
-    return headers
+Exchange = HTTPExchange | WebSocketExchange
 
 
-def _address(value: object) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2 and isinstance(value[0], str):
-        return (value[0], int(value[1]))
-    return None
+class _WindowGate:
+    """Senders waiting for their stream's flow-control window to let their data out.
 
-
-def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> ConnectionInfo:
-    """Client and server addresses as the ASGI scope wants them.
-
-    A TLS stream makes the scheme ``https`` and carries the ASGI TLS extension.
-    """
-    local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
-    remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
-    family = stream.extra(anyio.abc.SocketAttribute.family, None)
-    tls = tls_extension(stream)
-    if tls is not None:
-        scheme = "https"
-    if family == socket.AF_UNIX:
-        path = local if isinstance(local, str) else None
-        server = (path, None) if path else None
-        return ConnectionInfo(client=None, server=server, scheme=scheme, tls=tls)
-    return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme, tls=tls)
-
-
-class Guard:
-    """A lock that costs no event loop trip when uncontended.
-
-    A connection's writers (the app, an error answer from the read loop) and
-    dispatchers (the read loop, a finishing exchange) rarely overlap, so the
-    common path is a flag check where anyio's Lock would checkpoint.
+    All the senders of one stream wait on one event, which the window opening
+    sets: a second sender (a WebSocket's keepalive ping beside the app's
+    message) joins the first rather than taking its place, and a sender
+    cancelled while it waits leaves nothing behind.
     """
 
-    __slots__ = ("_busy", "_waiters")
+    __slots__ = ("_events",)
 
     def __init__(self) -> None:
-        self._busy = False
-        self._waiters: deque[anyio.Event] = deque()
+        self._events: dict[int, anyio.Event] = {}
 
-    async def __aenter__(self) -> None:
-        while self._busy:
-            event = anyio.Event()
-            self._waiters.append(event)
-            await event.wait()
-        self._busy = True
+    async def wait(self, stream_id: int) -> None:
+        event = self._events.get(stream_id)
+        if event is None:
+            event = self._events[stream_id] = anyio.Event()
+        await event.wait()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._busy = False
-        if self._waiters:
-            self._waiters.popleft().set()
+    def open(self, stream_id: int) -> None:
+        event = self._events.pop(stream_id, None)
+        if event is not None:
+            event.set()
 
-
-class Connection(Protocol):
-    """What the server needs of every connection, whatever its protocol."""
-
-    def shutdown(self) -> None:
-        """Wind down: finish what is in flight, take nothing new."""
-        ...
+    def open_all(self) -> None:
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()
 
 
-class Peer:
-    """A connection's peer: its addresses, and the proxy trust that applies to it."""
+class _StreamTransport:
+    """The :class:`~tricorn._runtime.exchange.Transport` of one stream."""
 
-    __slots__ = ("info", "proxy")
+    __slots__ = ("_connection", "_stream_id")
 
-    def __init__(self, info: ConnectionInfo, proxy: ProxyTrust | None) -> None:
-        self.info = info
-        self.proxy = proxy
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self._connection = connection
+        self._stream_id = stream_id
 
-    def for_request(self, request: RequestReceived) -> ConnectionInfo:
-        """The addresses one request's scope gets (a trusted proxy's headers applied)."""
-        if self.proxy is not None:
-            return self.proxy.resolve(self.info, request.headers)
-        return self.info
+    async def send_commands(self, *commands: Command) -> None:
+        await self._connection.send(self._stream_id, commands)
 
+    def queue_commands(self, *commands: Command) -> bool:
+        return self._connection.queue(self._stream_id, commands)
 
-class ConnectionContext:
-    """What every connection of one server shares: app, config, state, shutdown."""
+    def consumed(self, size: int) -> None:
+        self._connection.acknowledge(self._stream_id, size)
 
-    def __init__(self, app: ASGI3App, config: Config, state: dict[str, object] | None) -> None:
-        self.app = app
-        self.config = config
-        self.state = state
-        self.default_headers = default_headers(config)
-        self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
-        self.shutting_down = False
-        self.connections: set[Connection] = set()
+    def stop_keep_alive(self) -> None:
+        self._connection.stop_keep_alive()
 
-    def peer(self, stream: anyio.abc.ByteStream) -> Peer:
-        """What is known of a new connection's peer, proxy trust included."""
-        info = connection_info(stream)
-        proxy = self.proxy
-        return Peer(info, proxy if proxy is not None and proxy.trusts_peer(info) else None)
-
-    def begin_shutdown(self) -> None:
-        self.shutting_down = True
-        for connection in list(self.connections):
-            connection.shutdown()
+    def abort(self) -> None:
+        self._connection.reset(self._stream_id)
 
 
-class HTTP1Connection:
-    """One HTTP/1.1 connection: a single read loop and one exchange at a time.
+class Connection:
+    """One connection, from its first byte to its close, whatever it speaks.
 
-    The read loop never stops between requests: the read that watches for a
-    disconnect during a response is the same read that receives the next
-    request, so keep-alive costs no cancellation. The loop's deadline follows
-    the state: none while an exchange runs, the keep-alive timeout while idle,
-    the head timeout once a request head has begun.
+    ``http2`` starts it as HTTP/2 (TLS with ALPN ``h2``); otherwise it starts
+    as HTTP/1.1 and may switch to HTTP/2 (h2c: the preface, or an upgrade).
     """
 
     def __init__(
-        self, stream: anyio.abc.ByteStream, context: ConnectionContext, *, initial: bytes = b""
+        self, stream: anyio.abc.ByteStream, context: ConnectionContext, *, http2: bool = False
     ) -> None:
         self._stream = stream
-        #: Bytes already read from the stream (while telling HTTP/1.1 from HTTP/2).
-        self._initial = initial
         self._context = context
         self._config = context.config
         self._peer = context.peer(stream)
-        self._info = self._peer.info
-        config = context.config
-        self._protocol = HTTP1Protocol(
-            config,
-            context.default_headers,
-            # h2c is HTTP/2 over cleartext only (RFC 7540 3.2); TLS has ALPN.
-            h2c_upgrade=config.http2 and config.h2c_upgrade and self._info.tls is None,
-        )
-        #: Set when the connection switches to HTTP/2 (``Upgrade: h2c``):
-        #: the request, and the bytes the client sent after it.
-        self.h2c: tuple[H2CUpgradeRequested, bytes] | None = None
-        self._write_lock = Guard()
-        # Events are taken from the protocol and handed on under this lock, by
-        # the read loop or by a finishing exchange (for pipelined requests).
-        self._dispatch_lock = Guard()
+        self._protocol: ServerProtocol = self._http2() if http2 else self._http1()
+        if isinstance(self._protocol, HTTP2Protocol):
+            self._protocol.initiate()
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._windows = _WindowGate()
+        self._exchanges: dict[int, Exchange] = {}
+        #: Streams the peer reset while their exchange runs.
+        self._reset: set[int] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._exchange: HTTPExchange | WebSocketExchange | None = None
         self._read_scope = anyio.CancelScope()
-        self._flush_scheduled = False
+        self._writer_scope = anyio.CancelScope()
+        #: The phase whose timeout is armed on the read scope.
+        self._phase: Phase | None = None
+        #: Set when reading may go on after ``wants_data`` stopped it.
+        self._resume: anyio.Event | None = None
+        #: Set when output waits for the writer task.
+        self._output_ready = anyio.Event()
+        #: Output of the protocol the connection switched away from (the 101).
+        self._carried = b""
+        self._shutdown_pending = False
         self._stopped = False
-        self._cycle_done: anyio.Event | None = None
-        self._idle_deadline = anyio.current_time() + self._config.request_head_timeout
-        self._head_deadline: float | None = None
-        self._close_deadline: float | None = None
+        #: The read loop waits (for bytes, or for leave to read): a stop may
+        #: cancel it there, never while it writes.
+        self._parked = False
+        self._eof = False
+        self._transport_closed = False
 
-    # -- the Transport an exchange writes through --------------------------
+    def _http1(self) -> HTTP1Protocol:
+        config = self._config
+        # h2c is HTTP/2 over cleartext only (RFC 9113 3.3); TLS has ALPN.
+        cleartext = config.http2 and self._peer.info.tls is None
+        return HTTP1Protocol(
+            config,
+            self._context.default_headers,
+            h2c_upgrade=cleartext and config.h2c_upgrade,
+            h2c_prior_knowledge=cleartext and config.h2c_prior_knowledge,
+        )
 
-    async def send_commands(self, *commands: Command) -> None:
+    def _http2(self) -> HTTP2Protocol:
+        return HTTP2Protocol(
+            self._config,
+            self._context.default_headers,
+            anyio.current_time,
+            scheme=self._peer.info.scheme.encode("ascii"),
+        )
+
+    # -- what exchanges write through ----------------------------------------
+
+    async def send(self, stream_id: int, commands: tuple[Command, ...]) -> None:
+        """Write the commands' bytes; return once the peer's window let them out."""
         async with self._write_lock:
             try:
                 for command in commands:
@@ -258,45 +211,46 @@ class HTTP1Connection:
             finally:
                 # Also when the protocol refused a command: what it queued
                 # (the 500 that replaces an invalid response) must go out.
-                await self._write(self._protocol.data_to_send())
-        if self._protocol.closing:
-            # Our WebSocket close frame is out: the peer's answer has a deadline.
-            self._read_scope.deadline = self._deadline()
-        if isinstance(commands[0], AcceptWebSocket):
-            # Frames the client sent behind its handshake wait in the protocol.
-            assert self._task_group is not None
-            self._task_group.start_soon(self._dispatch_pending)
+                await self._write(self._take_output())
+        if events := self._protocol.pending_events():
+            self._dispatch(events)
+        self._refresh()
+        waited = False
+        while self._protocol.held(stream_id):
+            waited = True
+            await self._windows.wait(stream_id)
+        if stream_id in self._reset:
+            raise ClientDisconnected("the client reset the stream")
+        if waited and self._protocol.closed:
+            # The connection ended with data still held for the window.
+            raise ClientDisconnected("the connection closed")
 
-    def queue_commands(self, *commands: Command) -> bool:
-        if self._protocol.output_size >= QUEUE_LIMIT:
+    def queue(self, stream_id: int, commands: tuple[Command, ...]) -> bool:
+        """Turn commands into bytes the next write takes along (see Transport.queue_commands)."""
+        protocol = self._protocol
+        if protocol.output_size >= QUEUE_LIMIT or protocol.held(stream_id):
             return False
         for command in commands:
-            self._protocol.handle(command)
-        # The sender's next write takes these bytes along; if it has no next
-        # write for now, a flush just after it yields does.
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            assert self._task_group is not None
-            self._task_group.start_soon(self._flush_queued)
+            protocol.handle(command)
+        self._output_ready.set()
         return True
 
-    async def _flush_queued(self) -> None:
-        # One such task at a time: while it waits for the write lock, the
-        # sender's own writes usually take the queued bytes first.
-        try:
-            while self._protocol.has_output and not self._protocol.closed:
-                await self._flush()
-        finally:
-            self._flush_scheduled = False
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        self._protocol.acknowledge(stream_id, size)
+        self._refresh()
 
-    def consumed(self, size: int) -> None:
-        pass  # HTTP/1.1 has no window: reading pauses while the app does not read
+    def reset(self, stream_id: int) -> None:
+        self._protocol.reset_stream(stream_id)
+        self._refresh()
 
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()
 
-    def abort(self) -> None:
-        self._stop_reading()
+    def _take_output(self) -> bytes:
+        data = self._protocol.data_to_send()
+        if self._carried:
+            data, self._carried = self._carried + data, b""
+        return data
 
     async def _write(self, data: bytes) -> None:
         if not data:
@@ -304,174 +258,288 @@ class HTTP1Connection:
         try:
             await self._stream.send(data)
         except STREAM_ERRORS as exc:
+            self._stop_reading()
             raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
 
     async def _flush(self) -> None:
-        """Write what the protocol queued by itself (error responses)."""
+        """Write what the protocol produced on its own."""
         async with self._write_lock:
             with contextlib.suppress(ClientDisconnected):
-                await self._write(self._protocol.data_to_send())
+                await self._write(self._take_output())
 
-    # -- shutdown -----------------------------------------------------------
+    def _refresh(self) -> None:
+        """Act on a protocol state change made outside the read loop."""
+        protocol = self._protocol
+        if protocol.has_output or self._carried:
+            self._output_ready.set()
+        if protocol.closed:
+            self._stop_reading()
+            return
+        self._arm()
+        if self._resume is not None and protocol.wants_data:
+            self._resume.set()
+
+    async def _writer(self) -> None:
+        """Writes what the protocol queued outside any sender and the read loop.
+
+        One task for the connection's life, woken by an event, so nothing
+        outside the connection (a server shutdown) ever starts a task in its
+        task group, which may be closing by then.
+        """
+        with self._writer_scope:
+            while True:
+                await self._output_ready.wait()
+                self._output_ready = anyio.Event()
+                if self._shutdown_pending:
+                    self._shutdown_pending = False
+                    assert self._task_group is not None
+                    for exchange in list(self._exchanges.values()):
+                        if isinstance(exchange, WebSocketExchange):
+                            self._task_group.start_soon(exchange.shutdown)
+                while self._protocol.has_output or self._carried:
+                    await self._flush()
+                if self._protocol.closed:
+                    self._stop_reading()
+
+    # -- shutdown ------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Finish the current request with ``Connection: close``; close if idle.
+        """Wind down: in-flight requests finish, nothing new; WebSockets get 1001.
 
-        A WebSocket is closed with 1001 (going away).
+        HTTP/1.1 answers its request in flight with ``Connection: close`` (or
+        closes if idle); HTTP/2 sends GOAWAY.
         """
-        self._protocol.stop_keep_alive()
-        if isinstance(self._exchange, WebSocketExchange):
-            assert self._task_group is not None
-            self._task_group.start_soon(self._exchange.shutdown)
-        elif self._exchange is None and self._protocol.awaiting_request:
-            # No request is being served; a half-received head is dropped,
-            # as the client cannot know it was seen and will retry.
-            self._stop_reading()
+        self._protocol.start_shutdown()
+        self._shutdown_pending = True
+        self._output_ready.set()
 
     def _stop_reading(self) -> None:
-        """End the read loop on purpose (not a timeout)."""
-        self._stopped = True
-        self._read_scope.cancel()
+        """End the read loop on purpose (not a timeout), where it waits.
 
-    # -- the connection task ----------------------------------------------
+        A write in progress is never cut short: the bytes it took from the
+        protocol would be lost.
+        """
+        self._stopped = True
+        if self._parked:
+            self._read_scope.cancel()
+
+    # -- the connection task -------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until the connection closes, or until it switches to HTTP/2.
-
-        After a switch (``self.h2c`` set) the stream is left open for the
-        HTTP/2 connection that takes it over.
-        """
         self._context.connections.add(self)
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
+                task_group.start_soon(self._writer)
+                if self._context.shutting_down:
+                    self.shutdown()
                 await self._read_loop()
-                if self._protocol.upgraded:
-                    await self._end_websocket()
+                # Nothing more will be read. Apps still running learn that
+                # their client is gone, and the transport is closed now:
+                # nothing more can pass on it, so they must not hold it open.
+                for exchange in self._exchanges.values():
+                    exchange.disconnect()
+                self._windows.open_all()
+                await self._close()
+                self._writer_scope.cancel()
         finally:
             self._context.connections.discard(self)
-            if self.h2c is None:
-                with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                    await self._stream.aclose()
+            if self._protocol.error is not None:
+                error_logger.info("connection ended: %s", self._protocol.error)
+            await self._close()
 
-    async def _end_websocket(self) -> None:
-        """The WebSocket is over: tell the app and close the TCP connection now.
+    async def _read_loop(self) -> None:
+        # One scope for the whole loop: its deadline follows the protocol's
+        # phase, and when it fires (a timeout) or is cancelled (close,
+        # shutdown) the loop is over either way.
+        with self._read_scope:
+            await self._flush()  # HTTP/2's preface
+            while not self._protocol.closed and not self._stopped:
+                self._arm()
+                self._parked = True
+                try:
+                    if not self._protocol.wants_data:
+                        # An app lags, or enough pipelined bytes are held.
+                        self._resume = anyio.Event()
+                        await self._resume.wait()
+                        continue
+                    data = await self._stream.receive(READ_SIZE)
+                except STREAM_ERRORS:
+                    data = b""
+                finally:
+                    self._parked = False
+                if not data:
+                    self._eof = True
+                self._dispatch(self._protocol.receive_data(data))
+                self._arm()
+                if self._protocol.has_output or self._carried:
+                    await self._flush()  # acks, pongs, refusals
+        if self._read_scope.cancelled_caught and not self._stopped:
+            error_logger.debug(self._protocol.timed_out())
 
-        RFC 6455 7.1.1: once the closing handshake is done the server closes
-        the connection first, whether or not the app has returned yet.
+    def _arm(self) -> None:
+        """Start the timeout of the protocol's phase when the phase begins."""
+        phase = self._protocol.phase
+        if phase is self._phase:
+            return
+        self._phase = phase
+        match phase:
+            case Phase.IDLE:
+                timeout = self._config.keep_alive_timeout
+            case Phase.HEAD:
+                timeout = self._config.request_head_timeout
+            case Phase.BUSY:
+                timeout = math.inf
+            case Phase.CLOSING:
+                timeout = _WS_CLOSE_TIMEOUT
+            case _:
+                assert_never(phase)
+        self._read_scope.deadline = anyio.current_time() + timeout
+
+    async def _close(self) -> None:
+        """Write what is left and close the transport (once).
+
+        Closing a socket with unread input makes the kernel answer with RST,
+        which can destroy our last answer still in flight; so the write side
+        is shut first and the input drained for _LINGER at most (a lingering
+        close). TLS cannot half-close, but a peer that read our answer closes
+        its side, so the input is drained there too.
         """
-        if self._exchange is not None:
-            self._exchange.disconnect()
+        if self._transport_closed:
+            return
+        self._transport_closed = True
+        with (
+            anyio.move_on_after(CLOSE_TIMEOUT, shield=True),
+            contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
+        ):
+            async with self._write_lock:
+                if data := self._take_output():
+                    await self._stream.send(data)
+                if self._eof:
+                    pass  # the peer closed first: nothing is left unread
+                elif self._peer.info.tls is None:
+                    try:
+                        await self._stream.send_eof()
+                    except RuntimeError:
+                        # uvloop's word for a transport the peer already reset.
+                        self._eof = True
+        if not self._eof:
+            with (
+                anyio.move_on_after(_LINGER, shield=True),
+                contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
+            ):
+                while True:
+                    await self._stream.receive(READ_SIZE)  # until EndOfStream
         with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await self._stream.aclose()
 
-    def _deadline(self) -> float:
-        if self._protocol.upgraded and (self._exchange is None or self._protocol.closing):
-            if self._close_deadline is None:
-                self._close_deadline = anyio.current_time() + _WS_CLOSE_TIMEOUT
-            return self._close_deadline
-        if self._exchange is not None:
-            return math.inf
-        if self._protocol.idle:
-            return self._idle_deadline
-        if self._head_deadline is None:
-            self._head_deadline = anyio.current_time() + self._config.request_head_timeout
-        return self._head_deadline
+    # -- dispatch ------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        # One scope for the whole loop: its deadline is moved before every
-        # read, and when it fires (a timeout) or is cancelled (close,
-        # shutdown) the loop is over either way.
-        with self._read_scope:
-            while not self._protocol.closed:
-                if not self._protocol.wants_data:
-                    # Enough pipelined bytes are held; wait for the response.
-                    self._cycle_done = anyio.Event()
-                    self._read_scope.deadline = math.inf
-                    await self._cycle_done.wait()
-                    continue
-                self._read_scope.deadline = self._deadline()
-                data, self._initial = self._initial, b""
-                try:
-                    data = data or await self._stream.receive(READ_SIZE)
-                except STREAM_ERRORS:
-                    data = b""
-                async with self._dispatch_lock:
-                    events = self._protocol.receive_data(data)
-                    if self._protocol.has_output:
-                        await self._flush()  # pongs, close answers
-                    await self._dispatch(events)
-        if self._read_scope.cancelled_caught and not self._stopped:
-            await self._timed_out()
-
-    async def _dispatch_pending(self) -> None:
-        async with self._dispatch_lock:
-            events = self._protocol.pending_events()
-            if self._protocol.has_output:
-                await self._flush()
-            await self._dispatch(events)
-
-    async def _timed_out(self) -> None:
-        if self._protocol.upgraded:
-            error_logger.debug("the WebSocket peer did not answer our close in time")
-        elif not self._protocol.idle:
-            error_logger.debug("request head not received in time; answering 408")
-            self._protocol.request_timed_out()
-            await self._flush()
-
-    async def _dispatch(self, events: list[Event]) -> None:
-        """Hand protocol events on; the caller holds the dispatch lock."""
-        exchange = self._exchange
+    def _dispatch(self, events: list[Event]) -> None:
+        """Hand protocol events on. Nothing here waits."""
+        websockets: set[int] = set()
         for index, event in enumerate(events):
             match event:
                 case RequestReceived(websocket=None):
-                    exchange = self._start_exchange(event)
+                    self._start_http(event)
                 case RequestReceived():
-                    exchange = self._start_websocket(event)
-                case MessageReceived(data=data):
+                    self._start_websocket(event)
+                case DataReceived(stream_id=stream_id, data=data):
+                    exchange = self._exchanges.get(stream_id)
+                    if isinstance(exchange, HTTPExchange):
+                        # A final chunk and the end of the body: one message.
+                        following = events[index + 1] if index + 1 < len(events) else None
+                        ends = (
+                            isinstance(following, StreamEnded) and following.stream_id == stream_id
+                        )
+                        exchange.put_nowait(data, more_body=not ends)
+                    else:
+                        # Nobody will take these bytes: let the peer send on.
+                        self._protocol.acknowledge(stream_id, len(data))
+                case StreamEnded(stream_id=stream_id):
+                    exchange = self._exchanges.get(stream_id)
+                    previous = events[index - 1] if index else None
+                    merged = isinstance(previous, DataReceived) and previous.stream_id == stream_id
+                    if isinstance(exchange, HTTPExchange) and not merged:
+                        exchange.put_nowait(b"", more_body=False)
+                case MessageReceived(stream_id=stream_id, data=data):
+                    exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, WebSocketExchange):
-                        await exchange.feed_message(data)
-                case PongReceived():
+                        exchange.put_nowait(data)
+                        websockets.add(stream_id)
+                case PongReceived(stream_id=stream_id):
+                    exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, WebSocketExchange):
                         exchange.pong_received()
-                case WebSocketClosed(code=code, reason=reason):
+                case WebSocketClosed(stream_id=stream_id, code=code, reason=reason):
+                    exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, WebSocketExchange):
                         exchange.closed(code, reason)
-                case DataReceived(data=data):
-                    if isinstance(exchange, HTTPExchange):
-                        # Merge a final chunk with the end of the body: one message.
-                        ends = index + 1 < len(events) and isinstance(
-                            events[index + 1], StreamEnded
-                        )
-                        await exchange.feed_body(data, more_body=not ends)
-                case StreamEnded():
-                    if exchange is None:
-                        # The response went out before the body was read in
-                        # full; now that it has, the next request may come.
-                        await self._next_cycle()
-                    elif isinstance(exchange, HTTPExchange) and (
-                        index == 0 or not isinstance(events[index - 1], DataReceived)
-                    ):
-                        await exchange.feed_body(b"", more_body=False)
-                case ConnectionClosed():
+                    websockets.add(stream_id)
+                case StreamReset(stream_id=stream_id):
+                    self._reset.add(stream_id)
+                    exchange = self._exchanges.get(stream_id)
                     if exchange is not None:
                         exchange.disconnect()
+                    self._windows.open(stream_id)
+                case WindowOpened(stream_id=stream_id):
+                    self._windows.open(stream_id)
+                case ConnectionClosed():
+                    for exchange in self._exchanges.values():
+                        exchange.disconnect()
+                    self._windows.open_all()
                 case RequestRejected(status_code=status, reason=reason):
                     error_logger.debug("rejected a request with %d: %s", status, reason)
-                    await self._flush()
-                    if exchange is not None:
-                        exchange.disconnect()
-                case StreamReset() | WindowOpened():
-                    pass  # HTTP/2 only
-                case H2CUpgradeRequested():
-                    leftover = self._protocol.accept_h2c()
-                    await self._flush()  # the 101
-                    self.h2c = (event, leftover)
-                    self._stop_reading()
+                case H2CUpgradeRequested(data=data):
+                    self._switch_to_http2(data, event)
+                case HTTP2PrefaceReceived(data=data):
+                    self._switch_to_http2(data)
                 case _:
                     assert_never(event)
+        for stream_id in websockets:
+            # While the app keeps up, more may come as the frames are read;
+            # once it lags, only its receive() lets more in (see acknowledge).
+            exchange = self._exchanges.get(stream_id)
+            if isinstance(exchange, WebSocketExchange) and exchange.keeping_up:
+                self._protocol.acknowledge(stream_id, 0)
 
-    def _start_websocket(self, request: RequestReceived) -> WebSocketExchange:
+    def _switch_to_http2(self, data: bytes, upgrade: H2CUpgradeRequested | None = None) -> None:
+        """Carry on as HTTP/2 (h2c): after the preface, or after the 101 of an upgrade."""
+        self._carried += self._protocol.data_to_send()  # the 101
+        protocol = self._http2()
+        self._protocol = protocol
+        if upgrade is None:
+            protocol.initiate()
+            events: list[Event] = []
+        else:
+            # The upgrading request is stream 1 (RFC 7540 3.2).
+            events = protocol.initiate_upgrade(upgrade.settings, upgrade.request, upgrade.body)
+        if self._context.shutting_down:
+            protocol.start_shutdown()
+        if data:
+            events += protocol.receive_data(data)
+        self._dispatch(events)
+
+    # -- exchanges -----------------------------------------------------------
+
+    def _start_http(self, request: RequestReceived) -> None:
+        scope = build_http_scope(
+            request,
+            self._peer.for_request(request),
+            root_path=self._config.root_path,
+            state=self._context.state,
+        )
+        exchange = HTTPExchange(
+            self._context.app,
+            scope,
+            _StreamTransport(self, request.stream_id),
+            stream_id=request.stream_id,
+            expects_continue=request.expects_continue,
+            access_log=self._config.access_log,
+        )
+        self._begin(request.stream_id, exchange)
+
+    def _start_websocket(self, request: RequestReceived) -> None:
         scope = build_websocket_scope(
             request,
             self._peer.for_request(request),
@@ -479,71 +547,29 @@ class HTTP1Connection:
             state=self._context.state,
         )
         exchange = WebSocketExchange(
-            self._context.app, scope, self, stream_id=request.stream_id, config=self._config
+            self._context.app,
+            scope,
+            _StreamTransport(self, request.stream_id),
+            stream_id=request.stream_id,
+            config=self._config,
         )
-        self._begin(exchange)
+        self._begin(request.stream_id, exchange)
         if self._context.shutting_down:
             assert self._task_group is not None
             self._task_group.start_soon(exchange.shutdown)
-        return exchange
 
-    def _start_exchange(self, request: RequestReceived) -> HTTPExchange:
-        scope = build_http_scope(
-            request,
-            self._peer.for_request(request),
-            root_path=self._config.root_path,
-            state=self._context.state,
-        )
-        if self._context.shutting_down:
-            self._protocol.stop_keep_alive()
-        exchange = HTTPExchange(
-            self._context.app,
-            scope,
-            self,
-            stream_id=request.stream_id,
-            expects_continue=request.expects_continue,
-            access_log=self._config.access_log,
-        )
-        self._begin(exchange)
-        return exchange
-
-    def _begin(self, exchange: HTTPExchange | WebSocketExchange) -> None:
-        self._exchange = exchange
-        self._head_deadline = None
-        # No timeout while the app runs; set now, not at the next read, as
-        # feeding the rest of this batch of body chunks may wait on the app.
-        self._read_scope.deadline = math.inf
+    def _begin(self, stream_id: int, exchange: Exchange) -> None:
+        self._exchanges[stream_id] = exchange
         assert self._task_group is not None
-        self._task_group.start_soon(self._run_exchange, exchange)
+        self._task_group.start_soon(self._run_exchange, stream_id, exchange)
 
-    async def _run_exchange(self, exchange: HTTPExchange | WebSocketExchange) -> None:
-        await exchange.run()
-        async with self._dispatch_lock:
-            self._exchange = None
-            if self._cycle_done is not None:
-                self._cycle_done.set()
-            if self._protocol.upgraded:
-                # The app is done; the closing handshake finishes in the read
-                # loop, within its deadline.
-                self._read_scope.deadline = self._deadline()
-            elif self._protocol.reusable:
-                await self._next_cycle()
-            elif not self._protocol.keep_alive:
-                # Nothing more can be said on this connection: stop reading.
-                self._stop_reading()
-            # else: the response is done but the request body is still
-            # arriving; the read loop drains it and then starts the next cycle.
-
-    async def _next_cycle(self) -> None:
-        """Start the next request on a kept-alive connection (dispatch lock held)."""
-        if not self._protocol.reusable:
-            self._stop_reading()
-            return
-        if self._context.shutting_down:
-            self._stop_reading()
-            return
-        self._idle_deadline = anyio.current_time() + self._config.keep_alive_timeout
-        self._head_deadline = None
-        await self._dispatch(self._protocol.start_next_cycle())
-        # The read loop may be waiting with the "exchange running" deadline.
-        self._read_scope.deadline = self._deadline()
+    async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
+        try:
+            await exchange.run()
+        finally:
+            if self._exchanges.get(stream_id) is exchange:
+                del self._exchanges[stream_id]
+            self._reset.discard(stream_id)
+            # The next pipelined request, a stream's end, or the close.
+            self._dispatch(self._protocol.exchange_finished(stream_id))
+            self._refresh()

@@ -30,14 +30,14 @@ def only_disconnects(error: BaseException) -> bool:
 
 
 class Inbox:
-    """A bounded queue of messages between the read loop and the app.
+    """The queue of messages between the read loop and the app.
 
-    It holds at most ``max_items`` messages and, past the first, at most
-    ``max_bytes`` of them; a full inbox makes the read loop wait, which
-    stops reading from the socket. Unlike a memory object stream it does not
-    yield when a message is ready or there is room: on the hot path (a GET's
-    single message) neither side waits, so neither side pays a trip through
-    the event loop.
+    The read loop never waits on it (``put_nowait``): what bounds it is the
+    protocol's window, which opens again only as the app takes messages.
+    ``max_items`` and ``max_bytes`` say when it is ``full``, the sign that the
+    app lags. Unlike a memory object stream it does not yield when a message
+    is ready: on the hot path (a GET's single message) the app does not wait,
+    so it pays no trip through the event loop.
     """
 
     __slots__ = (
@@ -47,7 +47,6 @@ class Inbox:
         "_max_items",
         "_messages",
         "_readable",
-        "_writable",
     )
 
     def __init__(self, max_items: int = 1, max_bytes: int = 0) -> None:
@@ -57,24 +56,11 @@ class Inbox:
         self._bytes = 0
         self._closed = False
         self._readable: anyio.Event | None = None
-        self._writable: anyio.Event | None = None
 
     def _full(self) -> bool:
         return len(self._messages) >= self._max_items or (
             bool(self._messages) and self._bytes >= self._max_bytes
         )
-
-    async def put(self, message: Message, size: int = 0) -> None:
-        """Queue a message, waiting while the inbox is full; dropped once closed."""
-        while self._full() and not self._closed:
-            self._writable = anyio.Event()
-            await self._writable.wait()
-        if self._closed:
-            return
-        self._messages.append((message, size))
-        self._bytes += size
-        if self._readable is not None:
-            self._readable.set()
 
     def put_nowait(self, message: Message, size: int = 0) -> None:
         """Queue a message even past the limits (the sender bounds itself); dropped once closed."""
@@ -99,8 +85,6 @@ class Inbox:
             await self._readable.wait()
         message, size = self._messages.popleft()
         self._bytes -= size
-        if self._writable is not None:
-            self._writable.set()
         return message
 
     @property
@@ -117,9 +101,8 @@ class Inbox:
         if not keep:
             self._messages.clear()
             self._bytes = 0
-        for event in (self._readable, self._writable):
-            if event is not None:
-                event.set()
+        if self._readable is not None:
+            self._readable.set()
 
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
@@ -180,7 +163,6 @@ class HTTPExchange:
         stream_id: int,
         expects_continue: bool,
         access_log: bool = True,
-        inbox: Inbox | None = None,
     ) -> None:
         self.scope = scope
         self._app = app
@@ -194,23 +176,19 @@ class HTTPExchange:
         )
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
-        # HTTP/1.1 holds one chunk and stops reading; HTTP/2 passes an inbox
-        # that never makes its read loop wait, as the stream's flow-control
-        # window already bounds what the peer may send.
-        self._inbox = inbox if inbox is not None else Inbox()
+        # The protocol's window bounds what waits here (see Inbox).
+        self._inbox = Inbox()
         self._disconnected = False
         self._error_status: int | None = None
         self._access_log = access_log
 
     # -- the connection's side ---------------------------------------------
 
-    async def feed_body(self, data: bytes, *, more_body: bool) -> None:
-        """Hand a body chunk to the app; waits while the app is not reading."""
-        # If the app finished without reading the whole body, the rest is dropped.
-        await self._inbox.put({"type": "http.request", "body": data, "more_body": more_body})
+    def put_nowait(self, data: bytes, *, more_body: bool) -> None:
+        """Hand a body chunk to the app; the protocol's window bounds how many wait.
 
-    def give_body(self, data: bytes, *, more_body: bool) -> None:
-        """Hand a body chunk to the app without waiting (the HTTP/2 window bounds it)."""
+        Once the app finished, the rest of the body is dropped.
+        """
         self._inbox.put_nowait(
             {"type": "http.request", "body": data, "more_body": more_body}, len(data)
         )

@@ -15,11 +15,10 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .._asgi.types import ASGI3App
-from .._protocol import PREFACE
 from ..config import Config
 from ..errors import LifespanFailure
-from .connection import READ_SIZE, STREAM_ERRORS, ConnectionContext, HTTP1Connection
-from .http2 import HTTP2Connection
+from .connection import Connection
+from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
 from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
@@ -236,69 +235,14 @@ async def _handle(
 async def serve_stream(stream: anyio.abc.ByteStream, context: ConnectionContext) -> None:
     """Serve one accepted stream with the protocol it speaks.
 
-    On TLS, ALPN decides (RFC 9113 3.2). On cleartext, a client with prior
-    knowledge opens with the HTTP/2 preface (RFC 9113 3.3); anything else is
-    HTTP/1.1, which gets the bytes read while telling the two apart.
+    On TLS, ALPN decides (RFC 9113 3.2). On cleartext the connection starts
+    as HTTP/1.1, which hands over to HTTP/2 when the client opens with the
+    preface (prior knowledge, RFC 9113 3.3) or asks to upgrade.
     """
     config = context.config
-    tls = stream.extra(TLSAttribute.ssl_object, None) is not None
-    if tls:
-        alpn = stream.extra(TLSAttribute.alpn_protocol, None)
-        if alpn == "h2" and config.http2:
-            await HTTP2Connection(stream, context).run()
-        else:
-            await HTTP1Connection(stream, context).run()
-        return
-    initial = b""
-    if config.http2 and config.h2c_prior_knowledge:
-        initial = await _Sniffer(context).first_bytes(stream)
-        if not initial:
-            # Gone, or silent past the head timeout, before saying anything.
-            with anyio.move_on_after(1.0, shield=True):
-                await stream.aclose()
-            return
-        if initial.startswith(PREFACE):
-            await HTTP2Connection(stream, context, initial=initial).run()
-            return
-    http1 = HTTP1Connection(stream, context, initial=initial)
-    await http1.run()
-    if http1.h2c is not None:
-        upgrade, leftover = http1.h2c
-        await HTTP2Connection(stream, context, initial=leftover, upgrade=upgrade).run()
-
-
-class _Sniffer:
-    """Reads a new cleartext connection's first bytes, until they tell HTTP/2 from HTTP/1.1.
-
-    It counts as one of the server's connections meanwhile, so a shutdown
-    closes a client that has not said anything yet, as HTTP/1.1 would.
-    """
-
-    def __init__(self, context: ConnectionContext) -> None:
-        self._context = context
-        self._scope = anyio.CancelScope()
-
-    def shutdown(self) -> None:
-        self._scope.cancel()
-
-    async def first_bytes(self, stream: anyio.abc.ByteStream) -> bytes:
-        if self._context.shutting_down:
-            return b""
-        initial = b""
-        self._context.connections.add(self)
-        try:
-            with self._scope:
-                self._scope.deadline = (
-                    anyio.current_time() + self._context.config.request_head_timeout
-                )
-                while len(initial) < len(PREFACE) and PREFACE.startswith(initial):
-                    try:
-                        chunk = await stream.receive(READ_SIZE)
-                    except STREAM_ERRORS:
-                        chunk = b""
-                    if not chunk:
-                        break
-                    initial += chunk
-        finally:
-            self._context.connections.discard(self)
-        return initial
+    http2 = (
+        config.http2
+        and stream.extra(TLSAttribute.ssl_object, None) is not None
+        and stream.extra(TLSAttribute.alpn_protocol, None) == "h2"
+    )
+    await Connection(stream, context, http2=http2).run()

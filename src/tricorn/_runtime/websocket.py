@@ -76,19 +76,11 @@ class WebSocketExchange:
 
     # -- the connection's side ---------------------------------------------
 
-    async def feed_message(self, data: bytes | str) -> None:
-        """Hand a message to the app; waits while the app is not receiving."""
-        await self._inbox.put(_message(data), len(data))
-
-    def offer_message(self, data: bytes | str) -> bool:
-        """Hand a message to the app without waiting; False once the app lags behind.
-
-        For HTTP/2, where one stream must never stall the connection's read
-        loop: the stream's window bounds the peer instead, and the caller
-        stops opening it while this returns False.
-        """
+    def put_nowait(self, data: bytes | str) -> None:
+        """Hand a message to the app. The connection never waits on it: once the
+        app lags (not ``keeping_up``), the protocol stops letting more in until
+        the app receives."""
         self._inbox.put_nowait(_message(data), len(data))
-        return not self._inbox.full
 
     @property
     def keeping_up(self) -> bool:

@@ -1,0 +1,125 @@
+"""What a connection knows of its server and its peer.
+
+The server's shared state (app, config, lifespan state, the set of open
+connections, shutdown) and one connection's peer (addresses, TLS, the proxy
+trust that applies to it), plus the headers every response gets.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from .._asgi.proxy import ProxyTrust
+from .._asgi.scope import ConnectionInfo
+from .._asgi.types import ASGI3App
+from .._protocol import Headers, RequestReceived
+from ..config import Config
+from .tls import tls_extension
+
+__all__ = ["ConnectionContext", "Member", "Peer", "connection_info", "default_headers"]
+
+
+def default_headers(
+    config: Config, clock: Callable[[], float] = time.time
+) -> Callable[[], Headers]:
+    """The ``date`` / ``server`` headers added to responses that lack them.
+
+    The Date value is formatted once per second, not once per response.
+    """
+    server: Headers = (
+        ((b"server", config.server_name.encode("latin-1")),) if config.server_header else ()
+    )
+    if not config.date_header:
+        return lambda: server
+    cache: list[object] = [None, server]
+
+    def headers() -> Headers:
+        now = int(clock())
+        if cache[0] != now:
+            date = formatdate(now, usegmt=True).encode("ascii")
+            cache[0] = now
+            cache[1] = ((b"date", date), *server)
+        result = cache[1]
+        assert isinstance(result, tuple)
+        return result
+
+    return headers
+
+
+def _address(value: object) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2 and isinstance(value[0], str):
+        return (value[0], int(value[1]))
+    return None
+
+
+def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> ConnectionInfo:
+    """Client and server addresses as the ASGI scope wants them.
+
+    A TLS stream makes the scheme ``https`` and carries the ASGI TLS extension.
+    """
+    local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
+    remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+    family = stream.extra(anyio.abc.SocketAttribute.family, None)
+    tls = tls_extension(stream)
+    if tls is not None:
+        scheme = "https"
+    if family == socket.AF_UNIX:
+        path = local if isinstance(local, str) else None
+        server = (path, None) if path else None
+        return ConnectionInfo(client=None, server=server, scheme=scheme, tls=tls)
+    return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme, tls=tls)
+
+
+class Member(Protocol):
+    """What the server needs of each open connection (or handshake) to shut down."""
+
+    def shutdown(self) -> None:
+        """Wind down: finish what is in flight, take nothing new."""
+        ...
+
+
+class Peer:
+    """A connection's peer: its addresses, and the proxy trust that applies to it."""
+
+    __slots__ = ("info", "proxy")
+
+    def __init__(self, info: ConnectionInfo, proxy: ProxyTrust | None) -> None:
+        self.info = info
+        self.proxy = proxy
+
+    def for_request(self, request: RequestReceived) -> ConnectionInfo:
+        """The addresses one request's scope gets (a trusted proxy's headers applied)."""
+        if self.proxy is not None:
+            return self.proxy.resolve(self.info, request.headers)
+        return self.info
+
+
+class ConnectionContext:
+    """What every connection of one server shares: app, config, state, shutdown."""
+
+    def __init__(self, app: ASGI3App, config: Config, state: dict[str, object] | None) -> None:
+        self.app = app
+        self.config = config
+        self.state = state
+        self.default_headers = default_headers(config)
+        self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.shutting_down = False
+        self.connections: set[Member] = set()
+
+    def peer(self, stream: anyio.abc.ByteStream) -> Peer:
+        """What is known of a new connection's peer, proxy trust included."""
+        info = connection_info(stream)
+        proxy = self.proxy
+        return Peer(info, proxy if proxy is not None and proxy.trusts_peer(info) else None)
+
+    def begin_shutdown(self) -> None:
+        self.shutting_down = True
+        for connection in list(self.connections):
+            connection.shutdown()
