@@ -7,7 +7,6 @@ out (``data_to_send``). No clock, no sockets: the runtime owns those.
 from __future__ import annotations
 
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Final, assert_never
 
 import h11
@@ -82,13 +81,6 @@ _REQUEST_COMPLETE: Final = frozenset(
 )
 
 
-def _reason(status_code: int) -> bytes:
-    try:
-        return HTTPStatus(status_code).phrase.encode("ascii")
-    except ValueError:
-        return b""
-
-
 def error_response(
     status_code: int, reason: str, default_headers: Headers, extra_headers: Headers = ()
 ) -> bytes:
@@ -97,14 +89,12 @@ def error_response(
     Written by hand rather than through h11 because h11 may already be in its
     ERROR state, and this answer must go out regardless.
     """
-    body = f"{status_code} {_reason(status_code).decode()}: {reason}\n".encode()
-    head = [
-        b"HTTP/1.1 %d %s" % (status_code, _reason(status_code)),
-        b"content-type: text/plain; charset=utf-8",
-        b"content-length: %d" % len(body),
-        b"connection: close",
-    ]
-    head.extend(name + b": " + value for name, value in (*extra_headers, *default_headers))
+    headers, body = rules.refusal(status_code, reason)
+    head = [b"HTTP/1.1 %d %s" % (status_code, rules.status_phrase(status_code))]
+    head.extend(
+        name + b": " + value
+        for name, value in (*headers, (b"connection", b"close"), *extra_headers, *default_headers)
+    )
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
@@ -409,7 +399,7 @@ class HTTP1Protocol:
                 reason = {
                     414: "request line too long",
                     431: "request header block too large",
-                }.get(status, str(exc)[:200] or "malformed request")
+                }.get(status, rules.short_reason(exc))
                 events.append(self._reject(status, reason))
                 return
             match event:
@@ -559,11 +549,8 @@ class HTTP1Protocol:
             return self._reject(431, "request header block too large")
         if (fault := rules.framing_fault(request.headers)) is not None:
             return self._reject(400, fault)
-        if self._max_body is None:
-            return None
-        for name, value in request.headers:
-            if name == b"content-length" and int(value) > self._max_body:
-                return self._reject(413, "request body too large")
+        if rules.declared_length_exceeds(request.headers, self._max_body):
+            return self._reject(413, "request body too large")
         return None
 
     def _status_for(self, exc: h11.RemoteProtocolError) -> int:
@@ -612,7 +599,7 @@ class HTTP1Protocol:
                         h11.InformationalResponse(
                             status_code=status_code,
                             headers=list(headers),
-                            reason=_reason(status_code),
+                            reason=rules.status_phrase(status_code),
                         )
                     )
                 case StartResponse(status_code=status_code, headers=headers):
@@ -626,7 +613,7 @@ class HTTP1Protocol:
                         # A refused WebSocket handshake: the answer ends the
                         # connection (ASGI websocket denial response).
                         self._keep_alive = False
-                    self._body_allowed = not (self._method == b"HEAD" or status_code in (204, 304))
+                    self._body_allowed = rules.response_allows_body(self._method, status_code)
                     self._chunked = self._body_allowed and not any(
                         name.lower() == b"content-length" for name, _ in headers
                     )
@@ -634,7 +621,7 @@ class HTTP1Protocol:
                         h11.Response(
                             status_code=status_code,
                             headers=self._response_headers(headers),
-                            reason=_reason(status_code),
+                            reason=rules.status_phrase(status_code),
                         )
                     )
                 case SendData(data=data, end_stream=end_stream):

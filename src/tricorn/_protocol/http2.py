@@ -74,11 +74,6 @@ PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HeaderSource = Callable[[], Headers]
 
 _E = h2.errors.ErrorCodes
-#: Headers that are meaningful only to one HTTP/1.1 connection and that
-#: HTTP/2 forbids (RFC 9113 8.2.2); an app that sets one gets it dropped.
-_CONNECTION_HEADERS: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 
 
 class _Stream:
@@ -118,10 +113,6 @@ class _Stream:
         self.ended = False
         self.ws_request: WebSocketRequest | None = None
         self.websocket: websocket.WebSocketProtocol | None = None
-
-
-def _reason_text(exc: Exception) -> str:
-    return str(exc)[:200] or type(exc).__name__
 
 
 class HTTP2Protocol:
@@ -213,7 +204,7 @@ class HTTP2Protocol:
             self._h2.initiate_upgrade_connection(padded)
         except (ValueError, HyperframeError, h2.exceptions.ProtocolError) as exc:
             # The 101 is out; a bad HTTP2-Settings is now a connection error.
-            self.error = f"bad HTTP2-Settings in an h2c upgrade: {_reason_text(exc)}"
+            self.error = f"bad HTTP2-Settings in an h2c upgrade: {rules.short_reason(exc)}"
             self._terminate(_E.PROTOCOL_ERROR, "bad HTTP2-Settings")
             self._collect()
             return [ConnectionClosed()]
@@ -233,7 +224,8 @@ class HTTP2Protocol:
                 headers=tuple(
                     (name, value)
                     for name, value in request.headers
-                    if name not in _CONNECTION_HEADERS and name not in (b"http2-settings", b"te")
+                    if name not in rules.CONNECTION_HEADERS
+                    and name not in (b"http2-settings", b"te")
                 ),
                 can_send_trailers=rules.accepts_trailers(request.headers),
                 can_push=self._push_allowed,
@@ -320,7 +312,7 @@ class HTTP2Protocol:
             # h2 has queued a GOAWAY with the error code the RFC prescribes
             # (PROTOCOL_ERROR, FRAME_SIZE_ERROR, FLOW_CONTROL_ERROR,
             # COMPRESSION_ERROR, ENHANCE_YOUR_CALM for an HPACK bomb ...).
-            self.error = f"HTTP/2 protocol error: {_reason_text(exc)}"
+            self.error = f"HTTP/2 protocol error: {rules.short_reason(exc)}"
             self._collect()
             if not self._out:
                 # h2 checks the preface before it can queue a GOAWAY; RFC
@@ -481,12 +473,9 @@ class HTTP2Protocol:
                 self._refuse(stream_id, exc.status_code, str(exc), websocket.refusal_headers(exc))
                 return None
             stream.ws_request = ws_request
-        max_body = self._config.max_request_body_size
-        if max_body is not None:
-            for name, value in headers:
-                if name == b"content-length" and value.isdigit() and int(value) > max_body:
-                    self._refuse(stream_id, 413, "request body too large")
-                    return None
+        if rules.declared_length_exceeds(headers, self._config.max_request_body_size):
+            self._refuse(stream_id, 413, "request body too large")
+            return None
         return RequestReceived(
             stream_id=stream_id,
             method=method,
@@ -619,7 +608,7 @@ class HTTP2Protocol:
             # client gets a 500 if no byte of the response went out yet,
             # else the stream is reset.
             self._app_failed(command.stream_id, stream)
-            raise AppProtocolError(f"invalid response: {_reason_text(exc)}") from None
+            raise AppProtocolError(f"invalid response: {rules.short_reason(exc)}") from None
         finally:
             self._collect()
 
@@ -638,7 +627,7 @@ class HTTP2Protocol:
                 )
             case StartResponse(status_code=status_code, headers=headers):
                 stream.response_started = True
-                stream.body_allowed = not (stream.method == b"HEAD" or status_code in (204, 304))
+                stream.body_allowed = rules.response_allows_body(stream.method, status_code)
                 # Held until the first body chunk, so an empty body ends the
                 # stream on the HEADERS frame itself.
                 stream.head = (
@@ -863,14 +852,13 @@ class HTTP2Protocol:
     def _refuse(self, stream_id: int, status: int, reason: str, headers: Headers = ()) -> None:
         """Answer a request here, without the app, and close the stream."""
         stream = self._streams.get(stream_id)
-        body = f"{status} {reason}\n".encode()
+        head, body = rules.refusal(status, reason)
         try:
             self._h2.send_headers(
                 stream_id,
                 [
                     (b":status", str(status).encode()),
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
+                    *head,
                     *_clean(headers),
                     *self._default_headers(),
                 ],
@@ -963,7 +951,7 @@ def _clean(headers: Headers) -> list[tuple[bytes, bytes]]:
     result: list[tuple[bytes, bytes]] = []
     for name, value in headers:
         lowered = name.lower()
-        if lowered in _CONNECTION_HEADERS or lowered.startswith(b":"):
+        if lowered in rules.CONNECTION_HEADERS or lowered.startswith(b":"):
             continue
         if lowered == b"te" and value.strip().lower() != b"trailers":
             continue

@@ -8,11 +8,25 @@ functions over header lists (lower-case names, as both parsers give them).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Final
+
+from .events import Headers
 
 #: Header fields as either parser hands them over: (lower-case name, value).
 Fields = Iterable[tuple[bytes, bytes]]
 
-__all__ = ["accepts_trailers", "framing_fault", "header_tokens"]
+__all__ = [
+    "CONNECTION_HEADERS",
+    "accepts_trailers",
+    "declared_length_exceeds",
+    "framing_fault",
+    "header_tokens",
+    "refusal",
+    "response_allows_body",
+    "short_reason",
+    "status_phrase",
+]
 
 
 def header_tokens(headers: Fields, name: bytes) -> list[str]:
@@ -49,3 +63,55 @@ def framing_fault(headers: Fields) -> str | None:
     if has_length and has_encoding:
         return "both Content-Length and Transfer-Encoding"
     return None
+
+
+#: Headers meaningful only to one HTTP/1.1 connection; HTTP/2 forbids them
+#: (RFC 9113 8.2.2), and an h2c upgrade leaves them behind.
+CONNECTION_HEADERS: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+def declared_length_exceeds(headers: Fields, limit: int | None) -> bool:
+    """The request's Content-Length is over ``limit``: refused (413) before any body is read."""
+    if limit is None:
+        return False
+    return any(
+        name == b"content-length" and value.isdigit() and int(value) > limit
+        for name, value in headers
+    )
+
+
+def response_allows_body(method: bytes, status_code: int) -> bool:
+    """RFC 9110 6.4.1: a response to HEAD, and a 204 or 304, carries no body.
+
+    An app may still send one; it is dropped, on every protocol alike.
+    """
+    return not (method == b"HEAD" or status_code in (204, 304))
+
+
+def status_phrase(status_code: int) -> bytes:
+    """The reason phrase of a status (b"" for one the standard does not name)."""
+    try:
+        return HTTPStatus(status_code).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+def refusal(status_code: int, reason: str) -> tuple[Headers, bytes]:
+    """The headers and body of an answer tricorn gives without the app.
+
+    A one-line text/plain body, such as ``413 Content Too Large: request
+    body too large``, the same on every protocol.
+    """
+    body = f"{status_code} {status_phrase(status_code).decode()}: {reason}\n".encode()
+    headers: Headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    )
+    return headers, body
+
+
+def short_reason(error: BaseException) -> str:
+    """A library's error message, bounded, for a log line or an error's text."""
+    return str(error)[:200] or type(error).__name__
