@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -212,12 +212,34 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
+def pinned(cpus: set[int]) -> Callable[[], None] | None:
+    """A preexec_fn that pins the child to ``cpus`` (None where that is not possible)."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def server_cpus(args: argparse.Namespace) -> set[int]:
+    return set() if args.server_cpu < 0 else {args.server_cpu}
+
+
+def load_cpus(args: argparse.Namespace) -> set[int]:
+    return set() if args.server_cpu < 0 else {int(n) for n in args.load_cpus.split(",") if n}
+
+
 def run_wrk(port: int, seconds: int, args: argparse.Namespace) -> str:
     argv = [
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
         f"http://127.0.0.1:{port}/",
     ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=False,
+        preexec_fn=pinned(load_cpus(args)),
+    )
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with status {done.returncode}: {done.stderr.strip()}")
     return done.stdout
@@ -302,6 +324,7 @@ def measure(server: Server, args: argparse.Namespace) -> Result:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, for stop()
+            preexec_fn=pinned(server_cpus(args)),
         )
         try:
             if (why := wait_until_up(process, port, STARTUP_TIMEOUT)) is not None:
@@ -448,6 +471,19 @@ def add_selection_options(parser: argparse.ArgumentParser, *, example: str) -> N
         help=f"comma-separated servers to run, e.g. {example} (default: all)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
+    parser.add_argument(
+        "--server-cpu",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pin the server to CPU N, away from the load generator (default 0; -1 pins nothing)",
+    )
+    parser.add_argument(
+        "--load-cpus",
+        default="1",
+        metavar="LIST",
+        help="comma-separated CPUs for the load generator (default 1)",
+    )
 
 
 def write_json(path: str, document: dict[str, Any]) -> None:

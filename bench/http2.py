@@ -377,7 +377,12 @@ def run_h2load(argv: list[str], args: argparse.Namespace) -> str:
     # Count-based, allow for a rate as low as 100 req/s.
     planned = args.requests / 100 if args.requests else args.duration + args.warmup
     done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=planned + H2LOAD_SLACK, check=False
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=planned + H2LOAD_SLACK,
+        check=False,
+        preexec_fn=http1.pinned(http1.load_cpus(args)),
     )
     if done.returncode != 0:
         raise RuntimeError(f"h2load exited with status {done.returncode}: {done.stderr.strip()}")
@@ -411,7 +416,9 @@ def load(
 
 
 @contextlib.contextmanager
-def running(row: Row, port: int) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
+def running(
+    row: Row, port: int, args: argparse.Namespace
+) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
     """The server, in its own process group, its output in a temporary file; stopped after."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -419,6 +426,7 @@ def running(row: Row, port: int) -> Iterator[tuple[subprocess.Popen[bytes], IO[b
         process = subprocess.Popen(
             row.argv(port), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=output,
             stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=http1.pinned(http1.server_cpus(args)),
         )  # fmt: skip
         try:
             yield process, output
@@ -448,7 +456,7 @@ def measure(row: Row, transport: str, workload: str, args: argparse.Namespace) -
     port = http1.free_port()
     path = "/" if workload == "hello" else f"/bytes/{args.body_size}"
     url = f"{'https' if tls is not None else 'http'}://{HOST}:{port}{path}"
-    with running(as_run(row, transport, args), port) as (process, output):
+    with running(as_run(row, transport, args), port, args) as (process, output):
         skip = None
         try:
             if (why := wait_until_up(process, port, tls)) is None:

@@ -30,6 +30,7 @@ from typing import Final, assert_never
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .._asgi.scope import build_http_scope, build_websocket_scope
 from .._protocol import (
@@ -160,6 +161,8 @@ class Connection:
         self._write_lock = anyio.Lock(fast_acquire=True)
         self._windows = _WindowGate()
         self._exchanges: dict[int, Exchange] = {}
+        #: Exchanges started so far.
+        self._started = 0
         #: Streams the peer reset while their exchange runs.
         self._reset: set[int] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -370,10 +373,19 @@ class Connection:
                     self._parked = False
                 if not data:
                     self._eof = True
+                started = self._started
                 self._dispatch(self._protocol.receive_data(data))
                 self._arm()
                 if self._protocol.has_output or self._carried:
                     await self._flush()  # acks, pongs, refusals
+                elif self._started != started and len(self._exchanges) > 1:
+                    # Streams side by side (HTTP/2): let those this read
+                    # started take their first step (most answer at once)
+                    # and write, before reading again, so that what their
+                    # answers prompt arrives in one read, not one per stream.
+                    await anyio.lowlevel.checkpoint()
+                    async with self._write_lock:
+                        pass
         if self._read_scope.cancelled_caught and not self._stopped:
             error_logger.debug(self._protocol.timed_out())
 
@@ -559,6 +571,7 @@ class Connection:
             self._task_group.start_soon(exchange.shutdown)
 
     def _begin(self, stream_id: int, exchange: Exchange) -> None:
+        self._started += 1
         self._exchanges[stream_id] = exchange
         assert self._task_group is not None
         self._task_group.start_soon(self._run_exchange, stream_id, exchange)
