@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
@@ -32,6 +36,46 @@ def tests_backend(session: nox.Session, backend: str) -> None:
         *session.posargs,
         env={"TRICORN_TEST_BACKENDS": backend},
     )
+
+
+def _requirements() -> list[str]:
+    """tricorn's runtime requirements and the optional backends, as pyproject.toml has them."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["trio"], *extras["uvloop"]]
+
+
+def _lowest(requirement: str) -> str:
+    """``name>=1.2,<2; marker`` -> ``name==1.2; marker``."""
+    spec, _, marker = requirement.partition(";")
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([^,\s]+).*", spec)
+    if match is None:
+        raise ValueError(f"no lower bound to test in {requirement!r}")
+    pinned = f"{match.group(1)}=={match.group(2)}"
+    return f"{pinned}; {marker.strip()}" if marker else pinned
+
+
+#: What runs at each end of the dependency ranges: everything but the
+#: conformance suites, which test the protocols, not the libraries' versions.
+_RANGE_TESTS = ("tests/protocol", "tests/asgi", "tests/runtime", "tests/e2e")
+
+
+@nox.session(name="deps-lowest")
+def deps_lowest(session: nox.Session) -> None:
+    """The tests with every runtime dependency at the lowest version pyproject.toml allows."""
+    session.install("-e", ".[test]")
+    session.install(*[_lowest(requirement) for requirement in _requirements()])
+    session.run("pip", "list")
+    session.run("pytest", *_RANGE_TESTS, *session.posargs)
+
+
+@nox.session(name="deps-highest")
+def deps_highest(session: nox.Session) -> None:
+    """The tests with every runtime dependency at the highest version pyproject.toml allows."""
+    session.install("-e", ".[test]")
+    session.install("--upgrade", *_requirements())
+    session.run("pip", "list")
+    session.run("pytest", *_RANGE_TESTS, *session.posargs)
 
 
 @nox.session

@@ -209,7 +209,8 @@ class _ClientView:
                 self.received.append(("close", int(frame.payload[0])))
                 self.closed = True
             case _:
-                assert isinstance(frame.payload, (bytes, str))
+                # wsproto before 1.3 hands out a bytearray.
+                assert isinstance(frame.payload, (bytes, bytearray, str))
                 self._message.append(frame.payload)
                 if frame.message_finished:
                     parts, self._message = self._message, []

@@ -299,6 +299,9 @@ def test_declared_content_length_over_the_limit_never_reaches_the_app() -> None:
 
 def test_plain_connect_is_answered_501() -> None:
     conv = H2Conversation()
+    # RFC 9113 8.5: a plain CONNECT has no :scheme or :path; h2 before 4.4
+    # refuses to send one, though its server side reads one as it should.
+    conv.client.config.validate_outbound_headers = False
     stream_id = conv.client.get_next_available_stream_id()
     conv.client.send_headers(
         stream_id, [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]

@@ -30,7 +30,6 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import GoAwayFrame
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
@@ -56,13 +55,14 @@ from .events import (
     WebSocketRequest,
     WindowOpened,
 )
-from .http2_guard import (
-    Budget,
-    Clock,
+from .h2_seams import (
     CountingH2Connection,
+    graceful_goaway,
     oversized_frame_pending,
     pending_header_block,
+    reopen_after_graceful_goaway,
 )
+from .http2_guard import Budget, Clock
 from .interface import Phase
 
 __all__ = ["PREFACE", "HTTP2Protocol"]
@@ -562,10 +562,8 @@ class HTTP2Protocol:
             self._closed = True
             return
         # A graceful GOAWAY (RFC 9113 6.8): the peer opens no more streams,
-        # and those in flight still finish. h2 treats any GOAWAY as the end
-        # of the connection and would refuse to send their responses, so its
-        # connection state is put back to open; the streams keep their own.
-        self._h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        # and those in flight still finish.
+        reopen_after_graceful_goaway(self._h2)
         if not self._active:
             self._closed = True
 
@@ -912,9 +910,8 @@ class HTTP2Protocol:
         if self._goaway_sent or self._closed:
             return
         self._goaway_sent = True
-        frame = GoAwayFrame(0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=0)
         self._collect()
-        self._out += frame.serialize()
+        self._out += graceful_goaway(self._h2)
         if not self._active:
             self._closed = True
 

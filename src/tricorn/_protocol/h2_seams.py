@@ -1,0 +1,107 @@
+"""Where tricorn reaches beneath h2's public API: every such place, and nowhere else.
+
+h2 leaves out what a server under attack needs (a count of the frames it
+takes in without an event, the size a pending frame announces, the bytes of
+a header block waiting for CONTINUATIONs), and treats a graceful GOAWAY from
+the peer as the end of the connection. These functions get at h2's private
+parts for that; ``pyproject.toml`` bounds h2 to the versions they are proven
+on, :func:`check` runs at import so that an h2 that moved them fails loudly
+instead of switching a defence off, and tests/protocol/test_h2_seams.py pins
+what each one does.
+"""
+
+from __future__ import annotations
+
+import h2.connection
+import h2.events
+import h2.frame_buffer
+from hyperframe.frame import Frame, GoAwayFrame
+
+__all__ = [
+    "CountingH2Connection",
+    "check",
+    "graceful_goaway",
+    "oversized_frame_pending",
+    "pending_header_block",
+    "reopen_after_graceful_goaway",
+]
+
+
+def check() -> None:
+    """Raise ImportError if h2 no longer has the parts the functions here rely on."""
+    missing = []
+    if not callable(getattr(h2.connection.H2Connection, "_receive_frame", None)):
+        missing.append("H2Connection._receive_frame")
+    buffer = vars(h2.frame_buffer.FrameBuffer(server=True))
+    missing += [
+        f"FrameBuffer.{name}" for name in ("_data", "_headers_buffer") if name not in buffer
+    ]
+    if not hasattr(h2.connection.ConnectionState, "SERVER_OPEN"):
+        missing.append("ConnectionState.SERVER_OPEN")
+    if missing:
+        raise ImportError(
+            "tricorn's HTTP/2 abuse defences rely on h2 internals that this h2 lacks: "
+            + ", ".join(missing)
+            + "; install an h2 within the range pyproject.toml allows"
+        )
+
+
+class CountingH2Connection(h2.connection.H2Connection):
+    """h2's connection, counting the frames it takes in without an event.
+
+    Those are frames on closed streams, which h2 ignores (RFC 9113 5.1) or
+    answers with RST_STREAM; without the count a flood of them would cost
+    no budget.
+    """
+
+    ignored_frames = 0
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        events = super()._receive_frame(frame)
+        if not events:
+            self.ignored_frames += 1
+        return events
+
+
+def oversized_frame_pending(connection: h2.connection.H2Connection) -> bool:
+    """The frame h2 is buffering announces more than SETTINGS_MAX_FRAME_SIZE.
+
+    RFC 9113 4.2 makes that a FRAME_SIZE_ERROR; h2 says so only once the
+    whole frame is buffered (up to 16 MiB), while its 9-byte header tells
+    already. What h2 keeps after receive_data is one incomplete frame at most.
+    """
+    pending = connection.incoming_buffer._data
+    return len(pending) >= 9 and int.from_bytes(pending[:3]) > connection.max_inbound_frame_size
+
+
+def pending_header_block(connection: h2.connection.H2Connection) -> int:
+    """Bytes of a header block h2 holds while its CONTINUATION frames come in.
+
+    h2 caps that at 64 frames, which is 1 MiB at the default frame size but
+    1 GiB at the largest SETTINGS_MAX_FRAME_SIZE (CVE-2024-27316); the
+    protocol bounds it by bytes instead.
+    """
+    return sum(len(frame.data) for frame in connection.incoming_buffer._headers_buffer)
+
+
+def reopen_after_graceful_goaway(connection: h2.connection.H2Connection) -> None:
+    """Undo h2's reading of a graceful GOAWAY from the peer as the connection's end.
+
+    RFC 9113 6.8: after GOAWAY(NO_ERROR) the peer opens no more streams, and
+    those in flight still finish; h2 would refuse to send their responses.
+    The streams keep their own state; the connection's goes back to open.
+    """
+    connection.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+
+
+def graceful_goaway(connection: h2.connection.H2Connection) -> bytes:
+    """A GOAWAY(NO_ERROR) naming the last stream we will serve, serialised by hand.
+
+    h2's close_connection would also stop h2 from carrying the responses of
+    the streams in flight, which a graceful shutdown must let finish.
+    """
+    last = connection.highest_inbound_stream_id
+    return bytes(GoAwayFrame(0, last_stream_id=last, error_code=0).serialize())
+
+
+check()
