@@ -19,7 +19,6 @@ connection with GOAWAY(ENHANCE_YOUR_CALM).
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from typing import Final, assert_never
 
@@ -62,7 +61,9 @@ from .h2_seams import (
     pending_header_block,
     reopen_after_graceful_goaway,
 )
+from .http2_flow import OutboundFlow
 from .http2_guard import Budget, Clock
+from .http2_stream import Stream, StreamEvent
 from .interface import Phase
 
 __all__ = ["PREFACE", "HTTP2Protocol"]
@@ -74,45 +75,6 @@ PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HeaderSource = Callable[[], Headers]
 
 _E = h2.errors.ErrorCodes
-
-
-class _Stream:
-    """What this side keeps about one stream beyond h2's own state."""
-
-    __slots__ = (
-        "authority",
-        "body_allowed",
-        "ended",
-        "head",
-        "held",
-        "held_end",
-        "held_trailers",
-        "method",
-        "received",
-        "request_done",
-        "response_done",
-        "response_started",
-        "unacknowledged",
-        "websocket",
-        "ws_request",
-    )
-
-    def __init__(self, method: bytes, authority: bytes = b"") -> None:
-        self.method = method
-        self.authority = authority
-        self.head: Headers | None = None
-        self.held: deque[bytes] = deque()
-        self.held_end = False
-        self.held_trailers: Headers | None = None
-        self.received = 0
-        self.unacknowledged = 0
-        self.request_done = False
-        self.response_started = False
-        self.response_done = False
-        self.body_allowed = True
-        self.ended = False
-        self.ws_request: WebSocketRequest | None = None
-        self.websocket: websocket.WebSocketProtocol | None = None
 
 
 class HTTP2Protocol:
@@ -159,7 +121,7 @@ class HTTP2Protocol:
         # answered 431 (see _request). Only past twice the limit (an HPACK
         # bomb) does h2 stop decoding and end the connection, ENHANCE_YOUR_CALM.
         self._h2.decoder.max_header_list_size = 2 * config.h2_max_header_list_size
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, Stream] = {}
         #: Streams whose exchange (app task) is still running, reset or not:
         #: what bounds concurrency when a peer resets as fast as it opens.
         self._active: set[int] = set()
@@ -176,8 +138,7 @@ class HTTP2Protocol:
         self._max_header_block = max(4 * config.h2_max_header_list_size, 64 * 1024)
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
-        #: WINDOW_UPDATEs the DATA frames we sent have earned (not budgeted).
-        self._window_credit = 0
+        self._flow = OutboundFlow(self._h2)
         #: Why the connection ended on our side, for the log.
         self.error: str | None = None
 
@@ -209,9 +170,7 @@ class HTTP2Protocol:
             self._collect()
             return [ConnectionClosed()]
         self._widen_connection_window()
-        stream = _Stream(request.method)
-        stream.request_done = True
-        self._streams[1] = stream
+        self._streams[1] = Stream(1, request.method, request_done=True)
         self._active.add(1)
         self._last_stream_id = 1
         self._collect()
@@ -287,12 +246,7 @@ class HTTP2Protocol:
     def held(self, stream_id: int) -> bool:
         """Response data for the stream waits for the peer's window."""
         stream = self._streams.get(stream_id)
-        return (
-            not self._closed
-            and stream is not None
-            and not stream.ended
-            and bool(stream.held or stream.held_end)
-        )
+        return not self._closed and stream is not None and stream.holds_output
 
     def stream_open(self, stream_id: int) -> bool:
         stream = self._streams.get(stream_id)
@@ -378,9 +332,7 @@ class HTTP2Protocol:
                 # A client that reads our DATA owes WINDOW_UPDATEs in step
                 # with it, one for the stream and one for the connection
                 # (RFC 9113 6.9); only those beyond that are a flood.
-                if self._window_credit > 0:
-                    self._window_credit -= 1
-                else:
+                if not self._flow.take_credit():
                     self._spend(self._control, "control frames")
             case h2.events.PriorityUpdated():
                 self._spend(self._control, "control frames")
@@ -424,8 +376,7 @@ class HTTP2Protocol:
             # RFC 9113 8.3.1: :authority stands in for Host; ASGI apps read Host.
             headers.insert(0, (b"host", authority))
         method = pseudo.get(b":method", b"")
-        stream = _Stream(method, authority or b"")
-        stream.request_done = ended
+        stream = Stream(stream_id, method, authority or b"", request_done=ended)
         self._streams[stream_id] = stream
         if self._goaway_sent:
             # RFC 9113 6.8: streams opened after our GOAWAY are not processed.
@@ -453,7 +404,7 @@ class HTTP2Protocol:
     def _check_request(
         self,
         stream_id: int,
-        stream: _Stream,
+        stream: Stream,
         pseudo: dict[bytes, bytes],
         headers: list[tuple[bytes, bytes]],
     ) -> RequestReceived | None:
@@ -537,7 +488,8 @@ class HTTP2Protocol:
         stream = self._streams.get(stream_id)
         if stream is None or stream.ended:
             return
-        stream.request_done = True
+        if not stream.request_done:  # not when END_STREAM came on the HEADERS
+            stream.advance(StreamEvent.REQUEST_ENDED)
         if stream.websocket is not None:
             # RFC 8441: END_STREAM is the WebSocket's TCP FIN. Without a
             # finished closing handshake that is an abnormal end.
@@ -550,7 +502,7 @@ class HTTP2Protocol:
                 self._spend(self._resets, "streams reset")
                 self._reset(stream_id, _E.CANCEL)
                 return
-            self._end_if_done(stream_id, stream)
+            self._settle(stream)
             return
         if stream_id in self._active:
             events.append(StreamEnded(stream_id))
@@ -610,7 +562,7 @@ class HTTP2Protocol:
         finally:
             self._collect()
 
-    def _handle(self, command: Command, stream: _Stream) -> None:
+    def _handle(self, command: Command, stream: Stream) -> None:
         stream_id = command.stream_id
         if stream.websocket is not None:
             if not isinstance(command, (SendMessage, SendPing, CloseWebSocket)):
@@ -624,7 +576,7 @@ class HTTP2Protocol:
                     stream_id, [(b":status", str(status_code).encode()), *_clean(headers)]
                 )
             case StartResponse(status_code=status_code, headers=headers):
-                stream.response_started = True
+                stream.advance(StreamEvent.RESPONSE_STARTED)
                 stream.body_allowed = rules.response_allows_body(stream.method, status_code)
                 # Held until the first body chunk, so an empty body ends the
                 # stream on the HEADERS frame itself.
@@ -633,19 +585,17 @@ class HTTP2Protocol:
                     *self._response_headers(headers),
                 )
             case SendData(data=data, end_stream=end_stream):
-                self._send_head(stream_id, stream, end_stream=end_stream and not data)
+                self._send_head(stream, end_stream=end_stream and not data)
                 if data and stream.body_allowed:
                     stream.held.append(data)
-                if end_stream:
-                    stream.held_end = True
-                    stream.response_done = True
-                self._let_out_stream(stream_id, stream)
+                if end_stream and not stream.response_done:
+                    stream.advance(StreamEvent.RESPONSE_ENDING)
+                self._let_out_stream(stream)
             case SendTrailers(headers=headers):
-                self._send_head(stream_id, stream, end_stream=False)
+                self._send_head(stream, end_stream=False)
                 stream.held_trailers = tuple(_clean(headers))
-                stream.held_end = True
-                stream.response_done = True
-                self._let_out_stream(stream_id, stream)
+                stream.advance(StreamEvent.RESPONSE_ENDING)
+                self._let_out_stream(stream)
             case PushPromise(path=path, headers=headers):
                 self._push(stream_id, path, headers)
             case AcceptWebSocket():
@@ -655,14 +605,16 @@ class HTTP2Protocol:
             case _:
                 assert_never(command)
 
-    def _send_head(self, stream_id: int, stream: _Stream, *, end_stream: bool) -> None:
+    def _send_head(self, stream: Stream, *, end_stream: bool) -> None:
+        """Send the held response head; with ``end_stream`` it is the whole response."""
         if stream.head is None:
             return
         head, stream.head = stream.head, None
-        self._h2.send_headers(stream_id, list(head), end_stream=end_stream)
+        self._h2.send_headers(stream.stream_id, list(head), end_stream=end_stream)
         if end_stream:
-            stream.response_done = True
-            self._end_if_done(stream_id, stream, sent=True)
+            stream.advance(StreamEvent.RESPONSE_ENDING)
+            stream.advance(StreamEvent.RESPONSE_ENDED)
+            self._settle(stream)
 
     def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
         result = _clean(headers)
@@ -672,7 +624,7 @@ class HTTP2Protocol:
         )
         return result
 
-    def _accept_websocket(self, stream_id: int, stream: _Stream, command: AcceptWebSocket) -> None:
+    def _accept_websocket(self, stream_id: int, stream: Stream, command: AcceptWebSocket) -> None:
         request = stream.ws_request
         if request is None:
             raise AppProtocolError("not a WebSocket handshake")
@@ -687,7 +639,7 @@ class HTTP2Protocol:
             stream_id,
             [(b":status", b"200"), *self._response_headers((*headers, *command.headers))],
         )
-        stream.response_started = True
+        stream.advance(StreamEvent.RESPONSE_STARTED)
         stream.websocket = websocket.WebSocketProtocol(stream_id, guard)
 
     def _push(self, stream_id: int, path: bytes, headers: Headers) -> None:
@@ -715,9 +667,7 @@ class HTTP2Protocol:
             self._h2.push_stream(stream_id, promised_id, request_headers)
         except h2.exceptions.ProtocolError:
             return  # the peer's limits or the stream's state forbid it now
-        stream = _Stream(b"GET", authority)
-        stream.request_done = True
-        self._streams[promised_id] = stream
+        self._streams[promised_id] = Stream(promised_id, b"GET", authority, request_done=True)
         self._active.add(promised_id)
         self._pending.append(
             RequestReceived(
@@ -754,47 +704,16 @@ class HTTP2Protocol:
     def _let_out(self) -> list[Event]:
         """Send what the windows admit now; a WindowOpened for each stream drained."""
         opened: list[Event] = []
-        for stream_id, stream in list(self._streams.items()):
-            if stream.held or stream.held_end:
-                self._let_out_stream(stream_id, stream)
-                if not stream.held and not stream.held_end:
-                    opened.append(WindowOpened(stream_id))
+        for stream in self._flow.let_out(list(self._streams.values())):
+            opened.append(WindowOpened(stream.stream_id))
+            self._settle(stream)
         return opened
 
-    def _let_out_stream(self, stream_id: int, stream: _Stream) -> None:
-        if stream.ended:
-            stream.held.clear()
-            stream.held_end = False
-            return
-        while stream.held:
-            window = min(
-                self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size
-            )
-            if window <= 0:
-                return
-            chunk = stream.held[0]
-            if len(chunk) > window:
-                stream.held[0] = chunk[window:]
-                chunk = chunk[:window]
-            else:
-                stream.held.popleft()
-            end = stream.held_end and not stream.held and stream.held_trailers is None
-            self._h2.send_data(stream_id, chunk, end_stream=end)
-            self._window_credit += 2  # see WindowUpdated in _on_event
-            if end:
-                stream.held_end = False
-                self._end_if_done(stream_id, stream, sent=True)
-                return
-        if stream.held_end:
-            stream.held_end = False
-            trailers, stream.held_trailers = stream.held_trailers, None
-            if trailers is not None:
-                self._h2.send_headers(stream_id, list(trailers), end_stream=True)
-            else:
-                self._h2.end_stream(stream_id)
-            self._end_if_done(stream_id, stream, sent=True)
+    def _let_out_stream(self, stream: Stream) -> None:
+        self._flow.let_out_stream(stream)
+        self._settle(stream)
 
-    def _pump_websocket(self, stream_id: int, stream: _Stream) -> None:
+    def _pump_websocket(self, stream_id: int, stream: Stream) -> None:
         """Move the frame layer's bytes into DATA frames; END_STREAM once it closed."""
         ws = stream.websocket
         assert ws is not None
@@ -803,9 +722,8 @@ class HTTP2Protocol:
         if ws.closed and not stream.response_done:
             # RFC 8441 5: after the closing handshake the stream is ended
             # with END_STREAM, the equivalent of TCP's FIN.
-            stream.held_end = True
-            stream.response_done = True
-        self._let_out_stream(stream_id, stream)
+            stream.advance(StreamEvent.RESPONSE_ENDING)
+        self._let_out_stream(stream)
 
     # -- stream ends -------------------------------------------------------------
 
@@ -821,7 +739,7 @@ class HTTP2Protocol:
         if stream is not None and not stream.ended and not self._closed:
             if not stream.response_done:
                 self._reset(stream_id, _E.INTERNAL_ERROR)
-            elif not stream.request_done and not stream.held and not stream.held_end:
+            elif not stream.request_done and not stream.holds_output:
                 self._reset(stream_id, _E.NO_ERROR)
         if stream is not None and stream.ended:
             self._streams.pop(stream_id, None)
@@ -831,7 +749,7 @@ class HTTP2Protocol:
         return []
 
     def _h2_busy(self) -> bool:
-        return any(not stream.ended and stream.held for stream in self._streams.values())
+        return any(stream.held for stream in self._streams.values())
 
     def reset_stream(self, stream_id: int) -> None:
         """Give up on one stream (a dead WebSocket peer, an app that broke its response)."""
@@ -840,7 +758,7 @@ class HTTP2Protocol:
             self._reset(stream_id, _E.CANCEL if stream.websocket else _E.INTERNAL_ERROR)
             self._collect()
 
-    def _app_failed(self, stream_id: int, stream: _Stream) -> None:
+    def _app_failed(self, stream_id: int, stream: Stream) -> None:
         if stream.head is not None or not stream.response_started:
             stream.head = None
             self._refuse(stream_id, 500, "the application sent an invalid response")
@@ -866,38 +784,37 @@ class HTTP2Protocol:
             self._reset(stream_id, _E.INTERNAL_ERROR)
             return
         if stream is not None:
-            stream.response_started = stream.response_done = True
+            if not stream.response_started:
+                stream.advance(StreamEvent.RESPONSE_STARTED)
+            stream.advance(StreamEvent.RESPONSE_ENDING)
+            stream.advance(StreamEvent.RESPONSE_ENDED)
             if not stream.request_done:
                 # The rest of the request is of no use (RFC 9113 8.1).
                 self._reset(stream_id, _E.NO_ERROR)
             else:
-                self._end_if_done(stream_id, stream, sent=True)
+                self._settle(stream)
 
     def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self._h2.reset_stream(stream_id, code)  # unless h2 closed it already
         stream = self._streams.get(stream_id)
         if stream is not None:
-            self._mark_ended(stream_id, stream)
+            stream.advance(StreamEvent.RESET)
+            self._settle(stream)
 
     def _gone(self, stream_id: int, code: int, events: list[Event]) -> None:
         stream = self._streams.get(stream_id)
         if stream is None or stream.ended:
             return
-        self._mark_ended(stream_id, stream)
+        stream.advance(StreamEvent.RESET)
+        self._settle(stream)
         if stream_id in self._active:
             events.append(StreamReset(stream_id, code))
 
-    def _end_if_done(self, stream_id: int, stream: _Stream, *, sent: bool = False) -> None:
-        if stream.response_done and stream.request_done and not stream.held:
-            self._mark_ended(stream_id, stream)
-
-    def _mark_ended(self, stream_id: int, stream: _Stream) -> None:
-        stream.ended = True
-        stream.held.clear()
-        stream.held_end = False
-        if stream_id not in self._active:
-            self._streams.pop(stream_id, None)
+    def _settle(self, stream: Stream) -> None:
+        """Forget a closed stream once no exchange runs for it."""
+        if stream.ended and stream.stream_id not in self._active:
+            self._streams.pop(stream.stream_id, None)
 
     # -- shutdown ----------------------------------------------------------------
 
