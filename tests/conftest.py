@@ -28,16 +28,35 @@ def _selected() -> list[str]:
     return names
 
 
-@pytest.fixture(params=[pytest.param(_ALL[n], id=n) for n in _selected()])
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mock_clock: on trio, run with MockClock(autojump_threshold=0); time jumps "
+        "to the next deadline whenever every task waits (use with in-memory connections)",
+    )
+
+
+@pytest.fixture(params=_selected())
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    return request.param
+    name, options = _ALL[request.param]
+    if name == "trio" and request.node.get_closest_marker("mock_clock") is not None:
+        import trio.testing
+
+        options = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    return name, options
 
 
 @pytest.fixture
-def backend_name(anyio_backend: Any) -> str:
+def backend_name(request: pytest.FixtureRequest) -> str:
     """The worker class that matches the current anyio backend."""
-    name, options = anyio_backend
-    return "uvloop" if options.get("use_uvloop") else name
+    name: str = request.node.callspec.params["anyio_backend"]
+    return name
+
+
+@pytest.fixture
+def virtual_time(backend_name: str, request: pytest.FixtureRequest) -> bool:
+    """Whether time is trio's MockClock here, so elapsed times are exact."""
+    return backend_name == "trio" and request.node.get_closest_marker("mock_clock") is not None
 
 
 @asynccontextmanager

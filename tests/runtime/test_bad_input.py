@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import running_server
 
+from ._memory import assert_took, memory_server
 from ._support import WAIT, ok_app, raw_client, read_body, request
 
 pytestmark = pytest.mark.anyio
@@ -155,72 +156,82 @@ async def test_chunked_body_over_the_limit_after_response_started_closes_connect
 
 
 # -- timeouts ------------------------------------------------------------------
+#
+# Over in-memory connections with trio's MockClock, where virtual time makes
+# every elapsed time exact; other backends check what happens, not when.
 
 
-async def test_partial_head_is_answered_408_and_closed_after_head_timeout() -> None:
-    async with (
-        running_server(ok_app, request_head_timeout=0.3) as address,
-        raw_client(address) as client,
-    ):
-        await client.send(b"GET / HTTP/1.1\r\nHost: te")
+@pytest.mark.mock_clock
+async def test_partial_head_is_answered_408_and_closed_after_head_timeout(
+    virtual_time: bool,
+) -> None:
+    async with memory_server(ok_app, request_head_timeout=0.3) as srv, srv.client() as client:
         start = anyio.current_time()
+        await client.send(b"GET / HTTP/1.1\r\nHost: te")
         response = await client.response()
         await client.assert_closed()
         elapsed = anyio.current_time() - start
     assert response.status_code == 408
-    assert 0.2 <= elapsed < 1.5
+    assert_took(elapsed, 0.3, virtual_time)
 
 
-async def test_fresh_connection_that_sends_nothing_is_closed_after_head_timeout() -> None:
-    async with (
-        running_server(ok_app, request_head_timeout=0.3) as address,
-        raw_client(address) as client,
-    ):
+@pytest.mark.mock_clock
+async def test_fresh_connection_that_sends_nothing_is_closed_after_head_timeout(
+    virtual_time: bool,
+) -> None:
+    async with memory_server(ok_app, request_head_timeout=0.3) as srv, srv.client() as client:
         start = anyio.current_time()
         assert await client.receive_some() == b""
         elapsed = anyio.current_time() - start
-    assert 0.2 <= elapsed < 1.5
+    assert_took(elapsed, 0.3, virtual_time)
 
 
-async def test_idle_keep_alive_connection_is_closed_after_keep_alive_timeout() -> None:
-    async with (
-        running_server(ok_app, keep_alive_timeout=0.3) as address,
-        raw_client(address) as client,
-    ):
+@pytest.mark.mock_clock
+async def test_idle_keep_alive_connection_is_closed_after_keep_alive_timeout(
+    virtual_time: bool,
+) -> None:
+    async with memory_server(ok_app, keep_alive_timeout=0.3) as srv, srv.client() as client:
         await client.send(request())
         await client.response()
         start = anyio.current_time()
         await client.assert_closed()
         elapsed = anyio.current_time() - start
-    assert 0.2 <= elapsed < 1.5
+    assert_took(elapsed, 0.3, virtual_time)
 
 
+@pytest.mark.mock_clock
 async def test_keep_alive_timeout_does_not_cut_a_slow_app() -> None:
+    app_started = anyio.Event()
+    proceed = anyio.Event()
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await anyio.sleep(0.5)  # the app's own work, longer than both timeouts
+        app_started.set()
+        await proceed.wait()
         await ok_app(scope, receive, send)
 
-    options = {"keep_alive_timeout": 0.2, "request_head_timeout": 0.2, "lifespan": "off"}
-    async with running_server(app, **options) as address, raw_client(address) as client:
+    options = {"keep_alive_timeout": 0.2, "request_head_timeout": 0.2}
+    async with memory_server(app, **options) as srv, srv.client() as client:
         await client.send(request())
+        await app_started.wait()
+        await anyio.sleep(0.5)  # the app's own work, longer than both timeouts
+        proceed.set()
         response = await client.response()
     assert response.body == b"ok"
 
 
-async def test_head_timeout_restarts_for_a_request_after_keep_alive() -> None:
-    async with (
-        running_server(ok_app, request_head_timeout=0.3, keep_alive_timeout=5) as address,
-        raw_client(address) as client,
-    ):
+@pytest.mark.mock_clock
+async def test_head_timeout_restarts_for_a_request_after_keep_alive(virtual_time: bool) -> None:
+    options = {"request_head_timeout": 0.3, "keep_alive_timeout": 1.5}
+    async with memory_server(ok_app, **options) as srv, srv.client() as client:
         await client.send(request())
         await client.response()
-        await client.send(b"GET / HTTP/1.1\r\n")
+        await anyio.sleep(1)  # idle, within the keep-alive timeout
         start = anyio.current_time()
-        with anyio.fail_after(WAIT):
-            response = await client.response()
+        await client.send(b"GET / HTTP/1.1\r\n")
+        response = await client.response()
         elapsed = anyio.current_time() - start
     assert response.status_code == 408
-    assert 0.2 <= elapsed < 1.5
+    assert_took(elapsed, 0.3, virtual_time)
 
 
 # -- more malformed input ------------------------------------------------------
@@ -282,12 +293,10 @@ async def test_oversized_body_with_expect_continue_gets_413_without_100() -> Non
     assert response.status_code == 413
 
 
-async def test_trickled_head_is_cut_off_at_the_head_timeout() -> None:
+@pytest.mark.mock_clock
+async def test_trickled_head_is_cut_off_at_the_head_timeout(virtual_time: bool) -> None:
     head = request(headers=[("X-Padding", "p" * 40)])
-    async with (
-        running_server(ok_app, request_head_timeout=0.4) as address,
-        raw_client(address) as client,
-    ):
+    async with memory_server(ok_app, request_head_timeout=0.4) as srv, srv.client() as client:
         start = anyio.current_time()
 
         async def trickle() -> None:
@@ -305,7 +314,7 @@ async def test_trickled_head_is_cut_off_at_the_head_timeout() -> None:
             elapsed = anyio.current_time() - start
             task_group.cancel_scope.cancel()
     assert response.status_code == 408
-    assert 0.3 <= elapsed < 1.2
+    assert_took(elapsed, 0.4, virtual_time)
 
 
 async def test_server_keeps_serving_after_oversized_heads() -> None:
@@ -326,10 +335,11 @@ async def test_http_1_1_request_without_host_gets_400() -> None:
     assert response.status_code == 400
 
 
+@pytest.mark.mock_clock
 async def test_head_timeout_is_fresh_for_a_request_after_a_drained_body() -> None:
     size = 1024 * 1024
-    options = {"request_head_timeout": 0.4, "keep_alive_timeout": 5}
-    async with running_server(ok_app, **options) as address, raw_client(address) as client:
+    options = {"request_head_timeout": 0.4, "keep_alive_timeout": 1.5}
+    async with memory_server(ok_app, **options) as srv, srv.client() as client:
         # The app answers without reading; the server then drains the body.
         await client.send(request("POST", headers=[("Content-Length", str(size))]))
         await client.response(b"POST")
@@ -342,6 +352,7 @@ async def test_head_timeout_is_fresh_for_a_request_after_a_drained_body() -> Non
     assert response.status_code == 200
 
 
+@pytest.mark.mock_clock
 async def test_head_timeout_does_not_fire_while_a_slow_app_takes_the_body() -> None:
     # The head and many body chunks arrive in one read; the app reads them
     # slowly, well past request_head_timeout. The request must not get 408.
@@ -362,8 +373,8 @@ async def test_head_timeout_does_not_fire_while_a_slow_app_takes_the_body() -> N
     chunks = b"".join(b"1\r\nx\r\n" for _ in range(8)) + b"0\r\n\r\n"
     head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     async with (
-        running_server(slow_reader, lifespan="off", request_head_timeout=0.3) as address,
-        raw_client(address) as client,
+        memory_server(slow_reader, request_head_timeout=0.3) as srv,
+        srv.client() as client,
     ):
         await client.send(head + chunks)
         response = await client.response(method=b"POST")

@@ -13,6 +13,7 @@ import tricorn
 from tests.conftest import running_server
 from tricorn.errors import LifespanFailure
 
+from ._memory import assert_took
 from ._support import (
     WAIT,
     lifespan_ok,
@@ -255,7 +256,8 @@ async def test_shutdown_failure_is_logged_and_serve_returns() -> None:
     assert any("flush failed" in message for message in log.messages())
 
 
-async def test_hung_lifespan_shutdown_is_bounded_by_lifespan_timeout() -> None:
+@pytest.mark.mock_clock
+async def test_hung_lifespan_shutdown_is_bounded_by_lifespan_timeout(virtual_time: bool) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await receive()
@@ -270,5 +272,5 @@ async def test_hung_lifespan_shutdown_is_bounded_by_lifespan_timeout() -> None:
             start = anyio.current_time()
             await handle.wait_stopped()
             elapsed = anyio.current_time() - start
-    assert 0.2 <= elapsed < 1.5
+    assert_took(elapsed, 0.3, virtual_time)
     assert any("lifespan shutdown" in message for message in log.messages())

@@ -8,6 +8,7 @@ import anyio
 import h11
 import pytest
 
+from ._memory import assert_took
 from ._support import WAIT, ok_app, raw_client, request, server, watch_log
 
 pytestmark = pytest.mark.anyio
@@ -104,7 +105,8 @@ async def test_new_connections_are_refused_once_shutdown_begins() -> None:
             await handle.wait_stopped()
 
 
-async def test_graceful_timeout_cancels_an_app_that_never_finishes() -> None:
+@pytest.mark.mock_clock
+async def test_graceful_timeout_cancels_an_app_that_never_finishes(virtual_time: bool) -> None:
     in_request = anyio.Event()
     cancelled: list[bool] = []
 
@@ -131,7 +133,7 @@ async def test_graceful_timeout_cancels_an_app_that_never_finishes() -> None:
             client.expect()
             with pytest.raises(h11.RemoteProtocolError):
                 await client.next_event()
-    assert 0.4 <= elapsed < 1.5
+    assert_took(elapsed, 0.5, virtual_time)
     assert cancelled == [True]
     assert any("graceful timeout" in message for message in log.messages())
 

@@ -217,6 +217,18 @@ class HTTP1Protocol:
         return held < _PIPELINE_BUFFER
 
     @property
+    def drain_on_close(self) -> bool:
+        """A request was cut short (refused, or its body unread) or a WebSocket
+        ended without its closing handshake: the client may still be sending.
+
+        Between requests, or after a request read in full, nothing is owed.
+        """
+        if self._ws is not None:
+            return not self._ws.closed
+        their_state = self._h11.their_state
+        return their_state is not h11.IDLE and their_state not in _REQUEST_COMPLETE
+
+    @property
     def phase(self) -> Phase:
         if self._ws is not None:
             # Once the app is done with an open WebSocket, or our close

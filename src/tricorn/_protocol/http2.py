@@ -222,6 +222,11 @@ class HTTP2Protocol:
         return len(self._active)
 
     @property
+    def drain_on_close(self) -> bool:
+        """Frames may always be in flight behind our GOAWAY (RFC 9113 6.8)."""
+        return True
+
+    @property
     def phase(self) -> Phase:
         return Phase.BUSY if self._active else Phase.IDLE
 

@@ -59,6 +59,13 @@ class ServerProtocol(Protocol):
     def has_output(self) -> bool: ...
 
     @property
+    def drain_on_close(self) -> bool:
+        """The peer may still be sending: before closing, its input is drained
+        (bounded) so that the kernel does not answer it with a reset that
+        destroys our last answer."""
+        ...
+
+    @property
     def output_size(self) -> int: ...
 
     def receive_data(self, data: bytes) -> list[Event]:

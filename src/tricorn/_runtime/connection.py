@@ -343,13 +343,15 @@ class Connection:
                 for exchange in self._exchanges.values():
                     exchange.disconnect()
                 self._windows.open_all()
-                await self._close()
+                await self._close(linger=self._protocol.drain_on_close)
                 self._writer_scope.cancel()
         finally:
             self._context.connections.discard(self)
             if self._protocol.error is not None:
                 error_logger.info("connection ended: %s", self._protocol.error)
-            await self._close()
+            # Reached with the transport open only when cancelled (a forced
+            # shutdown) or failing: close at once, without lingering.
+            await self._close(linger=False)
 
     async def _read_loop(self) -> None:
         # One scope for the whole loop: its deadline follows the protocol's
@@ -408,7 +410,7 @@ class Connection:
                 assert_never(phase)
         self._read_scope.deadline = anyio.current_time() + timeout
 
-    async def _close(self) -> None:
+    async def _close(self, *, linger: bool) -> None:
         """Write what is left and close the transport (once).
 
         Closing a socket with unread input makes the kernel answer with RST,
@@ -435,7 +437,7 @@ class Connection:
                     except RuntimeError:
                         # uvloop's word for a transport the peer already reset.
                         self._eof = True
-        if not self._eof:
+        if linger and not self._eof:
             with (
                 anyio.move_on_after(_LINGER, shield=True),
                 contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
