@@ -81,6 +81,25 @@ class H2Wire:
         await self.flush()
         return stream_id
 
+    async def open_websocket(self, path: str = "/") -> int:
+        """Send an extended CONNECT for a WebSocket (RFC 8441 4) once the server allows it."""
+        await self.until(lambda event: isinstance(event, h2.events.RemoteSettingsChanged))
+        assert self.conn.remote_settings.enable_connect_protocol == 1
+        stream_id = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(
+            stream_id,
+            [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"http"),
+                (b":path", path.encode()),
+                (b":authority", b"localhost"),
+                (b"sec-websocket-version", b"13"),
+            ],
+        )
+        await self.flush()
+        return stream_id
+
     async def response(
         self, stream_id: int, within: float = 5.0
     ) -> tuple[dict[bytes, bytes], bytes]:

@@ -342,21 +342,7 @@ async def test_websocket_over_http2_echoes_and_closes() -> None:
 
     async with server(app) as srv:
         wire = await H2Wire.connect(srv.address)
-        await wire.until(lambda event: isinstance(event, h2.events.RemoteSettingsChanged))
-        assert wire.conn.remote_settings.enable_connect_protocol == 1
-        stream_id = wire.conn.get_next_available_stream_id()
-        wire.conn.send_headers(
-            stream_id,
-            [
-                (b":method", b"CONNECT"),
-                (b":protocol", b"websocket"),
-                (b":scheme", b"http"),
-                (b":path", b"/chat"),
-                (b":authority", b"localhost"),
-                (b"sec-websocket-version", b"13"),
-            ],
-        )
-        await wire.flush()
+        stream_id = await wire.open_websocket("/chat")
         response = await wire.until(lambda event: isinstance(event, h2.events.ResponseReceived))
         assert isinstance(response, h2.events.ResponseReceived)
         assert dict(response.headers)[b":status"] == b"200"

@@ -112,20 +112,7 @@ async def test_two_senders_waiting_for_one_http2_streams_window_both_return() ->
         wire = await H2Wire.connect(
             srv.address, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
         )
-        await wire.until(lambda event: isinstance(event, h2.events.RemoteSettingsChanged))
-        stream_id = wire.conn.get_next_available_stream_id()
-        wire.conn.send_headers(
-            stream_id,
-            [
-                (b":method", b"CONNECT"),
-                (b":protocol", b"websocket"),
-                (b":scheme", b"http"),
-                (b":path", b"/"),
-                (b":authority", b"localhost"),
-                (b"sec-websocket-version", b"13"),
-            ],
-        )
-        await wire.flush()
+        stream_id = await wire.open_websocket()
         with anyio.fail_after(WAIT):
             await both_waiting.wait()
         assert returned == []

@@ -454,10 +454,8 @@ class Connection:
         websockets: set[int] = set()
         for index, event in enumerate(events):
             match event:
-                case RequestReceived(websocket=None):
-                    self._start_http(event)
                 case RequestReceived():
-                    self._start_websocket(event)
+                    self._start(event)
                 case DataReceived(stream_id=stream_id, data=data):
                     exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, HTTPExchange):
@@ -536,39 +534,33 @@ class Connection:
 
     # -- exchanges -----------------------------------------------------------
 
-    def _start_http(self, request: RequestReceived) -> None:
-        scope = build_http_scope(
-            request,
-            self._peer.for_request(request),
-            root_path=self._config.root_path,
-            state=self._context.state,
-        )
-        exchange = HTTPExchange(
-            self._context.app,
-            scope,
-            _StreamTransport(self, request.stream_id),
-            stream_id=request.stream_id,
-            expects_continue=request.expects_continue,
-            access_log=self._config.access_log,
-        )
+    def _start(self, request: RequestReceived) -> None:
+        """A request, or a WebSocket handshake: its exchange task starts now."""
+        info = self._peer.for_request(request)
+        config, context = self._config, self._context
+        transport = _StreamTransport(self, request.stream_id)
+        exchange: Exchange
+        if request.websocket is None:
+            exchange = HTTPExchange(
+                context.app,
+                build_http_scope(request, info, root_path=config.root_path, state=context.state),
+                transport,
+                stream_id=request.stream_id,
+                expects_continue=request.expects_continue,
+                access_log=config.access_log,
+            )
+        else:
+            exchange = WebSocketExchange(
+                context.app,
+                build_websocket_scope(
+                    request, info, root_path=config.root_path, state=context.state
+                ),
+                transport,
+                stream_id=request.stream_id,
+                config=config,
+            )
         self._begin(request.stream_id, exchange)
-
-    def _start_websocket(self, request: RequestReceived) -> None:
-        scope = build_websocket_scope(
-            request,
-            self._peer.for_request(request),
-            root_path=self._config.root_path,
-            state=self._context.state,
-        )
-        exchange = WebSocketExchange(
-            self._context.app,
-            scope,
-            _StreamTransport(self, request.stream_id),
-            stream_id=request.stream_id,
-            config=self._config,
-        )
-        self._begin(request.stream_id, exchange)
-        if self._context.shutting_down:
+        if context.shutting_down and isinstance(exchange, WebSocketExchange):
             assert self._task_group is not None
             self._task_group.start_soon(exchange.shutdown)
 
