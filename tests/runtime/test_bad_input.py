@@ -187,6 +187,20 @@ async def test_fresh_connection_that_sends_nothing_is_closed_after_head_timeout(
 
 
 @pytest.mark.mock_clock
+async def test_a_client_that_starts_the_http2_preface_and_stops_gets_one_head_timeout(
+    virtual_time: bool,
+) -> None:
+    # The bytes that may begin the preface are read within the head timeout
+    # of the connection's first request, not before it starts.
+    async with memory_server(ok_app, request_head_timeout=0.3) as srv, srv.client() as client:
+        start = anyio.current_time()
+        await client.send(b"PRI")
+        assert await client.receive_some() == b""
+        elapsed = anyio.current_time() - start
+    assert_took(elapsed, 0.3, virtual_time)
+
+
+@pytest.mark.mock_clock
 async def test_idle_keep_alive_connection_is_closed_after_keep_alive_timeout(
     virtual_time: bool,
 ) -> None:
