@@ -18,6 +18,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
 
 from ._h2wire import H2Wire
+from ._memory import assert_took, memory_server
 from ._support import WAIT, lifespan_ok, ok_app, server
 
 pytestmark = pytest.mark.anyio
@@ -409,3 +410,33 @@ async def test_sender_waiting_for_the_window_is_released_when_the_client_leaves(
         srv.shutdown()
         await srv.wait_stopped()  # promptly: nothing is left hanging
     assert outcome == ["send raised"]
+
+
+@pytest.mark.mock_clock
+async def test_pings_do_not_keep_an_idle_connection_open(virtual_time: bool) -> None:
+    # Idleness counts streams doing work, not bytes: a PING every 0.2 s
+    # does not stop the keep-alive timeout (0.5 s) from ending the connection.
+    async with memory_server(ok_app, keep_alive_timeout=0.5) as srv, srv.connect() as stream:
+        wire = H2Wire(stream, None)
+        await wire.flush()
+        start = anyio.current_time()
+
+        async def ping() -> None:
+            for n in range(20):
+                await anyio.sleep(0.2)
+                wire.conn.ping(b"%08d" % n)
+                try:
+                    await wire.flush()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ping)
+            goaway = await wire.until(
+                lambda event: isinstance(event, h2.events.ConnectionTerminated), within=WAIT
+            )
+            elapsed = anyio.current_time() - start
+            tasks.cancel_scope.cancel()
+    assert isinstance(goaway, h2.events.ConnectionTerminated)
+    assert goaway.error_code == 0
+    assert_took(elapsed, 0.5, virtual_time)
