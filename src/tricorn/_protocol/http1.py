@@ -230,6 +230,8 @@ class HTTP1Protocol:
 
     @property
     def phase(self) -> Phase:
+        if self._in_flight and self._ws is None:
+            return Phase.BUSY
         if self._ws is not None:
             # Once the app is done with an open WebSocket, or our close
             # frame is out, the peer's closing handshake has a deadline.
@@ -741,8 +743,14 @@ def _merge_body(events: list[Event]) -> list[Event]:
     A chunked body of one-byte chunks would otherwise cost the runtime and
     the app one message per byte.
     """
-    if sum(isinstance(event, DataReceived) for event in events) < 2:
-        return events
+    found = 0
+    for event in events:
+        if isinstance(event, DataReceived):
+            found += 1
+            if found == 2:
+                break
+    else:
+        return events  # at most one: nothing to join
     merged: list[Event] = []
     parts: list[bytes] = []
     for event in events:

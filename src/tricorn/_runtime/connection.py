@@ -207,14 +207,17 @@ class Connection:
 
     async def send(self, stream_id: int, commands: tuple[Command, ...]) -> None:
         """Write the commands' bytes; return once the peer's window let them out."""
-        async with self._write_lock:
+        await self._lock_for_writing()
+        try:
+            for command in commands:
+                self._protocol.handle(command)
+        finally:
             try:
-                for command in commands:
-                    self._protocol.handle(command)
-            finally:
                 # Also when the protocol refused a command: what it queued
                 # (the 500 that replaces an invalid response) must go out.
                 await self._write(self._take_output())
+            finally:
+                self._write_lock.release()
         if events := self._protocol.pending_events():
             self._dispatch(events)
         self._refresh()
@@ -248,6 +251,17 @@ class Connection:
 
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()
+
+    async def _lock_for_writing(self) -> None:
+        """Take the write lock; when it is free, without a trip through the event loop.
+
+        Most writes meet a free lock (one writer at a time is the rule), and
+        the write itself checkpoints; only a contended lock waits.
+        """
+        try:
+            self._write_lock.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._write_lock.acquire()
 
     def _take_output(self) -> bytes:
         data = self._protocol.data_to_send()
@@ -359,8 +373,8 @@ class Connection:
         # shutdown) the loop is over either way.
         with self._read_scope:
             await self._flush()  # HTTP/2's preface
+            self._arm()  # from here on, every change of phase re-arms (see _refresh)
             while not self._protocol.closed and not self._stopped:
-                self._arm()
                 self._parked = True
                 try:
                     if not self._protocol.wants_data:
