@@ -440,3 +440,46 @@ async def test_pings_do_not_keep_an_idle_connection_open(virtual_time: bool) -> 
     assert isinstance(goaway, h2.events.ConnectionTerminated)
     assert goaway.error_code == 0
     assert_took(elapsed, 0.5, virtual_time)
+
+
+async def test_a_websocket_message_larger_than_the_stream_window_arrives() -> None:
+    # The client can send only a window's worth before the server opens it
+    # again; a message bigger than the window must not wait for itself.
+    size = 200 * 1024
+    echoed = anyio.Event()
+    seen: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_ok(receive, send)
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        seen.append(len(message.get("bytes") or b""))
+        echoed.set()
+        await receive()
+
+    async with server(app) as srv:
+        wire = await H2Wire.connect(srv.address)
+        stream_id = await wire.open_websocket()
+        await wire.until(lambda event: isinstance(event, h2.events.ResponseReceived))
+        ws = Connection(ConnectionType.CLIENT)
+        from wsproto.events import BytesMessage
+
+        pending = ws.send(BytesMessage(b"z" * size))
+        with anyio.fail_after(WAIT):
+            while pending:
+                window = min(
+                    wire.conn.local_flow_control_window(stream_id),
+                    wire.conn.max_outbound_frame_size,
+                )
+                if window > 0:
+                    wire.conn.send_data(stream_id, pending[:window])
+                    pending = pending[window:]
+                    await wire.flush()
+                else:
+                    await wire.read()  # for the server's WINDOW_UPDATE
+            await echoed.wait()
+        await wire.aclose()
+    assert seen == [size]

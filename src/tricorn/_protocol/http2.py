@@ -41,6 +41,7 @@ from .events import (
     DataReceived,
     Event,
     Headers,
+    MessageReceived,
     PushPromise,
     RequestReceived,
     SendData,
@@ -466,7 +467,15 @@ class HTTP2Protocol:
         self._acknowledge(stream_id, flow - len(data))
         if stream.websocket is not None:
             ws_events = stream.websocket.receive_data(data) if data else []
-            stream.unacknowledged += len(data)
+            if any(isinstance(event, MessageReceived) for event in ws_events):
+                # Held back until the app takes its messages (acknowledge).
+                stream.unacknowledged += len(data)
+            else:
+                # Part of a message still arriving: only more bytes can
+                # complete it, so the window opens now, or a message larger
+                # than the window would wait for itself. The frame layer
+                # bounds what it holds (ws_max_message_size, then 1009).
+                self._acknowledge(stream_id, len(data))
             events.extend(ws_events)
             # h2 has read the whole batch before we see its events: a
             # RST_STREAM later in it closed the stream already (its
