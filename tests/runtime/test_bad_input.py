@@ -430,3 +430,29 @@ async def test_content_length_with_transfer_encoding_gets_400_and_close() -> Non
     assert response.status_code == 400
     assert response.header(b"connection") == b"close"
     assert calls == []
+
+
+@pytest.mark.mock_clock
+async def test_a_rejected_pipelined_request_closes_at_once_and_nothing_follows(
+    virtual_time: bool,
+) -> None:
+    calls: list[str] = []
+    bad = b"GET /second HTTP/1.1\r\nHost: test\r\nContent-Length: -1\r\n\r\n"
+    async with (
+        memory_server(app_recording_calls(calls), request_head_timeout=5) as srv,
+        srv.client() as client,
+    ):
+        await client.send(request(target="/first") + bad)
+        first = await client.response()
+        start = anyio.current_time()
+        rejected = await client.response()
+        rest = b""
+        while data := await client.receive_some():
+            rest += data
+        elapsed = anyio.current_time() - start
+    assert first.status_code == 200
+    assert rejected.status_code == 400
+    assert rejected.header(b"connection") == b"close"
+    assert rest == b""  # no unsolicited 408, or anything else
+    assert calls == ["/first"]
+    assert_took(elapsed, 0, virtual_time)  # closed at once, not after a timeout
