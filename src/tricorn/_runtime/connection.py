@@ -465,7 +465,7 @@ class Connection:
 
     def _dispatch(self, events: list[Event]) -> None:
         """Hand protocol events on. Nothing here waits."""
-        websockets: set[int] = set()
+        websockets: set[int] | None = None  # made only when a WebSocket is fed
         for index, event in enumerate(events):
             match event:
                 case RequestReceived():
@@ -492,6 +492,7 @@ class Connection:
                     exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, WebSocketExchange):
                         exchange.put_nowait(data)
+                        websockets = websockets or set()
                         websockets.add(stream_id)
                 case PongReceived(stream_id=stream_id):
                     exchange = self._exchanges.get(stream_id)
@@ -501,6 +502,7 @@ class Connection:
                     exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, WebSocketExchange):
                         exchange.closed(code, reason)
+                    websockets = websockets or set()
                     websockets.add(stream_id)
                 case StreamReset(stream_id=stream_id):
                     self._reset.add(stream_id)
@@ -522,7 +524,7 @@ class Connection:
                     self._switch_to_http2(data)
                 case _:
                     assert_never(event)
-        for stream_id in websockets:
+        for stream_id in websockets or ():
             # While the app keeps up, more may come as the frames are read;
             # once it lags, only its receive() lets more in (see acknowledge).
             exchange = self._exchanges.get(stream_id)
