@@ -254,6 +254,16 @@ async def ok_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+async def accepted_websocket(scope: Any, receive: Any, send: Any) -> bool:
+    """Serve lifespan (False), or take the connect and accept the WebSocket (True)."""
+    if scope["type"] == "lifespan":
+        await lifespan_ok(receive, send)
+        return False
+    await receive()
+    await send({"type": "websocket.accept"})
+    return True
+
+
 async def lifespan_ok(receive: Any, send: Any) -> None:
     while True:
         message = await receive()

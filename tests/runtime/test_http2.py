@@ -19,7 +19,7 @@ from wsproto.events import CloseConnection, TextMessage
 
 from ._h2wire import H2Wire
 from ._memory import assert_took, memory_server
-from ._support import WAIT, lifespan_ok, ok_app, server
+from ._support import WAIT, accepted_websocket, lifespan_ok, ok_app, server
 
 pytestmark = pytest.mark.anyio
 
@@ -450,11 +450,8 @@ async def test_a_websocket_message_larger_than_the_stream_window_arrives() -> No
     seen: list[int] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
+        if not await accepted_websocket(scope, receive, send):
             return
-        await receive()
-        await send({"type": "websocket.accept"})
         message = await receive()
         seen.append(len(message.get("bytes") or b""))
         echoed.set()

@@ -20,7 +20,7 @@ from wsproto.connection import Connection, ConnectionType
 from tests.conftest import running_server
 
 from ._h2wire import H2Wire
-from ._support import WAIT, lifespan_ok, server
+from ._support import WAIT, accepted_websocket, server
 from .test_websocket import ws_client
 
 pytestmark = pytest.mark.anyio
@@ -88,11 +88,8 @@ async def test_two_senders_waiting_for_one_http2_streams_window_both_return() ->
     returned: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
+        if not await accepted_websocket(scope, receive, send):
             return
-        await receive()
-        await send({"type": "websocket.accept"})
 
         async def send_one(name: str, size: int) -> None:
             await send({"type": "websocket.send", "bytes": name.encode() * size})
