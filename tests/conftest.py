@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-_ALL = {
+_ALL: dict[str, tuple[str, dict[str, Any]]] = {
     "asyncio": ("asyncio", {}),
     "uvloop": ("asyncio", {"use_uvloop": True}),
     "trio": ("trio", {}),
@@ -31,18 +31,39 @@ def _selected() -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "mock_clock: on trio, run with MockClock(autojump_threshold=0); time jumps "
-        "to the next deadline whenever every task waits (use with in-memory connections)",
+        "mock_clock: virtual time: trio runs with MockClock(autojump_threshold=0), "
+        "asyncio with tests._virtual_time.VirtualTimeLoop; time jumps to the next "
+        "deadline whenever every task waits (use with in-memory connections). uvloop's "
+        "clock is libuv's own, so these tests do not run on uvloop",
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Virtual-time tests run on asyncio and trio; uvloop's clock cannot be moved."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_uvloop = callspec is not None and callspec.params.get("anyio_backend") == "uvloop"
+        virtual = item.get_closest_marker("mock_clock") is not None
+        (drop if on_uvloop and virtual else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(params=_selected())
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     name, options = _ALL[request.param]
-    if name == "trio" and request.node.get_closest_marker("mock_clock") is not None:
-        import trio.testing
+    if request.node.get_closest_marker("mock_clock") is not None:
+        if request.param == "trio":
+            import trio.testing
 
-        options = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+            options = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+        elif request.param == "asyncio":
+            from tests._virtual_time import VirtualTimeLoop
+
+            options = {"loop_factory": VirtualTimeLoop}
     return name, options
 
 
@@ -55,8 +76,8 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def virtual_time(backend_name: str, request: pytest.FixtureRequest) -> bool:
-    """Whether time is trio's MockClock here, so elapsed times are exact."""
-    return backend_name == "trio" and request.node.get_closest_marker("mock_clock") is not None
+    """Whether time is virtual here (``mock_clock``), so elapsed times are exact."""
+    return backend_name != "uvloop" and request.node.get_closest_marker("mock_clock") is not None
 
 
 @asynccontextmanager
