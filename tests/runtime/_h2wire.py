@@ -1,4 +1,4 @@
-"""h2's client side over a real TCP connection, for runtime tests."""
+"""h2's client side over a TCP or in-memory connection, for runtime tests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import anyio.abc
 import h2.config
 import h2.connection
 import h2.events
+
+from ._support import Endpoint, open_stream
 
 
 class H2Wire:
@@ -27,9 +29,9 @@ class H2Wire:
         self.closed = False
 
     @classmethod
-    async def connect(cls, address: str, settings: dict[Any, int] | None = None) -> H2Wire:
-        host, port = address.rsplit(":", 1)
-        wire = cls(await anyio.connect_tcp(host, int(port)), settings)
+    async def connect(cls, endpoint: Endpoint, settings: dict[Any, int] | None = None) -> H2Wire:
+        """Connect to an address or an in-memory server and send the preface."""
+        wire = cls(await open_stream(endpoint), settings)
         await wire.flush()
         return wire
 

@@ -22,7 +22,7 @@ import tricorn
 from tricorn._runtime.context import ConnectionContext
 from tricorn._runtime.serve import serve_stream
 
-from ._support import RawClient
+from ._support import RawClient, raw_client
 
 #: Writes a side may have in flight before its send waits (a socket buffer).
 _BUFFERED_WRITES = 16
@@ -77,9 +77,8 @@ class MemoryServer:
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[RawClient]:
-        stream = self.connect()
-        async with stream:
-            yield RawClient(stream)
+        async with raw_client(self) as client:
+            yield client
 
     def shutdown(self) -> None:
         self.context.begin_shutdown()

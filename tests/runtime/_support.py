@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -121,15 +121,32 @@ class RawClient:
         assert isinstance(event, h11.ConnectionClosed), event
 
 
-@asynccontextmanager
-async def raw_client(address: str) -> AsyncIterator[RawClient]:
-    """Connect to ``host:port``, ``[v6]:port`` or ``unix:path``."""
+class Connectable(Protocol):
+    """A server a test reaches without a socket (``_memory.MemoryServer``)."""
+
+    def connect(self) -> anyio.abc.ByteStream: ...
+
+
+#: Where a test client connects: an address (``host:port``, ``[v6]:port``,
+#: ``unix:path``) or an in-memory server.
+Endpoint = str | Connectable
+
+
+async def open_stream(endpoint: Endpoint) -> anyio.abc.ByteStream:
+    """A new connection to ``endpoint``: a socket for an address, else an in-memory pair."""
+    if not isinstance(endpoint, str):
+        return endpoint.connect()
     with anyio.fail_after(WAIT):
-        if address.startswith("unix:"):
-            stream: anyio.abc.ByteStream = await anyio.connect_unix(address[len("unix:") :])
-        else:
-            host, _, port = address.rpartition(":")
-            stream = await anyio.connect_tcp(host.strip("[]"), int(port))
+        if endpoint.startswith("unix:"):
+            return await anyio.connect_unix(endpoint[len("unix:") :])
+        host, _, port = endpoint.rpartition(":")
+        return await anyio.connect_tcp(host.strip("[]"), int(port))
+
+
+@asynccontextmanager
+async def raw_client(endpoint: Endpoint) -> AsyncIterator[RawClient]:
+    """A raw client connected to ``endpoint`` (an address or an in-memory server)."""
+    stream = await open_stream(endpoint)
     async with stream:
         yield RawClient(stream)
 
