@@ -487,6 +487,94 @@ def test_chunked_body_exceeding_max_body_is_rejected_413() -> None:
     assert header_values(response, b"connection") == [b"close"]
 
 
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [b"F" * 20 + b"\r\n", b"F" * 20 + b"\r\nsome bytes of it", b"40000001\r\n"],
+    ids=["header-alone", "header-and-bytes", "just-over-1GiB"],
+)
+def test_chunk_size_above_the_bound_is_answered_400_before_its_bytes(size_line: bytes) -> None:
+    # Twenty hex digits overflow any 64-bit parser in front of us: refused
+    # when the size is read, not waited for.
+    server = make_server()
+    events = server.receive_data(CHUNKED_HEAD + size_line)
+    assert _summary(events)[0] == "RequestReceived"
+    assert events[-1] == RequestRejected(400, "chunk size too large")
+    assert server.closed
+    response = response_of(parse_response(server.data_to_send(), b"POST"))
+    assert response.status_code == 400
+    assert header_values(response, b"connection") == [b"close"]
+
+
+def test_chunk_of_the_bound_with_leading_zeros_is_read() -> None:
+    server = make_server()
+    events = server.receive_data(CHUNKED_HEAD + b"0" * 19 + b"1\r\nA\r\n40000000\r\nB")
+    assert not any(isinstance(event, RequestRejected) for event in events)
+    assert body_of(events) == b"AB"
+
+
+def test_chunk_announced_past_max_body_is_answered_413_before_its_bytes() -> None:
+    server = make_server(max_request_body_size=1000)
+    events = server.receive_data(CHUNKED_HEAD + b"10\r\n0123456789abcdef\r\n3e9\r\n")
+    assert events[-1] == RequestRejected(413, "request body too large")
+    assert body_of(events) == b"0123456789abcdef"
+    response = response_of(parse_response(server.data_to_send(), b"POST"))
+    assert response.status_code == 413
+
+
+def test_connect_is_answered_501_without_a_request_event() -> None:
+    # ASGI has no tunnels; HTTP/2 answers a plain CONNECT the same way.
+    server = make_server()
+    events = server.receive_data(
+        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n"
+    )
+    assert events == [
+        RequestRejected(501, "CONNECT is only served for WebSocket over HTTP/2 (RFC 8441)")
+    ]
+    response = response_of(parse_response(server.data_to_send(), b"CONNECT"))
+    assert response.status_code == 501
+    assert header_values(response, b"connection") == [b"close"]
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        (b"http://origin.example:8080/path?q=1", b"origin.example:8080"),
+        (b"HTTPS://origin.example", b"origin.example"),
+        (b"http://[::1]:9000/", b"[::1]:9000"),
+    ],
+)
+def test_absolute_form_target_replaces_the_host_header(target: bytes, host: bytes) -> None:
+    # RFC 9112 3.2.2: the target's authority wins over the Host header.
+    server = make_server()
+    events = server.receive_data(
+        b"GET " + target + b" HTTP/1.1\r\nhost: spoofed.example\r\nx-a: b\r\n\r\n"
+    )
+    request = events[0]
+    assert isinstance(request, RequestReceived)
+    assert request.target == target
+    assert [value for name, value in request.headers if name == b"host"] == [host]
+    assert (b"x-a", b"b") in request.headers
+
+
+@pytest.mark.parametrize("target", [b"http:///path", b"http://user@evil.example/"])
+def test_absolute_form_target_without_a_plain_host_is_answered_400(target: bytes) -> None:
+    server = make_server()
+    events = server.receive_data(b"GET " + target + b" HTTP/1.1\r\nhost: a\r\n\r\n")
+    assert events == [RequestRejected(400, "invalid authority in the request target")]
+    assert response_of(parse_response(server.data_to_send())).status_code == 400
+
+
+def test_origin_form_target_that_looks_like_a_url_keeps_the_host_header() -> None:
+    server = make_server()
+    events = server.receive_data(b"GET /http://x/ HTTP/1.1\r\nhost: a\r\n\r\n")
+    request = events[0]
+    assert isinstance(request, RequestReceived)
+    assert (b"host", b"a") in request.headers
+
+
 def test_bytes_after_a_connection_close_request_do_not_reject_that_request() -> None:
     # RFC 9112 9.6: after a request with "close" the server answers it and
     # MUST NOT process further requests; it does not turn the answer into a 400.
@@ -663,10 +751,7 @@ UPGRADE_REQUESTS = {
         target="/",
         headers=[HOST, (b"connection", b"upgrade"), (b"upgrade", b"foo/2")],
     ),
-    "connect": h11.Request(
-        method="CONNECT", target="example.com:443", headers=[(b"host", b"example.com:443")]
-    ),
-}
+}  # (a CONNECT is refused outright: test_connect_is_answered_501...)
 
 
 @pytest.mark.parametrize("kind", UPGRADE_REQUESTS)

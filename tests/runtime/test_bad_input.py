@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import running_server
 
 from ._memory import assert_took, memory_server
-from ._support import WAIT, ok_app, raw_client, read_body, request
+from ._support import WAIT, ok_app, raw_client, read_body, request, watch_log
 
 pytestmark = pytest.mark.anyio
 
@@ -451,3 +451,84 @@ async def test_a_rejected_pipelined_request_closes_at_once_and_nothing_follows(
     assert rest == b""  # no unsolicited 408, or anything else
     assert calls == ["/first"]
     assert_took(elapsed, 0, virtual_time)  # closed at once, not after a timeout
+
+
+@pytest.mark.mock_clock
+async def test_a_chunk_size_of_twenty_hex_digits_gets_400_at_once(virtual_time: bool) -> None:
+    # A size no 64-bit parser in front agrees on: refused when read, the app
+    # told its client is gone, and nothing waits for the chunk.
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(await receive())
+        seen.append(await receive())
+
+    async with (
+        memory_server(app, request_head_timeout=5) as srv,
+        srv.client() as client,
+    ):
+        start = anyio.current_time()
+        await client.send(
+            request("POST", headers=[("Transfer-Encoding", "chunked")])
+            + b"F" * 20
+            + b"\r\nthe start of it"
+        )
+        response = await client.response(b"POST")
+        await client.assert_closed()
+        elapsed = anyio.current_time() - start
+    assert response.status_code == 400
+    assert response.body == b"400 Bad Request: chunk size too large\n"
+    assert seen[-1] == {"type": "http.disconnect"}
+    assert b"the start of it" not in b"".join(m.get("body", b"") for m in seen)
+    assert_took(elapsed, 0, virtual_time)
+
+
+@pytest.mark.mock_clock
+async def test_a_chunk_announced_past_the_body_limit_gets_413_before_its_bytes() -> None:
+    async with (
+        memory_server(ok_app, max_request_body_size=1000, request_head_timeout=5) as srv,
+        srv.client() as client,
+    ):
+        await client.send(request("POST", headers=[("Transfer-Encoding", "chunked")]) + b"3e9\r\n")
+        response = await client.response(b"POST")
+        await client.assert_closed()
+    assert response.status_code == 413
+
+
+async def test_connect_gets_501_without_the_app_or_an_error_in_the_log() -> None:
+    # Any client could otherwise flood the log with tracebacks blaming the app.
+    calls: list[str] = []
+    with watch_log() as log:
+        async with memory_server(app_recording_calls(calls)) as srv:
+            async with srv.client() as client:
+                await client.send(
+                    b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+                )
+                response = await client.response(b"CONNECT")
+                await client.assert_closed()
+            async with srv.client() as client:
+                await client.send(request(target="/next"))
+                assert (await client.response()).status_code == 200
+    assert response.status_code == 501
+    assert calls == ["/next"]
+    assert [r.getMessage() for r in log.records if r.levelname in ("ERROR", "WARNING")] == []
+
+
+async def test_absolute_form_target_gives_the_app_its_host() -> None:
+    # RFC 9112 3.2.2: the target's authority, not the Host header.
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await ok_app(scope, receive, send)
+
+    async with memory_server(app) as srv, srv.client() as client:
+        await client.send(
+            b"GET http://origin.example:8080/p?q=1 HTTP/1.1\r\nHost: spoofed.example\r\n\r\n"
+        )
+        assert (await client.response()).status_code == 200
+    (scope,) = seen
+    assert [value for name, value in scope["headers"] if name == b"host"] == [
+        b"origin.example:8080"
+    ]
+    assert (scope["path"], scope["query_string"]) == ("/p", b"q=1")

@@ -13,7 +13,7 @@ import h11
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
-from . import rules, websocket
+from . import h11_seams, rules, websocket
 from .events import (
     AcceptWebSocket,
     CloseWebSocket,
@@ -66,8 +66,8 @@ _UPGRADE_HEADERS: Final = ((b"upgrade", b"websocket"), (b"connection", b"Upgrade
 
 _RESPONSE_HEAD_SENT: Final = frozenset({h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 
-#: Client states in which the request has been read in full. An Upgrade or
-#: CONNECT request leaves h11 in a switch state rather than DONE; its body is
+#: Client states in which the request has been read in full. An Upgrade
+#: request leaves h11 in a switch state rather than DONE; its body is
 #: complete all the same, and bytes after it must be bounded like any other.
 _REQUEST_COMPLETE: Final = frozenset(
     {
@@ -135,6 +135,8 @@ class HTTP1Protocol:
         self._body_received = 0
         self._body_allowed = True
         self._chunked = False
+        #: The request body comes in chunks (Transfer-Encoding: chunked).
+        self._chunked_request = False
         #: ``Upgrade: h2c`` is honoured (cleartext, HTTP/2 and the upgrade on).
         self._h2c_allowed = h2c_upgrade
         self._h2c: tuple[RequestReceived, bytes] | None = None
@@ -380,6 +382,7 @@ class HTTP1Protocol:
         self._body_received = 0
         self._body_allowed = True
         self._chunked = False
+        self._chunked_request = False
         self._ws_request = None
         self._h2c = None
         self._h2c_body = bytearray()
@@ -422,6 +425,12 @@ class HTTP1Protocol:
                         events.append(rejected)
                         return
                     headers = tuple(event.headers)
+                    try:
+                        if (host := rules.absolute_form_host(event.target)) is not None:
+                            headers = rules.with_host(headers, host)
+                    except ValueError as exc:
+                        events.append(self._reject(400, str(exc)))
+                        return
                     http_version = event.http_version.decode("ascii")
                     if self._config.ws != "none" and websocket.is_websocket_upgrade(headers):
                         try:
@@ -468,8 +477,8 @@ class HTTP1Protocol:
                     return
                 case h11.Data():
                     self._body_received += len(event.data)
-                    if self._max_body is not None and self._body_received > self._max_body:
-                        events.append(self._reject(413, "request body too large"))
+                    if (rejected := self._body_fault()) is not None:
+                        events.append(rejected)
                         return
                     if self._in_flight:
                         self._unacknowledged += len(event.data)
@@ -496,8 +505,24 @@ class HTTP1Protocol:
                     return
                 case _:
                     # NEED_DATA or PAUSED: nothing more until bytes arrive or
-                    # the next cycle starts.
+                    # the next cycle starts. A chunk header may have been
+                    # read without any of its bytes: judge its size now.
+                    if self._chunked_request and (rejected := self._body_fault()) is not None:
+                        events.append(rejected)
                     return
+
+    def _body_fault(self) -> RequestRejected | None:
+        """Refuse a body that is, or has announced that it will be, too large.
+
+        A chunked body announces each chunk's size before its bytes: a chunk
+        past the limit is refused then, not after it has been read.
+        """
+        expected = h11_seams.chunk_bytes_expected(self._h11) if self._chunked_request else 0
+        if (fault := rules.chunk_fault(expected)) is not None:
+            return self._reject(400, fault)
+        if self._max_body is not None and self._body_received + expected > self._max_body:
+            return self._reject(413, "request body too large")
+        return None
 
     def _speaks_http1(self) -> bool:
         """The request line so far carries an HTTP-version (or is still incomplete)."""
@@ -563,6 +588,12 @@ class HTTP1Protocol:
             return self._reject(431, "request header block too large")
         if (fault := rules.framing_fault(request.headers)) is not None:
             return self._reject(400, fault)
+        if (fault := rules.connect_fault(request.method, None, websocket=False)) is not None:
+            # Answered here, as on HTTP/2: an app could not serve a tunnel,
+            # and h11 would fail it for any 2xx (a protocol switch).
+            return self._reject(501, fault)
+        # h11 answers any coding but chunked itself (501), so this means chunked.
+        self._chunked_request = any(name == b"transfer-encoding" for name, _ in request.headers)
         if rules.declared_length_exceeds(request.headers, self._max_body):
             return self._reject(413, "request body too large")
         return None

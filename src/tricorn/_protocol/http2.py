@@ -419,10 +419,8 @@ class HTTP2Protocol:
         ws_request: WebSocketRequest | None = None
         if method == b"CONNECT":
             protocol = pseudo.get(b":protocol")
-            if protocol is None or protocol.lower() != b"websocket" or self._config.ws == "none":
-                # A tunnel (plain CONNECT) or a protocol we do not speak over
-                # extended CONNECT: ASGI has no way to serve either.
-                self._refuse(stream_id, 501, "CONNECT is only served for WebSocket (RFC 8441)")
+            if fault := rules.connect_fault(method, protocol, self._config.ws != "none"):
+                self._refuse(stream_id, 501, fault)
                 return None
             try:
                 ws_request = websocket.read_connect_handshake(tuple(headers))

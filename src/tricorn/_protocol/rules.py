@@ -18,7 +18,11 @@ Fields = Iterable[tuple[bytes, bytes]]
 
 __all__ = [
     "CONNECTION_HEADERS",
+    "MAX_CHUNK_SIZE",
+    "absolute_form_host",
     "accepts_trailers",
+    "chunk_fault",
+    "connect_fault",
     "declared_length_exceeds",
     "framing_fault",
     "header_tokens",
@@ -26,6 +30,7 @@ __all__ = [
     "response_allows_body",
     "short_reason",
     "status_phrase",
+    "with_host",
 ]
 
 
@@ -62,6 +67,55 @@ def framing_fault(headers: Fields) -> str | None:
             has_encoding = True
     if has_length and has_encoding:
         return "both Content-Length and Transfer-Encoding"
+    return None
+
+
+def connect_fault(method: bytes, protocol: bytes | None, websocket: bool) -> str | None:
+    """Why a CONNECT request cannot be served (answered 501 without the app), or None.
+
+    ASGI has no tunnels: the only CONNECT served is HTTP/2's extended
+    CONNECT for a WebSocket (RFC 8441), and only while WebSocket is on.
+    Over HTTP/1.1 (no ``:protocol``) every CONNECT is refused.
+    """
+    if method != b"CONNECT":
+        return None
+    if websocket and protocol is not None and protocol.lower() == b"websocket":
+        return None
+    return "CONNECT is only served for WebSocket over HTTP/2 (RFC 8441)"
+
+
+def absolute_form_host(target: bytes) -> bytes | None:
+    """The authority of an absolute-form request target, or None for any other form.
+
+    RFC 9112 3.2.2: a server given ``GET http://host/path`` uses the target's
+    host, not the Host header. Raises ValueError for an authority that is
+    empty or carries userinfo (RFC 9110 4.2.4: likely hiding the real host).
+    """
+    scheme, separator, rest = target.partition(b"://")
+    if not separator or scheme.lower() not in (b"http", b"https"):
+        return None
+    authority = rest.split(b"/", 1)[0].split(b"?", 1)[0].split(b"#", 1)[0]
+    if not authority or b"@" in authority:
+        raise ValueError("invalid authority in the request target")
+    return authority
+
+
+def with_host(headers: Headers, host: bytes) -> Headers:
+    """``headers`` with every Host field replaced by one carrying ``host``."""
+    return ((b"host", host), *((name, value) for name, value in headers if name != b"host"))
+
+
+#: The largest chunk of a chunked request body accepted (1 GiB). No client
+#: sends a chunk near this; a larger size is an attack on a parser in front
+#: (twenty hex digits overflow any 64-bit one, and it and tricorn would then
+#: disagree on where the body ends).
+MAX_CHUNK_SIZE: Final = 1 << 30
+
+
+def chunk_fault(size: int) -> str | None:
+    """Why a request body chunk of ``size`` bytes is refused (400), or None."""
+    if size > MAX_CHUNK_SIZE:
+        return "chunk size too large"
     return None
 
 

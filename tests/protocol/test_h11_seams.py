@@ -1,0 +1,32 @@
+"""The one place tricorn reads h11's internals: pinned, so an h11 that moves them fails here."""
+
+from __future__ import annotations
+
+import h11
+
+from tricorn._protocol import h11_seams
+
+
+def test_check_passes_on_the_installed_h11() -> None:
+    h11_seams.check()
+
+
+def _server_after(data: bytes) -> h11.Connection:
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(data)
+    while connection.next_event() is not h11.NEED_DATA:
+        pass
+    return connection
+
+
+def test_chunk_bytes_expected_counts_down_the_chunk_being_read() -> None:
+    head = b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+    assert h11_seams.chunk_bytes_expected(_server_after(head)) == 0
+    assert h11_seams.chunk_bytes_expected(_server_after(head + b"a\r\n")) == 10
+    assert h11_seams.chunk_bytes_expected(_server_after(head + b"a\r\n0123")) == 6
+    assert h11_seams.chunk_bytes_expected(_server_after(head + b"a\r\n0123456789\r\n")) == 0
+
+
+def test_chunk_bytes_expected_is_zero_for_a_content_length_body() -> None:
+    head = b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n0123"
+    assert h11_seams.chunk_bytes_expected(_server_after(head)) == 0
