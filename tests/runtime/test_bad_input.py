@@ -532,3 +532,18 @@ async def test_absolute_form_target_gives_the_app_its_host() -> None:
         b"origin.example:8080"
     ]
     assert (scope["path"], scope["query_string"]) == ("/p", b"q=1")
+
+
+async def test_own_413_reaches_a_client_that_sends_its_whole_body_before_reading() -> None:
+    # Closing with the body unread would make the kernel answer with RST and
+    # destroy the 413 in flight (this fails on asyncio without the drain); the
+    # rest of the body, up to 8 MiB and 0.5 s, is read and dropped first.
+    size = 4 * 1024 * 1024
+    async with (
+        running_server(ok_app, max_request_body_size=1000) as address,
+        raw_client(address) as client,
+    ):
+        await client.send(request("POST", body=b"x" * size))
+        response = await client.response(b"POST")
+    assert response.status_code == 413
+    assert response.header(b"connection") == b"close"

@@ -69,6 +69,9 @@ CLOSE_TIMEOUT: Final = 1.0
 #: answer (a 413, a GOAWAY). A peer that read it closes at once; this bounds
 #: one that waits for us to close first (over TLS, which cannot half-close).
 _LINGER: Final = 0.5
+#: The most a closing connection reads and drops: a client that sends a
+#: larger body after our refusal is cut off (and may miss the answer).
+_LINGER_BYTES: Final = 8 * 1024 * 1024
 #: How long a WebSocket waits for the peer's answer to its close frame.
 _WS_CLOSE_TIMEOUT: Final = 5.0
 #: Unwritten bytes ``queue_commands`` may leave in the protocol; past this a
@@ -456,8 +459,9 @@ class Connection:
                 anyio.move_on_after(_LINGER, shield=True),
                 contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
             ):
-                while True:
-                    await self._stream.receive(READ_SIZE)  # until EndOfStream
+                drained = 0
+                while drained < _LINGER_BYTES:
+                    drained += len(await self._stream.receive(READ_SIZE))  # until EndOfStream
         with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await self._stream.aclose()
 
