@@ -457,6 +457,38 @@ def test_error_response_to_a_malformed_head_does_not_quote_the_head() -> None:
     assert len(server.data_to_send()) <= 2048
 
 
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"GET /a b HTTP/1.1\r\nhost: a\r\n\r\n", "malformed request line"),
+        (b"GET / HTTP/1.1\r\nhost: a\r\nx-secret\x01: 1\r\n\r\n", "malformed header field"),
+        (b"GET / HTTP/1.1\r\nhost: a\r\nno-colon-secret\r\n\r\n", "malformed header field"),
+        (b"GET / HTTP/1.1\r\nx-secret: 1\r\n\r\n", "missing Host header"),
+        (b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", "more than one Host header"),
+        (b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1x\r\n\r\n", "invalid Content-Length"),
+        (
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+            "conflicting Content-Length headers",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nsecret\r\n",
+            "malformed chunked body",
+        ),
+    ],
+)
+def test_refusal_body_is_a_fixed_reason_never_the_request_bytes(head: bytes, reason: str) -> None:
+    # The parser's own message (which quotes the request) goes to the debug
+    # log through ``detail``; the client gets one fixed line.
+    server = make_server()
+    events = server.receive_data(head)
+    rejected = events[-1]
+    assert isinstance(rejected, RequestRejected)
+    assert (rejected.status_code, rejected.reason) == (400, reason)
+    assert rejected.detail  # what h11 said, for the log
+    body = client_body(parse_response(server.data_to_send()))
+    assert body == f"400 Bad Request: {reason}\n".encode()
+
+
 def test_content_length_above_max_body_is_rejected_413_before_any_request_event() -> None:
     conv = Conversation(max_request_body_size=10)
     events = conv.send(
@@ -641,7 +673,7 @@ def test_eof_mid_head_is_rejected_400() -> None:
     server = make_server()
     assert server.receive_data(b"GET / HTTP/1.1\r\nhost: exa") == []
     events = server.receive_data(b"")
-    assert events == [RequestRejected(400, "peer unexpectedly closed connection")]
+    assert events == [RequestRejected(400, "incomplete request")]
     assert server.closed
     assert response_of(parse_response(server.data_to_send())).status_code == 400
 

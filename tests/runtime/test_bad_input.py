@@ -547,3 +547,16 @@ async def test_own_413_reaches_a_client_that_sends_its_whole_body_before_reading
         response = await client.response(b"POST")
     assert response.status_code == 413
     assert response.header(b"connection") == b"close"
+
+
+async def test_a_400_says_a_fixed_reason_and_the_parsers_words_go_to_the_debug_log() -> None:
+    with watch_log() as log:
+        async with memory_server(ok_app) as srv, srv.client() as client:
+            await client.send(b"GET / HTTP/1.1\r\nHost: a\r\nsecret-without-colon\r\n\r\n")
+            response = await client.response()
+            await client.assert_closed()
+        await log.wait_for("rejected a request with 400")
+    assert response.body == b"400 Bad Request: malformed header field\n"
+    assert b"secret" not in response.body
+    (line,) = [m for m in log.messages() if m.startswith("rejected a request")]
+    assert "malformed header field" in line and "secret-without-colon" in line

@@ -7,7 +7,7 @@ frozen, slotted dataclasses so they can be matched on and never mutated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "AcceptWebSocket",
@@ -112,6 +112,9 @@ class RequestRejected:
 
     status_code: int
     reason: str
+    #: What the parser said, for the debug log only: it may quote the
+    #: request, so it never reaches the client.
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

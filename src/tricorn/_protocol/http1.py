@@ -416,8 +416,8 @@ class HTTP1Protocol:
                 reason = {
                     414: "request line too long",
                     431: "request header block too large",
-                }.get(status, rules.short_reason(exc))
-                events.append(self._reject(status, reason))
+                }.get(status) or rules.parse_fault(str(exc))
+                events.append(self._reject(status, reason, detail=rules.short_reason(exc)))
                 return
             match event:
                 case h11.Request():
@@ -616,11 +616,13 @@ class HTTP1Protocol:
         """
         return self._reject(408, "request head not received in time")
 
-    def _reject(self, status_code: int, reason: str, headers: Headers = ()) -> RequestRejected:
+    def _reject(
+        self, status_code: int, reason: str, headers: Headers = (), *, detail: str = ""
+    ) -> RequestRejected:
         if not self.response_started:
             self._out += error_response(status_code, reason, self._default_headers(), headers)
         self._closed = True
-        return RequestRejected(status_code, reason)
+        return RequestRejected(status_code, reason, detail)
 
     def _close_event(self) -> list[Event]:
         self._closed = True

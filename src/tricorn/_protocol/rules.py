@@ -26,6 +26,7 @@ __all__ = [
     "declared_length_exceeds",
     "framing_fault",
     "header_tokens",
+    "parse_fault",
     "refusal",
     "response_allows_body",
     "short_reason",
@@ -164,6 +165,38 @@ def refusal(status_code: int, reason: str) -> tuple[Headers, bytes]:
         (b"content-length", str(len(body)).encode()),
     )
     return headers, body
+
+
+#: What a parser's complaint (by how its message begins) is called in our
+#: answer: a fixed phrase, so a refusal never echoes the request's bytes or
+#: the parser's internals back (those go to the debug log).
+_PARSE_FAULTS: Final = (
+    ("illegal request line", "malformed request line"),
+    ("no request line", "malformed request line"),
+    ("continuation line", "malformed header field"),
+    ("illegal header line", "malformed header field"),
+    ("illegal header name", "malformed header field"),
+    ("illegal header value", "malformed header field"),
+    ("missing mandatory host", "missing Host header"),
+    ("found multiple host", "more than one Host header"),
+    ("conflicting content-length", "conflicting Content-Length headers"),
+    ("bad content-length", "invalid Content-Length"),
+    ("multiple transfer-encoding", "unsupported Transfer-Encoding"),
+    ("only transfer-encoding: chunked", "unsupported Transfer-Encoding"),
+    ("illegal chunk header", "malformed chunked body"),
+    ("malformed chunk footer", "malformed chunked body"),
+    ("peer unexpectedly closed", "incomplete request"),
+    ("peer closed connection without sending complete", "incomplete request body"),
+)
+
+
+def parse_fault(message: str) -> str:
+    """The fixed reason a refusal gives for a parser's error ``message``."""
+    lowered = message.lower()
+    for start, reason in _PARSE_FAULTS:
+        if lowered.startswith(start):
+            return reason
+    return "malformed request"
 
 
 def short_reason(error: BaseException) -> str:

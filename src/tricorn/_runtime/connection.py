@@ -520,8 +520,13 @@ class Connection:
                     for exchange in self._exchanges.values():
                         exchange.disconnect()
                     self._windows.open_all()
-                case RequestRejected(status_code=status, reason=reason):
-                    error_logger.debug("rejected a request with %d: %s", status, reason)
+                case RequestRejected(status_code=status, reason=reason, detail=detail):
+                    error_logger.debug(
+                        "rejected a request with %d: %s%s",
+                        status,
+                        reason,
+                        detail and f" ({detail})",
+                    )
                 case H2CUpgradeRequested(data=data):
                     self._switch_to_http2(data, event)
                 case HTTP2PrefaceReceived(data=data):
