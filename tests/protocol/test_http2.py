@@ -250,6 +250,32 @@ def test_ping_flood_ends_with_enhance_your_calm() -> None:
     assert goaway.error_code == _E.ENHANCE_YOUR_CALM
 
 
+def test_a_ping_flood_in_one_read_gets_no_more_answers_than_the_budget() -> None:
+    # Budgets are checked per frame: 64 KiB of PINGs in one read (3,855 of
+    # them) get the budget's worth of ACKs (and one for the PING that
+    # overdraws it, answered as it is read), then the GOAWAY.
+    conv = H2Conversation(h2_max_control_frames=50)
+    ping = PingFrame(0, opaque_data=b"12345678").serialize()
+    events = conv.send_raw(ping * (65536 // len(ping)))
+    assert ConnectionClosed() in events
+    assert len(conv.seen(h2.events.PingAckReceived)) <= 51
+    goaway = conv.goaway()
+    assert goaway is not None
+    assert goaway.error_code == _E.ENHANCE_YOUR_CALM
+
+
+def test_no_stream_is_opened_after_the_frame_that_spent_the_budget() -> None:
+    # Requests behind the condemning frame in the same read are never parsed.
+    conv = H2Conversation(h2_max_control_frames=5)
+    ping = PingFrame(0, opaque_data=b"12345678").serialize()
+    request = HeadersFrame(1)
+    request.data = conv.client.encoder.encode(request_headers())
+    request.flags = {"END_HEADERS", "END_STREAM"}
+    events = conv.send_raw(ping * 10 + request.serialize())
+    assert not any(isinstance(event, RequestReceived) for event in events)
+    assert ConnectionClosed() in events
+
+
 def test_invalid_preface_is_a_protocol_error() -> None:
     conv = H2Conversation()
     fresh = type(conv.server)(conv.server._config)  # a server that saw no preface yet

@@ -1,7 +1,7 @@
 """Where tricorn reaches beneath h2's public API: every such place, and nowhere else.
 
-h2 leaves out what a server under attack needs (a count of the frames it
-takes in without an event, the size a pending frame announces, the bytes of
+h2 leaves out what a server under attack needs (its events frame by frame,
+a count of the frames it takes in without an event, the size a pending frame announces, the bytes of
 a header block waiting for CONTINUATIONs), and treats a graceful GOAWAY from
 the peer as the end of the connection. These functions get at h2's private
 parts for that; ``pyproject.toml`` bounds h2 to the versions they are proven
@@ -12,9 +12,14 @@ what each one does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import h2.connection
+import h2.errors
 import h2.events
+import h2.exceptions
 import h2.frame_buffer
+from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import Frame, GoAwayFrame
 
 __all__ = [
@@ -30,8 +35,9 @@ __all__ = [
 def check() -> None:
     """Raise ImportError if h2 no longer has the parts the functions here rely on."""
     missing = []
-    if not callable(getattr(h2.connection.H2Connection, "_receive_frame", None)):
-        missing.append("H2Connection._receive_frame")
+    for method in ("_receive_frame", "_terminate_connection"):
+        if not callable(getattr(h2.connection.H2Connection, method, None)):
+            missing.append(f"H2Connection.{method}")
     buffer = vars(h2.frame_buffer.FrameBuffer(server=True))
     missing += [
         f"FrameBuffer.{name}" for name in ("_data", "_headers_buffer") if name not in buffer
@@ -55,6 +61,26 @@ class CountingH2Connection(h2.connection.H2Connection):
     """
 
     ignored_frames = 0
+
+    def receive_frames(self, data: bytes) -> Iterator[list[h2.events.Event]]:
+        """``receive_data``, one frame at a time: the events of each frame as it is read.
+
+        The caller checks its budgets between frames and stops iterating once
+        the connection is condemned, so a 64 KiB read of PINGs is not all
+        answered first, and what follows the condemning frame is never
+        parsed. Errors are handled as ``receive_data`` handles them.
+        """
+        self.incoming_buffer.add_data(data)
+        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+        try:
+            for frame in self.incoming_buffer:
+                yield self._receive_frame(frame)
+        except InvalidPaddingError as exc:
+            self._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            raise h2.exceptions.ProtocolError("Received frame with invalid padding.") from exc
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate_connection(exc.error_code)
+            raise
 
     def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
         events = super()._receive_frame(frame)

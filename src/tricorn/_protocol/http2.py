@@ -266,8 +266,20 @@ class HTTP2Protocol:
             return []
         if not data:
             return self._connection_lost()
+        events: list[Event] = []
         try:
-            h2_events = self._h2.receive_data(data)
+            for h2_events in self._h2.receive_frames(data):
+                # Frame by frame, so that a budget is exact: once one is spent
+                # (or the peer broke the protocol) nothing more is parsed.
+                for event in h2_events:
+                    self._on_event(event, events)
+                    if self._closed:
+                        break
+                if self._h2.ignored_frames:
+                    self._h2.ignored_frames = 0
+                    self._spend(self._control, "frames on closed streams")
+                if self._closed:
+                    break
         except h2.exceptions.ProtocolError as exc:
             # h2 has queued a GOAWAY with the error code the RFC prescribes
             # (PROTOCOL_ERROR, FRAME_SIZE_ERROR, FLOW_CONTROL_ERROR,
@@ -281,16 +293,6 @@ class HTTP2Protocol:
                     self._terminate(_E.PROTOCOL_ERROR, "invalid connection preface")
                 self._collect()
             return self._connection_lost()
-        events: list[Event] = []
-        for event in h2_events:
-            self._on_event(event, events)
-            if self._closed:
-                break
-        ignored, self._h2.ignored_frames = self._h2.ignored_frames, 0
-        for _ in range(ignored):
-            if self._closed:
-                break
-            self._spend(self._control, "frames on closed streams")
         if not self._closed and pending_header_block(self._h2) > self._max_header_block:
             self.error = "a header block far over h2_max_header_list_size"
             self._terminate(_E.ENHANCE_YOUR_CALM, "header block too large")
