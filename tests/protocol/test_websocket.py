@@ -12,6 +12,7 @@ import os
 import random
 import tracemalloc
 import zlib
+from typing import Any
 
 import h11
 import pytest
@@ -699,7 +700,9 @@ def test_violation_closes_with_the_rfc_code(data: bytes, code: int) -> None:
     closed = events[0]
     assert isinstance(closed, WebSocketClosed)
     assert (closed.stream_id, closed.code) == (1, code)
-    assert close_code_of(conversation.server.data_to_send())[0] == code
+    assert close_code_of(conversation.server.data_to_send()) == (code, closed.reason)
+    assert closed.reason
+    assert "error in extension" not in closed.reason
     assert conversation.server.closed
     assert conversation.send_raw(raw_frame(0x1, b"after")) == []
     assert conversation.server.data_to_send() == b""
@@ -1133,7 +1136,55 @@ def test_deflate_violation_closes_with_the_rfc_code(data: bytes, code: int) -> N
     conversation = _deflate_server()
     events = conversation.send_raw(data)
     assert [(type(e), getattr(e, "code", None)) for e in events] == [(WebSocketClosed, code)]
-    assert close_code_of(conversation.server.data_to_send())[0] == code
+    sent_code, reason = close_code_of(conversation.server.data_to_send())
+    assert sent_code == code
+    assert "error in extension" not in reason
+
+
+@pytest.mark.parametrize(
+    ("options", "data", "code", "reason"),
+    [
+        pytest.param(
+            {"ws_max_message_size": 1000},
+            raw_frame(0x2, b"", length=2**40)[:10],
+            1009,
+            "message larger than 1000 bytes",
+            id="announced-too-big",
+        ),
+        pytest.param(
+            {"extensions": [PerMessageDeflate()], "ws_max_message_size": 10_000},
+            raw_frame(0x2, deflate(bytes(20_000)), rsv=0b100),
+            1009,
+            "message larger than 10000 bytes",
+            id="inflates-too-big",
+        ),
+        pytest.param(
+            {"extensions": [PerMessageDeflate()]},
+            raw_frame(0x2, b"\xff\xff\xff\xff", rsv=0b100),
+            1007,
+            "compressed message does not inflate",
+            id="corrupt-deflate",
+        ),
+        pytest.param(
+            {"extensions": [PerMessageDeflate()]},
+            raw_frame(0x9, b"", rsv=0b100),
+            1002,
+            "RSV1 set on a control frame",
+            id="rsv1-on-ping",
+        ),
+        pytest.param(
+            {}, raw_frame(0x1, b"ok\xff"), 1007, "invalid UTF-8 in a text message", id="bad-utf8"
+        ),
+    ],
+)
+def test_a_close_we_choose_says_its_real_cause(
+    options: dict[str, Any], data: bytes, code: int, reason: str
+) -> None:
+    # wsproto reports every extension's failure as "error in extension".
+    conversation = accepted(**options)
+    events = conversation.send_raw(data)
+    assert events == [WebSocketClosed(1, code, reason)]
+    assert close_code_of(conversation.server.data_to_send()) == (code, reason)
 
 
 def test_server_does_not_compress_control_frames() -> None:

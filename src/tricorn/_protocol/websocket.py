@@ -243,6 +243,9 @@ class MessageGuard(Extension):
         self._inflating = False
         self._inflater: zlib._Decompress | None = None
         self._deflater: zlib._Compress | None = None
+        #: Why this guard failed the connection: wsproto reports any
+        #: extension's failure as "error in extension", which says nothing.
+        self.failure: str | None = None
 
     @property
     def deflate(self) -> bool:
@@ -262,18 +265,18 @@ class MessageGuard(Extension):
         self._data_frame = not opcode.iscontrol()
         if not self._data_frame:
             if rsv.rsv1 and self._deflate is not None:
-                return CloseReason.PROTOCOL_ERROR
+                return self._fail(CloseReason.PROTOCOL_ERROR, "RSV1 set on a control frame")
             return RsvBits(False, False, False)
         if opcode is not Opcode.CONTINUATION:
             self._size = 0
             self._inflating = rsv.rsv1 and self._deflate is not None
         elif rsv.rsv1 and self._deflate is not None:
             # RFC 7692 6.1: RSV1 belongs on a message's first frame only.
-            return CloseReason.PROTOCOL_ERROR
+            return self._fail(CloseReason.PROTOCOL_ERROR, "RSV1 set on a continuation frame")
         # wsproto calls this hook again when it re-reads a header that was
         # split across reads, so it only checks: the payload hook counts.
         if not self._inflating and self._size + payload_length > self._limit:
-            return CloseReason.MESSAGE_TOO_BIG
+            return self._too_big()
         return RsvBits(self._deflate is not None, False, False)
 
     def frame_inbound_payload_data(
@@ -310,11 +313,20 @@ class MessageGuard(Extension):
             # Ask for one byte more than allowed: getting it means too big.
             out = self._inflater.decompress(data, budget + 1)
         except zlib.error:
-            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+            return self._fail(
+                CloseReason.INVALID_FRAME_PAYLOAD_DATA, "compressed message does not inflate"
+            )
         if len(out) > budget or self._inflater.unconsumed_tail:
-            return CloseReason.MESSAGE_TOO_BIG
+            return self._too_big()
         self._size += len(out)
         return out
+
+    def _too_big(self) -> CloseReason:
+        return self._fail(CloseReason.MESSAGE_TOO_BIG, f"message larger than {self._limit} bytes")
+
+    def _fail(self, code: CloseReason, why: str) -> CloseReason:
+        self.failure = why
+        return code
 
     # -- outbound ------------------------------------------------------------
 
@@ -356,6 +368,7 @@ class WebSocketProtocol:
 
     def __init__(self, stream_id: int, guard: MessageGuard) -> None:
         self._stream_id = stream_id
+        self._guard = guard
         self._ws = Connection(ConnectionType.SERVER, [guard])
         self._out = bytearray()
         self._parts: list[bytes | str] = []
@@ -416,7 +429,8 @@ class WebSocketProtocol:
             self._out += self._ws.send(CloseConnection(answer))
         elif state is ConnectionState.OPEN:
             # A parse failure, not a close frame: fail the connection with
-            # the code wsproto chose (1002, 1007 or 1009).
+            # the code wsproto chose (1002, 1007 or 1009), and say why.
+            reason = _failure_reason(code, reason, self._guard.failure)
             self._out += self._ws.send(CloseConnection(code, _short(reason)))
         # LOCAL_CLOSING -> CLOSED: the answer to our own close.
         return WebSocketClosed(self._stream_id, code, reason)
@@ -455,6 +469,17 @@ def _join(parts: list[bytes | str]) -> bytes | str:
     if isinstance(parts[0], str):
         return "".join(part for part in parts if isinstance(part, str))
     return b"".join(part for part in parts if isinstance(part, bytes))
+
+
+def _failure_reason(code: int, reason: str, guard_failure: str | None) -> str:
+    """The close reason for a peer's fault: the real cause, not a library's placeholder."""
+    if guard_failure is not None:
+        return guard_failure  # wsproto said only "error in extension"
+    if code == CloseReason.INVALID_FRAME_PAYLOAD_DATA and "codec can't decode" in reason:
+        # Python's decoder message: name the fault, not the codec.
+        where = "close reason" if reason.startswith("Error decoding CLOSE") else "text message"
+        return f"invalid UTF-8 in a {where}"
+    return reason
 
 
 def _short(reason: str) -> str:
