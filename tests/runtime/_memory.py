@@ -22,7 +22,7 @@ import tricorn
 from tricorn._runtime.context import ConnectionContext
 from tricorn._runtime.serve import serve_stream
 
-from ._support import RawClient, raw_client
+from ._support import WAIT, RawClient, raw_client
 
 #: Writes a side may have in flight before its send waits (a socket buffer).
 _BUFFERED_WRITES = 16
@@ -68,12 +68,29 @@ class MemoryServer:
     def __init__(self, task_group: anyio.abc.TaskGroup, context: ConnectionContext) -> None:
         self._task_group = task_group
         self.context = context
+        self._serving = 0
+        self._ended = anyio.Event()
 
     def connect(self) -> MemoryByteStream:
         """A new connection's client end; the runtime serves the other end."""
         client, server = stream_pair()
-        self._task_group.start_soon(serve_stream, server, self.context)
+        self._serving += 1
+        self._task_group.start_soon(self._serve, server)
         return client
+
+    async def _serve(self, stream: MemoryByteStream) -> None:
+        try:
+            await serve_stream(stream, self.context)
+        finally:
+            self._serving -= 1
+            self._ended.set()
+
+    async def wait_closed(self, within: float = WAIT) -> None:
+        """Wait until the runtime is done with every connection made so far."""
+        with anyio.fail_after(within):
+            while self._serving:
+                self._ended = anyio.Event()
+                await self._ended.wait()
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[RawClient]:

@@ -344,11 +344,11 @@ async def stream_until_send_fails(send: Any, streaming: anyio.Event) -> None:
 
 
 async def request_then_leave(app: Any, streaming: anyio.Event, done: anyio.Event) -> None:
-    """Serve ``app``, send one request, leave once it is streaming, await ``done``."""
-    from tests.conftest import running_server
+    """Serve ``app`` in memory, send one request, leave once it is streaming, await ``done``."""
+    from ._memory import memory_server
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
             with anyio.fail_after(WAIT):
                 await streaming.wait()

@@ -6,12 +6,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import running_server
-
-from ._support import ok_app
+from ._memory import memory_server
+from ._support import ok_app, request
 
 pytestmark = pytest.mark.anyio
 
@@ -40,9 +38,11 @@ def access_records() -> Iterator[list[logging.LogRecord]]:
 async def test_access_log_writes_one_line_per_request(
     access_records: list[logging.LogRecord],
 ) -> None:
-    async with running_server(ok_app, access_log=True) as address, httpx.AsyncClient() as client:
-        await client.get(f"http://{address}/path?q=1")
-        await client.get(f"http://{address}/other")
+    async with memory_server(ok_app, access_log=True) as srv, srv.client() as client:
+        await client.send(request(target="/path?q=1"))
+        await client.response()
+        await client.send(request(target="/other"))
+        await client.response()
     lines = [record.getMessage() for record in access_records]
     assert len(lines) == 2
     assert '"GET /path?q=1 HTTP/1.1" 200' in lines[0]
@@ -55,11 +55,9 @@ async def test_access_log_records_500_for_a_failing_app(
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
 
-    async with (
-        running_server(app, access_log=True, lifespan="off") as address,
-        httpx.AsyncClient() as client,
-    ):
-        await client.get(f"http://{address}/")
+    async with memory_server(app, access_log=True) as srv, srv.client() as client:
+        await client.send(request())
+        await client.response()
     assert len(access_records) == 1
     assert '" 500 ' in access_records[0].getMessage()
 
@@ -67,6 +65,7 @@ async def test_access_log_records_500_for_a_failing_app(
 async def test_access_log_off_writes_nothing_even_when_the_logger_is_enabled(
     access_records: list[logging.LogRecord],
 ) -> None:
-    async with running_server(ok_app, access_log=False) as address, httpx.AsyncClient() as client:
-        await client.get(f"http://{address}/")
+    async with memory_server(ok_app, access_log=False) as srv, srv.client() as client:
+        await client.send(request())
+        await client.response()
     assert access_records == []

@@ -10,11 +10,9 @@ import anyio
 import h11
 import pytest
 
-from tests.conftest import running_server
-
+from ._memory import memory_server
 from ._support import (
     ok_app,
-    raw_client,
     request,
     request_then_leave,
     stream_until_send_fails,
@@ -47,13 +45,13 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 async def get_response(app: Any) -> Any:
-    """One GET over a raw socket; also checks the server still answers afterwards."""
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    """One GET; also checks the server still answers afterwards, on a new connection."""
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
             response = await client.response()
             await client.assert_closed()
-        async with raw_client(address) as client:
+        async with srv.client() as client:
             await client.send(request(target="/health"))
             health = await client.response()
     assert health.status_code in (200, 500)
@@ -62,7 +60,7 @@ async def get_response(app: Any) -> Any:
 
 async def get_truncated(app: Any) -> bytes:
     """One GET whose response must start and then be cut off; returns the body received."""
-    async with running_server(app, lifespan="off") as address, raw_client(address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request())
         client.expect()
         head = await client.next_event()
@@ -201,7 +199,7 @@ async def test_message_after_response_complete_is_reported(
         await ok_app(scope, receive, send)
         await send({"type": "http.response.body", "body": b"extra"})
 
-    async with running_server(app, lifespan="off") as address, raw_client(address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request())
         response = await client.response()
         await client.assert_closed()
@@ -248,7 +246,7 @@ async def test_exception_after_the_response_is_logged_and_closes_keep_alive(
         await ok_app(scope, receive, send)
         raise Boom("after the response")
 
-    async with running_server(app, lifespan="off") as address, raw_client(address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request())
         response = await client.response()
         await client.assert_closed()
@@ -338,7 +336,7 @@ async def test_body_longer_than_content_length_closes_the_connection(
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b"def"})
 
-    async with running_server(app, lifespan="off") as address, raw_client(address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request())
         response = await client.response()
         await client.assert_closed()
@@ -391,12 +389,12 @@ async def test_server_keeps_serving_after_an_app_error() -> None:
             raise Boom("first request fails")
         await ok_app(scope, receive, send)
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
             assert (await client.response()).status_code == 500
         for _ in range(2):
-            async with raw_client(address) as client:
+            async with srv.client() as client:
                 await client.send(request())
                 assert (await client.response()).body == b"ok"
 

@@ -1,4 +1,7 @@
-"""An ASGI 2 application (a class instantiated with the scope), wrapped and served."""
+"""An ASGI 2 application (a class instantiated with the scope), wrapped and served.
+
+``wrap_app`` adapts it (serve() takes ASGI 3 only); the lifespan test needs serve().
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import pytest
 
 from tests.conftest import running_server
 from tricorn._asgi.app import wrap_app
+
+from ._memory import memory_server
+from ._support import request
 
 pytestmark = pytest.mark.anyio
 
@@ -40,10 +46,11 @@ def _fresh_scopes() -> None:
 
 async def test_asgi2_app_is_served() -> None:
     app = wrap_app(ASGI2App, "auto", wsgi_max_workers=1)
-    async with running_server(app) as address, httpx.AsyncClient() as client:
-        response = await client.post(f"http://{address}/hello", content=b"body")
+    async with memory_server(app) as srv, srv.client() as client:
+        await client.send(request("POST", "/hello", body=b"body"))
+        response = await client.response(b"POST")
     assert response.status_code == 200
-    assert response.text == "asgi2 /hello body"
+    assert response.body == b"asgi2 /hello body"
 
 
 async def test_asgi2_app_gets_one_instance_per_scope_including_lifespan() -> None:
@@ -57,6 +64,7 @@ async def test_asgi2_app_gets_one_instance_per_scope_including_lifespan() -> Non
 
 async def test_asgi2_interface_forced_explicitly() -> None:
     app = wrap_app(ASGI2App, "asgi2", wsgi_max_workers=1)
-    async with running_server(app, lifespan="off") as address, httpx.AsyncClient() as client:
-        response = await client.get(f"http://{address}/x")
-    assert response.text == "asgi2 /x "
+    async with memory_server(app) as srv, srv.client() as client:
+        await client.send(request(target="/x"))
+        response = await client.response()
+    assert response.body == b"asgi2 /x "

@@ -7,9 +7,9 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.conftest import running_server
 from tricorn.errors import ClientDisconnected
 
+from ._memory import memory_server
 from ._support import WAIT, raw_client, request, request_then_leave, server, stream_until_send_fails
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +31,8 @@ async def test_client_closing_mid_body_gives_http_disconnect() -> None:
         finally:
             done.set()
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request("POST", headers=[("Content-Length", "10")]) + b"abc")
             with anyio.fail_after(WAIT):
                 await first.wait()
@@ -53,8 +53,8 @@ async def test_long_poll_waiting_on_receive_sees_disconnect() -> None:
         seen.append(await receive())
         done.set()
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
             with anyio.fail_after(WAIT):
                 await waiting.wait()
@@ -76,8 +76,8 @@ async def test_receive_keeps_returning_disconnect() -> None:
         finally:
             done.set()
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
         with anyio.fail_after(WAIT):
             await done.wait()
@@ -99,8 +99,8 @@ async def test_send_after_client_is_gone_raises_client_disconnected() -> None:
         finally:
             done.set()
 
-    async with running_server(app, lifespan="off") as address:
-        async with raw_client(address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
         with anyio.fail_after(WAIT):
             await done.wait()
@@ -137,7 +137,7 @@ async def test_receive_after_the_response_is_complete_gives_disconnect() -> None
         with anyio.fail_after(WAIT):
             after.append(await receive())
 
-    async with running_server(app, lifespan="off") as address, raw_client(address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request())
         response = await client.response()
         # Still connected: the answer must not wait for the client to leave.
@@ -157,14 +157,13 @@ async def test_app_that_returns_on_disconnect_lets_the_connection_end() -> None:
         finally:
             ended.set()
 
-    # With a long graceful timeout, a prompt stop means no connection was left open.
-    async with server(app, lifespan="off", graceful_timeout=30) as handle:
-        async with raw_client(handle.address) as client:
+    async with memory_server(app) as srv:
+        async with srv.client() as client:
             await client.send(request())
         with anyio.fail_after(WAIT):
             await ended.wait()
-        handle.shutdown()
-        await handle.wait_stopped()
+        # Without a shutdown to close it: the runtime ends the connection itself.
+        await srv.wait_closed()
 
 
 async def test_app_ignoring_disconnect_is_cancelled_by_the_graceful_timeout() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import h11
 import pytest
 
-from ._support import lifespan_ok, raw_client, request, server
+from ._memory import memory_server
+from ._support import lifespan_ok, request
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +50,7 @@ async def read_trailers(client: Any) -> tuple[list[int], list[tuple[bytes, bytes
 
 async def test_trailers_follow_a_chunked_body_when_the_client_asks() -> None:
     seen: list[dict[str, Any]] = []
-    async with server(extension_app(seen)) as srv, raw_client(srv.address) as client:
+    async with memory_server(extension_app(seen)) as srv, srv.client() as client:
         await client.send(request(headers=(("TE", "trailers"),)))
         informational, trailers = await read_trailers(client)
     assert trailers == [(b"x-sum", b"42")]
@@ -59,7 +60,7 @@ async def test_trailers_follow_a_chunked_body_when_the_client_asks() -> None:
 
 async def test_trailers_are_not_offered_without_te_trailers() -> None:
     seen: list[dict[str, Any]] = []
-    async with server(extension_app(seen)) as srv, raw_client(srv.address) as client:
+    async with memory_server(extension_app(seen)) as srv, srv.client() as client:
         await client.send(request())
         response = await client.response()
     assert response.body == b"body"
@@ -70,7 +71,7 @@ async def test_trailers_are_not_offered_without_te_trailers() -> None:
 async def test_trailers_are_dropped_when_the_body_has_a_content_length() -> None:
     seen: list[dict[str, Any]] = []
     app = extension_app(seen, length=b"4")
-    async with server(app) as srv, raw_client(srv.address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request(headers=(("TE", "trailers"),)))
         _, trailers = await read_trailers(client)
         # The connection is still good for the next request.
@@ -82,7 +83,7 @@ async def test_trailers_are_dropped_when_the_body_has_a_content_length() -> None
 
 async def test_no_early_hints_for_http10_clients() -> None:
     seen: list[dict[str, Any]] = []
-    async with server(extension_app(seen)) as srv, raw_client(srv.address) as client:
+    async with memory_server(extension_app(seen)) as srv, srv.client() as client:
         await client.send(b"GET / HTTP/1.0\r\nhost: test\r\n\r\n")
         response = await client.response(http_version=b"1.0")
     assert response.informational == []

@@ -1,4 +1,9 @@
-"""Graceful shutdown: in-flight requests finish, idle connections close, new ones are refused."""
+"""Graceful shutdown: in-flight requests finish, idle connections close, new ones are refused.
+
+How a connection winds down is shown in memory, through ``begin_shutdown``,
+the call serve() makes; what serve() itself does (close the listeners,
+the graceful timeout) on a real server.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import anyio
 import h11
 import pytest
 
-from ._memory import assert_took
+from ._memory import assert_took, memory_server
 from ._support import WAIT, ok_app, raw_client, request, server, watch_log
 
 pytestmark = pytest.mark.anyio
@@ -26,17 +31,15 @@ def blocking_app(in_request: anyio.Event, release: anyio.Event) -> Any:
 async def test_in_flight_request_finishes_with_connection_close() -> None:
     in_request, release = anyio.Event(), anyio.Event()
     app = blocking_app(in_request, release)
-    with watch_log() as log:
-        async with server(app, lifespan="off") as handle, raw_client(handle.address) as client:
-            await client.send(request())
-            with anyio.fail_after(WAIT):
-                await in_request.wait()
-            handle.shutdown()
-            await log.wait_for("shutting down")
-            release.set()
-            response = await client.response()
-            await client.assert_closed()
-            await handle.wait_stopped()
+    async with memory_server(app) as srv, srv.client() as client:
+        await client.send(request())
+        with anyio.fail_after(WAIT):
+            await in_request.wait()
+        srv.shutdown()
+        release.set()
+        response = await client.response()
+        await client.assert_closed()
+        await srv.wait_closed()
     assert response.body == b"ok"
     assert response.header(b"connection") == b"close"
 
@@ -51,40 +54,49 @@ async def test_in_flight_streamed_response_completes_during_shutdown() -> None:
         await release.wait()
         await send({"type": "http.response.body", "body": b"last"})
 
-    with watch_log() as log:
-        async with server(app, lifespan="off") as handle, raw_client(handle.address) as client:
-            await client.send(request())
-            with anyio.fail_after(WAIT):
-                await streaming.wait()
-            handle.shutdown()
-            await log.wait_for("shutting down")
-            release.set()
-            response = await client.response()
-            await client.assert_closed()
-            await handle.wait_stopped()
+    async with memory_server(app) as srv, srv.client() as client:
+        await client.send(request())
+        with anyio.fail_after(WAIT):
+            await streaming.wait()
+        srv.shutdown()
+        release.set()
+        response = await client.response()
+        await client.assert_closed()
+        await srv.wait_closed()
     assert response.body == b"first,last"
 
 
-async def test_idle_keep_alive_connection_is_closed_promptly_on_shutdown() -> None:
-    async with server(ok_app, keep_alive_timeout=30) as handle:
-        async with raw_client(handle.address) as client:
+@pytest.mark.mock_clock
+async def test_idle_keep_alive_connection_is_closed_promptly_on_shutdown(
+    virtual_time: bool,
+) -> None:
+    async with memory_server(ok_app, keep_alive_timeout=30) as srv:
+        async with srv.client() as client:
             await client.send(request())
             await client.response()
-            handle.shutdown()
+            srv.shutdown()
             start = anyio.current_time()
             await client.assert_closed()
-            assert anyio.current_time() - start < 1
-        await handle.wait_stopped()
+            elapsed = anyio.current_time() - start
+            assert elapsed < 1
+        await srv.wait_closed()
+    assert_took(elapsed, 0, virtual_time)
 
 
-async def test_connection_with_a_partial_head_is_closed_on_shutdown() -> None:
-    async with server(ok_app, request_head_timeout=30, graceful_timeout=30) as handle:
-        async with raw_client(handle.address) as client:
+@pytest.mark.mock_clock
+async def test_connection_with_a_partial_head_is_closed_on_shutdown(virtual_time: bool) -> None:
+    async with memory_server(ok_app, request_head_timeout=30) as srv:
+        async with srv.client() as client:
             await client.send(b"GET / HTTP/1.1\r\n")
-            handle.shutdown()
+            with anyio.fail_after(WAIT):
+                await anyio.wait_all_tasks_blocked()  # the head is read, and waits
+            srv.shutdown()
+            start = anyio.current_time()
             # Like an idle one: no request is in flight, so none is cut off.
             assert await client.closed_by_server(within=1)
-        await handle.wait_stopped()
+            elapsed = anyio.current_time() - start
+        await srv.wait_closed()
+    assert_took(elapsed, 0, virtual_time)
 
 
 async def test_new_connections_are_refused_once_shutdown_begins() -> None:
@@ -147,17 +159,15 @@ async def test_shutdown_with_no_connections_returns_promptly() -> None:
 async def test_fresh_connection_is_closed_while_another_request_finishes() -> None:
     in_request, release = anyio.Event(), anyio.Event()
     app = blocking_app(in_request, release)
-    with watch_log() as log:
-        async with server(app, lifespan="off") as handle:
-            async with raw_client(handle.address) as busy, raw_client(handle.address) as idle:
-                await busy.send(request())
-                with anyio.fail_after(WAIT):
-                    await in_request.wait()
-                handle.shutdown()
-                await log.wait_for("shutting down")
-                # The idle connection was closed; nothing it sends is served.
-                assert await idle.closed_by_server()
-                release.set()
-                response = await busy.response()
-            await handle.wait_stopped()
+    async with memory_server(app) as srv:
+        async with srv.client() as busy, srv.client() as idle:
+            await busy.send(request())
+            with anyio.fail_after(WAIT):
+                await in_request.wait()
+            srv.shutdown()
+            # The idle connection was closed; nothing it sends is served.
+            assert await idle.closed_by_server()
+            release.set()
+            response = await busy.response()
+        await srv.wait_closed()
     assert response.header(b"connection") == b"close"

@@ -1,7 +1,8 @@
 """WebSocket over HTTP/1.1 against raw clients: bad frames, keepalive, backpressure, handshakes.
 
-The client is wsproto's client side over a real TCP stream, plus frames built
-by hand for what a conforming client never sends. The application is a real
+The client is wsproto's client side over an in-memory connection to the real
+runtime (a TCP stream where a test needs the socket, or lifespan), plus frames
+built by hand for what a conforming client never sends. The application is a real
 ASGI callable that records what it saw, so each test checks both ends.
 """
 
@@ -28,7 +29,8 @@ from tricorn.errors import ClientDisconnected
 from ._memory import assert_took, memory_server
 from ._support import (
     WAIT,
-    raw_client,
+    Endpoint,
+    open_stream,
     request,
     server,
     watch_log,
@@ -76,7 +78,7 @@ def deflate(data: bytes) -> bytes:
 
 
 class WSClient:
-    """wsproto's client side over a TCP stream; raw bytes may be sent around it."""
+    """wsproto's client side over a byte stream; raw bytes may be sent around it."""
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
@@ -158,10 +160,9 @@ class WSClient:
 
 
 @asynccontextmanager
-async def ws_client(address: str) -> AsyncIterator[WSClient]:
-    host, _, port = address.rpartition(":")
-    with anyio.fail_after(WAIT):
-        stream = await anyio.connect_tcp(host, int(port))
+async def ws_client(endpoint: Endpoint) -> AsyncIterator[WSClient]:
+    """A WebSocket client connected to an address or an in-memory server."""
+    stream = await open_stream(endpoint)
     async with stream:
         yield WSClient(stream)
 
@@ -228,7 +229,7 @@ class Recorder:
 
 async def test_frame_pipelined_behind_the_handshake_reaches_the_app() -> None:
     app = Recorder(echo=True)
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         data = client.handshake_bytes() + frame(TEXT, b"right behind")
         await client.send_raw(data)
         accepted = await client.next_event()
@@ -247,8 +248,8 @@ async def test_frame_pipelined_behind_the_handshake_reaches_the_app() -> None:
 
 async def test_client_vanishing_gives_1006_and_a_later_send_raises_client_disconnected() -> None:
     app = Recorder(send_after_disconnect=True)
-    async with running_server(app, lifespan="off") as address:
-        async with ws_client(address) as client:
+    async with memory_server(app) as srv:
+        async with ws_client(srv) as client:
             await client.handshake()
             with anyio.fail_after(WAIT):
                 await app.connected.wait()
@@ -261,8 +262,8 @@ async def test_client_vanishing_gives_1006_and_a_later_send_raises_client_discon
 
 async def test_client_vanishing_mid_message_gives_1006_and_no_partial_message() -> None:
     app = Recorder()
-    async with running_server(app, lifespan="off") as address:
-        async with ws_client(address) as client:
+    async with memory_server(app) as srv:
+        async with ws_client(srv) as client:
             await client.handshake()
             await client.send_raw(frame(TEXT, b"first half", fin=False))
             with anyio.fail_after(WAIT):
@@ -273,7 +274,7 @@ async def test_client_vanishing_mid_message_gives_1006_and_no_partial_message() 
 
 async def test_close_frame_without_a_code_gives_1005_to_the_app() -> None:
     app = Recorder()
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.handshake()
         await client.send_raw(frame(CLOSE, b""))
         code, _ = await client.close_frame()
@@ -287,8 +288,8 @@ async def test_close_frame_without_a_code_gives_1005_to_the_app() -> None:
 
 async def test_client_leaving_before_accept_gives_the_app_a_disconnect() -> None:
     app = Recorder(accept=False)
-    async with running_server(app, lifespan="off", graceful_timeout=0.5) as address:
-        async with ws_client(address) as client:
+    async with memory_server(app) as srv:
+        async with ws_client(srv) as client:
             await client.send_raw(client.handshake_bytes())
             with anyio.fail_after(WAIT):
                 await app.connected.wait()
@@ -309,7 +310,7 @@ async def test_messages_sent_before_the_close_reach_the_app_before_the_disconnec
         received.append(message)
 
     messages = [frame(TEXT, b"m%d" % n) for n in range(20)]
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.handshake()
         await client.send_raw(b"".join(messages) + frame(CLOSE, struct.pack("!H", 1000)))
         release.set()
@@ -350,7 +351,7 @@ async def test_messages_sent_before_the_close_reach_the_app_before_the_disconnec
 )
 async def test_protocol_violation_closes_with_the_rfc_code(data: bytes, code: int) -> None:
     app = Recorder()
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.handshake()
         await client.send_raw(data)
         assert (await client.close_frame())[0] == code
@@ -364,7 +365,7 @@ async def test_protocol_violation_closes_with_the_rfc_code(data: bytes, code: in
 async def test_connection_stays_usable_before_a_violation() -> None:
     """The parametrized violations above are not closed for some other reason."""
     app = Recorder(echo=True)
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.handshake()
         await client.send_raw(frame(TEXT, "ünïcode ok".encode()))
         event = await client.next_event()
@@ -385,8 +386,10 @@ async def test_connection_stays_usable_before_a_violation() -> None:
 
 async def test_compressed_frame_when_deflate_was_declined_closes_with_1002() -> None:
     app = Recorder()
-    options = {"ws_per_message_deflate": False, "lifespan": "off"}
-    async with running_server(app, **options) as address, ws_client(address) as client:
+    async with (
+        memory_server(app, ws_per_message_deflate=False) as srv,
+        ws_client(srv) as client,
+    ):
         accepted = await client.handshake(deflate=True)
         assert accepted.extensions == []
         await client.send_raw(frame(TEXT, deflate(b"hello hello hello"), rsv1=True))
@@ -404,7 +407,7 @@ async def test_server_compresses_what_it_sends_when_deflate_is_negotiated() -> N
         await send({"type": "websocket.send", "text": payload})
         await send({"type": "websocket.close", "code": 1000})
 
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         accepted = await client.handshake(deflate=True)
         assert [ext.name for ext in accepted.extensions] == ["permessage-deflate"]
         wire = bytearray()
@@ -425,8 +428,8 @@ async def test_server_compresses_what_it_sends_when_deflate_is_negotiated() -> N
 async def test_compressed_message_within_the_limit_is_inflated_for_the_app() -> None:
     app = Recorder()
     async with (
-        running_server(app, lifespan="off", ws_max_message_size=1024) as address,
-        ws_client(address) as client,
+        memory_server(app, ws_max_message_size=1024) as srv,
+        ws_client(srv) as client,
     ):
         await client.handshake(deflate=True)
         await client.send_raw(frame(BINARY, deflate(b"\0" * 1024), rsv1=True))
@@ -442,8 +445,8 @@ async def test_deflate_bomb_closes_with_1009_before_inflating() -> None:
     bomb = deflate(b"\0" * (4 * 1024 * KiB))
     assert len(bomb) < 8 * KiB
     async with (
-        running_server(app, lifespan="off", ws_max_message_size=1024) as address,
-        ws_client(address) as client,
+        memory_server(app, ws_max_message_size=1024) as srv,
+        ws_client(srv) as client,
     ):
         accepted = await client.handshake(deflate=True)
         assert [ext.name for ext in accepted.extensions] == ["permessage-deflate"]
@@ -457,8 +460,8 @@ async def test_deflate_bomb_closes_with_1009_before_inflating() -> None:
 async def test_fragmented_message_over_the_limit_closes_with_1009() -> None:
     app = Recorder()
     async with (
-        running_server(app, lifespan="off", ws_max_message_size=1024) as address,
-        ws_client(address) as client,
+        memory_server(app, ws_max_message_size=1024) as srv,
+        ws_client(srv) as client,
     ):
         await client.handshake()
         await client.send_raw(frame(BINARY, b"a" * 600, fin=False))
@@ -520,6 +523,9 @@ async def test_client_that_never_answers_pings_is_dropped_and_the_app_sees_1006(
 
 # -- backpressure ------------------------------------------------------------------
 
+# On loopback sockets: what bounds a transport here is its buffer in bytes. The
+# in-memory pair bounds the number of writes, and would hold sixteen 4 MiB answers.
+
 
 async def test_send_blocks_while_the_client_does_not_read() -> None:
     sent = 0
@@ -563,7 +569,7 @@ async def test_send_blocks_while_the_client_does_not_read() -> None:
 async def test_replies_to_a_burst_of_messages_arrive_in_order() -> None:
     app = Recorder(echo=True)
     burst = [b"m%d" % n for n in range(50)]
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.handshake()
         await client.send_raw(b"".join(frame(TEXT, text) for text in burst))
         echoes = [await client.next_event() for _ in burst]
@@ -588,7 +594,7 @@ async def test_a_reply_goes_out_while_the_app_waits_on_something_else() -> None:
         await send({"type": "websocket.send", "text": "re: " + second["text"]})
         await receive()
 
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.handshake()
         await client.send_raw(frame(TEXT, b"one") + frame(TEXT, b"two"))
         assert await client.next_event() == ws_events.TextMessage("re: one")
@@ -663,20 +669,18 @@ async def test_shutdown_before_accept_closes_with_1001_once_accepted() -> None:
         await send({"type": "websocket.accept"})
         received.append(await receive())
 
-    with watch_log() as log:
-        async with server(app, lifespan="off") as handle, ws_client(handle.address) as client:
-            await client.send_raw(client.handshake_bytes())
-            with anyio.fail_after(WAIT):
-                await connected.wait()
-            handle.shutdown()
-            await log.wait_for("shutting down")
-            release.set()
-            accepted = await client.next_event()
-            assert isinstance(accepted, ws_events.AcceptConnection)
-            assert await client.close_frame() == (1001, "server shutting down")
-            await client.send(ws_events.CloseConnection(1001))
-            assert await client.eof_after() == []
-            await handle.wait_stopped()
+    async with memory_server(app) as srv, ws_client(srv) as client:
+        await client.send_raw(client.handshake_bytes())
+        with anyio.fail_after(WAIT):
+            await connected.wait()
+        srv.shutdown()
+        release.set()
+        accepted = await client.next_event()
+        assert isinstance(accepted, ws_events.AcceptConnection)
+        assert await client.close_frame() == (1001, "server shutting down")
+        await client.send(ws_events.CloseConnection(1001))
+        assert await client.eof_after() == []
+        await srv.wait_closed()
     assert received == [
         {"type": "websocket.disconnect", "code": 1001, "reason": "server shutting down"}
     ]
@@ -710,7 +714,7 @@ async def test_invalid_handshake_is_refused_without_calling_the_app(
     method: str, headers: list[tuple[str, str]], status: int
 ) -> None:
     app = Recorder()
-    async with running_server(app, lifespan="off") as address, raw_client(address) as client:
+    async with memory_server(app) as srv, srv.client() as client:
         await client.send(request(method, "/chat", headers))
         response = await client.response(method.encode())
         await client.assert_closed()
@@ -723,7 +727,7 @@ async def test_invalid_handshake_is_refused_without_calling_the_app(
 async def test_valid_handshake_from_raw_bytes_is_accepted() -> None:
     """The refusals above differ from an accepted handshake by one header only."""
     app = Recorder()
-    async with running_server(app, lifespan="off") as address, ws_client(address) as client:
+    async with memory_server(app) as srv, ws_client(srv) as client:
         await client.send_raw(request("GET", "/chat", _HANDSHAKE_HEADERS))
         data = b""
         with anyio.fail_after(WAIT):
@@ -739,10 +743,7 @@ async def test_valid_handshake_from_raw_bytes_is_accepted() -> None:
 
 async def test_upgrade_reaches_the_app_as_http_with_ws_none() -> None:
     app = Recorder()
-    async with (
-        running_server(app, lifespan="off", ws="none") as address,
-        raw_client(address) as client,
-    ):
+    async with memory_server(app, ws="none") as srv, srv.client() as client:
         await client.send(request("GET", "/chat", _HANDSHAKE_HEADERS))
         response = await client.response()
     assert response.status_code == 200
