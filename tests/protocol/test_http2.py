@@ -312,8 +312,32 @@ def test_body_over_the_limit_is_answered_413() -> None:
     conv.client.send_headers(stream_id, request_headers(method=b"POST"))
     conv.client.send_data(stream_id, b"a" * 20)
     events = conv.exchange()
+    # Refused within the read that opened it: no app is ever started for it.
+    assert events == []
+    assert conv.response_headers(stream_id)[b":status"] == b"413"
+
+
+def test_body_over_the_limit_in_a_later_read_resets_the_running_exchange() -> None:
+    conv = H2Conversation(max_request_body_size=10)
+    stream_id = conv.client.get_next_available_stream_id()
+    conv.client.send_headers(stream_id, request_headers(method=b"POST"))
+    assert isinstance(conv.exchange()[0], RequestReceived)
+    conv.client.send_data(stream_id, b"a" * 20)
+    events = conv.exchange()
     assert StreamReset(stream_id, int(_E.CANCEL)) in events
     assert conv.response_headers(stream_id)[b":status"] == b"413"
+
+
+def test_a_stream_opened_and_reset_in_one_read_never_reaches_an_app() -> None:
+    # Rapid reset: HEADERS then RST_STREAM in the same read.
+    conv = H2Conversation()
+    stream_id = conv.client.get_next_available_stream_id()
+    conv.client.send_headers(stream_id, request_headers(method=b"POST"))
+    conv.client.send_data(stream_id, b"body")
+    conv.client.reset_stream(stream_id)
+    assert conv.exchange() == []
+    _, events = conv.request(b"/next")  # and the connection serves on
+    assert isinstance(events[0], RequestReceived)
 
 
 def test_declared_content_length_over_the_limit_never_reaches_the_app() -> None:

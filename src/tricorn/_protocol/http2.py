@@ -302,12 +302,44 @@ class HTTP2Protocol:
             # buffered, up to 16 MiB; its 9-byte header tells already.
             self.error = "a frame over h2_max_frame_size"
             self._terminate(_E.FRAME_SIZE_ERROR, "frame too large")
+        events = self._drop_stillborn(events)
         if not self._closed:
             events.extend(self._let_out())
         self._collect()
         if self._closed and not any(isinstance(event, ConnectionClosed) for event in events):
             events.extend(self._connection_lost())
         return events
+
+    def _drop_stillborn(self, events: list[Event]) -> list[Event]:
+        """Streams opened and reset within one read never reach an app.
+
+        Such a stream (a rapid reset, or a request followed by a fault that
+        resets it) is gone before its app could run: starting an app only to
+        cancel it is work an attacker gets for free, and an app that ignores
+        the cancellation would outlive its stream.
+        """
+        reset = {event.stream_id for event in events if isinstance(event, StreamReset)}
+        if not reset:
+            return events
+        stillborn = {
+            event.stream_id
+            for event in events
+            if isinstance(event, RequestReceived) and event.stream_id in reset
+        }
+        if not stillborn:
+            return events
+        kept: list[Event] = []
+        for event in events:
+            stream_id = getattr(event, "stream_id", None)
+            if stream_id not in stillborn:
+                kept.append(event)
+            elif isinstance(event, DataReceived):
+                self._acknowledge(event.stream_id, len(event.data))  # nobody will take it
+        for stream_id in stillborn:
+            self._active.discard(stream_id)
+            if (stream := self._streams.get(stream_id)) is not None:
+                self._settle(stream)
+        return kept
 
     def pending_events(self) -> list[Event]:
         """Events that commands produced (a pushed request), for the runtime to dispatch."""
