@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -26,6 +27,8 @@ from ._support import WAIT, RawClient, raw_client
 
 #: Writes a side may have in flight before its send waits (a socket buffer).
 _BUFFERED_WRITES = 16
+#: How often wait_closed() looks at the open connections.
+_POLL = 0.01
 
 
 class MemoryByteStream(anyio.abc.ByteStream):
@@ -45,6 +48,11 @@ class MemoryByteStream(anyio.abc.ByteStream):
         return data
 
     async def send(self, item: bytes) -> None:
+        if not item:
+            # Nothing to send, as on a socket: an empty item would reach the
+            # peer as an empty read, which means end of stream.
+            await anyio.lowlevel.checkpoint()
+            return
         await self._send.send(bytes(item))  # BrokenResourceError once the peer closed
 
     async def send_eof(self) -> None:
@@ -103,6 +111,17 @@ class MemoryServer:
     @property
     def open_connections(self) -> int:
         return len(self.context.connections)
+
+    async def wait_closed(self, within: float = WAIT) -> None:
+        """Wait until no connection is open (what serve() waits for after a shutdown).
+
+        It looks every ``_POLL`` seconds (nothing signals a connection's end):
+        a timer, so virtual time moves on meanwhile and what the connections
+        wait for (a linger) comes round.
+        """
+        with anyio.fail_after(within):
+            while self.context.connections:  # noqa: ASYNC110
+                await anyio.sleep(_POLL)
 
 
 @asynccontextmanager

@@ -1,7 +1,9 @@
 """HTTP/2 through the real runtime: streams as tasks, flow control, resets, shutdown.
 
-Cleartext with prior knowledge on a port that also serves HTTP/1.1; the
-client is h2's own client side over a real socket, or httpx with http2.
+Cleartext with prior knowledge. The client is h2's own client side over the
+in-memory harness (``_memory``), where the tests that wait for a timeout run
+in virtual time; httpx with http2 checks a real client over a real socket,
+on a port that also serves HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from wsproto.events import CloseConnection, TextMessage
 
 from ._h2wire import H2Wire
 from ._memory import assert_took, memory_server
-from ._support import WAIT, accepted_websocket, lifespan_ok, ok_app, server
+from ._support import WAIT, accepted_websocket, ok_app, server
 
 pytestmark = pytest.mark.anyio
 
@@ -49,15 +51,12 @@ async def test_a_slow_stream_never_blocks_the_others() -> None:
     release = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         if scope["path"] == "/slow":
             await release.wait()
         await ok_app(scope, receive, send)
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         slow = await wire.get("/slow")
         fast = [await wire.get(f"/fast{n}") for n in range(5)]
         for stream_id in fast:
@@ -76,9 +75,6 @@ async def test_rst_stream_gives_that_app_http_disconnect_only() -> None:
     finished = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         if scope["path"] == "/doomed":
             started.set()
             message = await receive()  # the (empty) body
@@ -88,8 +84,8 @@ async def test_rst_stream_gives_that_app_http_disconnect_only() -> None:
             return
         await ok_app(scope, receive, send)
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         doomed = await wire.get("/doomed", end=False)
         with anyio.fail_after(WAIT):
             await started.wait()
@@ -104,15 +100,13 @@ async def test_rst_stream_gives_that_app_http_disconnect_only() -> None:
     assert outcome["next"] == "http.disconnect"
 
 
+@pytest.mark.mock_clock
 async def test_send_waits_for_the_clients_window() -> None:
     progress: list[int] = []
     done = anyio.Event()
     chunk = b"x" * 16384
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         await send({"type": "http.response.start", "status": 200})
         for n in range(64):  # 1 MiB
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -120,8 +114,8 @@ async def test_send_waits_for_the_clients_window() -> None:
         await send({"type": "http.response.body"})
         done.set()
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         stream_id = await wire.get("/big")
         # Read without acknowledging: the server may send one window (64 KiB).
         with anyio.move_on_after(0.5):
@@ -139,15 +133,13 @@ async def test_send_waits_for_the_clients_window() -> None:
         await wire.aclose()
 
 
+@pytest.mark.mock_clock
 async def test_request_body_window_opens_only_as_the_app_reads() -> None:
     read_now = anyio.Event()
     got = anyio.Event()
     size = 40_000
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         await read_now.wait()
         body = b""
         while True:
@@ -159,8 +151,8 @@ async def test_request_body_window_opens_only_as_the_app_reads() -> None:
         await ok_app(scope, receive, send)
         assert len(body) == size
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         stream_id = await wire.get("/upload", end=False)
         wire.conn.send_data(stream_id, b"a" * 16000)
         wire.conn.send_data(stream_id, b"a" * 16000)
@@ -189,17 +181,14 @@ async def test_request_body_window_opens_only_as_the_app_reads() -> None:
 
 async def test_app_that_fails_mid_response_resets_only_its_stream() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         if scope["path"] == "/broken":
             await send({"type": "http.response.start", "status": 200})
             await send({"type": "http.response.body", "body": b"half", "more_body": True})
             raise RuntimeError("boom")
         await ok_app(scope, receive, send)
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         broken = await wire.get("/broken")
         reset = await wire.until(
             lambda event: isinstance(event, h2.events.StreamReset) and event.stream_id == broken
@@ -213,31 +202,27 @@ async def test_app_that_fails_mid_response_resets_only_its_stream() -> None:
 
 async def test_app_that_fails_before_responding_gets_a_500() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         raise RuntimeError("boom")
 
-    async with server(app) as srv, httpx.AsyncClient(http1=False, http2=True) as client:
-        response = await client.get(f"http://{srv.address}/")
-    assert response.status_code == 500
-    assert response.http_version == "HTTP/2"
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)  # HTTP/2: h2 reads nothing else
+        headers, _ = await wire.response(await wire.get("/"))
+        await wire.aclose()
+    assert headers[b":status"] == b"500"
 
 
+@pytest.mark.mock_clock
 async def test_shutdown_sends_goaway_and_lets_the_stream_in_flight_finish() -> None:
     release = anyio.Event()
     started = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         started.set()
         await release.wait()
         await ok_app(scope, receive, send)
 
-    async with server(app, graceful_timeout=5) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         stream_id = await wire.get("/slow")
         with anyio.fail_after(WAIT):
             await started.wait()
@@ -251,18 +236,23 @@ async def test_shutdown_sends_goaway_and_lets_the_stream_in_flight_finish() -> N
         release.set()
         _, body = await wire.response(stream_id)
         assert body == b"ok"
-        await srv.wait_stopped()
+        await srv.wait_closed()
         await wire.aclose()
 
 
-async def test_idle_connection_is_closed_with_goaway_after_keep_alive_timeout() -> None:
-    async with server(ok_app, keep_alive_timeout=0.2) as srv:
-        wire = await H2Wire.connect(srv.address)
+@pytest.mark.mock_clock
+async def test_idle_connection_is_closed_with_goaway_after_keep_alive_timeout(
+    virtual_time: bool,
+) -> None:
+    async with memory_server(ok_app, keep_alive_timeout=0.2) as srv:
+        wire = await H2Wire.connect(srv)
         _, body = await wire.response(await wire.get("/"))
         assert body == b"ok"
+        idle_since = anyio.current_time()
         goaway = await wire.until(lambda event: isinstance(event, h2.events.ConnectionTerminated))
         assert isinstance(goaway, h2.events.ConnectionTerminated)
         assert goaway.error_code == _E.NO_ERROR
+        assert_took(anyio.current_time() - idle_since, 0.2, virtual_time)
         assert await wire.until(lambda event: False) is None  # then the server closes
         await wire.aclose()
 
@@ -271,9 +261,6 @@ async def test_trailers_early_hints_and_push_are_offered_and_delivered() -> None
     extensions: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         if scope["path"] == "/style.css":
             await send({"type": "http.response.start", "status": 200})
             await send({"type": "http.response.body", "body": b"body{}"})
@@ -285,8 +272,8 @@ async def test_trailers_early_hints_and_push_are_offered_and_delivered() -> None
         await send({"type": "http.response.body", "body": b"page"})
         await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"1")]})
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         stream_id = await wire.get("/", (b"te", b"trailers"))
         _, body = await wire.response(stream_id)
         assert body == b"page"
@@ -313,8 +300,8 @@ async def test_push_is_not_offered_when_the_client_disables_it() -> None:
             extensions.update(scope["extensions"])
         await ok_app(scope, receive, send)
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address, {h2.settings.SettingCodes.ENABLE_PUSH: 0})
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv, {h2.settings.SettingCodes.ENABLE_PUSH: 0})
         await wire.until(lambda event: isinstance(event, h2.events.SettingsAcknowledged))
         _, body = await wire.response(await wire.get("/"))
         assert body == b"ok"
@@ -327,9 +314,6 @@ async def test_websocket_over_http2_echoes_and_closes() -> None:
     ended = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         seen["scope"] = (scope["type"], scope["http_version"], scope["scheme"], scope["path"])
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
@@ -341,8 +325,8 @@ async def test_websocket_over_http2_echoes_and_closes() -> None:
                 return
             await send({"type": "websocket.send", "text": "echo " + message["text"]})
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         stream_id = await wire.open_websocket("/chat")
         response = await wire.until(lambda event: isinstance(event, h2.events.ResponseReceived))
         assert isinstance(response, h2.events.ResponseReceived)
@@ -380,9 +364,6 @@ async def test_sender_waiting_for_the_window_is_released_when_the_client_leaves(
     ended = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan_ok(receive, send)
-            return
         await send({"type": "http.response.start", "status": 200})
         try:
             blocked.set()
@@ -393,8 +374,8 @@ async def test_sender_waiting_for_the_window_is_released_when_the_client_leaves(
         finally:
             ended.set()
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         await wire.get("/big")
         with anyio.fail_after(WAIT):
             await blocked.wait()
@@ -408,7 +389,7 @@ async def test_sender_waiting_for_the_window_is_released_when_the_client_leaves(
         with anyio.fail_after(WAIT):
             await ended.wait()
         srv.shutdown()
-        await srv.wait_stopped()  # promptly: nothing is left hanging
+        await srv.wait_closed()  # promptly: nothing is left hanging
     assert outcome == ["send raised"]
 
 
@@ -457,8 +438,8 @@ async def test_a_websocket_message_larger_than_the_stream_window_arrives() -> No
         echoed.set()
         await receive()
 
-    async with server(app) as srv:
-        wire = await H2Wire.connect(srv.address)
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
         stream_id = await wire.open_websocket()
         await wire.until(lambda event: isinstance(event, h2.events.ResponseReceived))
         ws = Connection(ConnectionType.CLIENT)

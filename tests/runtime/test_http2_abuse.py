@@ -1,16 +1,24 @@
 """HTTP/2 abuse against a real server: each attack is answered, bounded, and spares other clients.
 
-Every test runs one attack over a raw TCP connection, with frames built by
+Every test runs one attack over a raw connection, with frames built by
 hyperframe and headers encoded by hpack, for at most ``ATTACK_SECONDS`` or a
 fixed number of frames, and checks three things:
 
 * the server answers as it should: GOAWAY(ENHANCE_YOUR_CALM) where an abuse
   budget applies, otherwise the GOAWAY or RST_STREAM code RFC 9113 asks for;
-* a well-behaved client (httpx over h2c with prior knowledge), connected
-  before the attack and again after it, still gets its 200;
+* a well-behaved client (h2c with prior knowledge), connected before the
+  attack and again after it, still gets its 200;
 * memory stays bounded: the peak of what tracemalloc traces during the
   attack grows by less than ``MEMORY_BOUND``, and the apps the attack got to
   run never outnumber ``h2_max_concurrent_streams``.
+
+The attacks run through the real runtime over the in-memory harness
+(``_memory``), in virtual time: time passes only while every task waits, so
+``ATTACK_SECONDS`` bounds an attack that stalls, and the budgets (token
+buckets refilled over time) do not refill while an attack goes on. The
+well-behaved client there is H2Wire. One attack (rapid reset) runs over TCP
+against a listening server, with httpx as the well-behaved client, so that a
+real client beside an attack stays covered.
 
 The budgets are small (``BUDGETS``) so that each attack trips them quickly.
 """
@@ -45,6 +53,10 @@ from hyperframe.frame import (
 )
 
 from tests.conftest import running_server
+
+from ._h2wire import H2Wire
+from ._memory import memory_server
+from ._support import Endpoint, open_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -134,6 +146,7 @@ class Attacker:
         self.resets: dict[int, int] = {}
         self.statuses: dict[int, int] = {}
         self._answered: dict[int, anyio.Event] = {}
+        self._finished: dict[int, anyio.Event] = {}
         self._reset: dict[int, anyio.Event] = {}
         self.hung_up = anyio.Event()
         #: Set by a GOAWAY or the server hanging up, whichever comes first.
@@ -197,10 +210,18 @@ class Attacker:
                         if name == b":status":
                             self.statuses[frame.stream_id] = int(value)
                             self.answered(frame.stream_id).set()
+                    if "END_STREAM" in frame.flags:
+                        self.finished(frame.stream_id).set()
+                case DataFrame() if "END_STREAM" in frame.flags:
+                    self.finished(frame.stream_id).set()
 
     def answered(self, stream_id: int) -> anyio.Event:
         """Set once a response head arrived on the stream."""
         return self._answered.setdefault(stream_id, anyio.Event())
+
+    def finished(self, stream_id: int) -> anyio.Event:
+        """Set once the response on the stream ended (END_STREAM)."""
+        return self._finished.setdefault(stream_id, anyio.Event())
 
     def reset(self, stream_id: int) -> anyio.Event:
         """Set once the server reset the stream."""
@@ -237,9 +258,8 @@ class Attacker:
 
 
 @asynccontextmanager
-async def attacker(address: str) -> AsyncIterator[Attacker]:
-    host, port = address.rsplit(":", 1)
-    async with await anyio.connect_tcp(host, int(port)) as stream:
+async def attacker(endpoint: Endpoint) -> AsyncIterator[Attacker]:
+    async with await open_stream(endpoint) as stream:
         client = Attacker(stream)
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(client.read)
@@ -249,8 +269,32 @@ async def attacker(address: str) -> AsyncIterator[Attacker]:
 
 
 @asynccontextmanager
-async def bystander(address: str) -> AsyncIterator[Callable[[], Any]]:
-    """A well-behaved HTTP/2 client; the callable asserts it gets a 200 now."""
+async def bystander(endpoint: Endpoint) -> AsyncIterator[Callable[[], Any]]:
+    """A well-behaved HTTP/2 client (H2Wire); the callable asserts it gets a 200 now."""
+
+    async def get_ok_on(wire: H2Wire) -> None:
+        headers, body = await wire.response(await wire.get("/"), within=2.0)
+        assert headers[b":status"] == b"200"
+        assert body == b"ok"
+
+    wire = await H2Wire.connect(endpoint)  # HTTP/2 by construction: h2 reads nothing else
+    try:
+        await get_ok_on(wire)
+        yield lambda: get_ok_on(wire)
+    finally:
+        await wire.aclose()
+    # A new connection after the attack is served too.
+    fresh = await H2Wire.connect(endpoint)
+    try:
+        headers, _ = await fresh.response(await fresh.get("/"), within=2.0)
+        assert headers[b":status"] == b"200"
+    finally:
+        await fresh.aclose()
+
+
+@asynccontextmanager
+async def httpx_bystander(address: str) -> AsyncIterator[Callable[[], Any]]:
+    """A well-behaved HTTP/2 client (httpx); the callable asserts it gets a 200 now."""
     async with httpx.AsyncClient(http1=False, http2=True, timeout=2.0) as client:
 
         async def get_ok() -> None:
@@ -301,7 +345,7 @@ def stream_ids(start: int = 1) -> Iterator[int]:
 
 async def test_rapid_reset_refuses_streams_past_the_running_apps_then_enhances_calm() -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with running_server(app, **BUDGETS) as address, httpx_bystander(address) as get_ok:
         with memory_growth() as peak:
             async with attacker(address) as client:
                 ids = stream_ids()
@@ -331,11 +375,12 @@ async def test_rapid_reset_refuses_streams_past_the_running_apps_then_enhances_c
     assert growth < MEMORY_BOUND
 
 
+@pytest.mark.mock_clock
 async def test_rapid_reset_of_quick_requests_ends_with_enhance_your_calm() -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 ids = stream_ids()
 
                 def open_and_cancel(_: int) -> list[Frame]:
@@ -356,11 +401,12 @@ async def test_rapid_reset_of_quick_requests_ends_with_enhance_your_calm() -> No
 # -- CONTINUATION flood (CVE-2024-27316) --------------------------------------
 
 
+@pytest.mark.mock_clock
 async def test_continuation_flood_ends_the_connection_before_the_header_block_grows_large() -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 # A header block that never ends: HEADERS without END_HEADERS,
                 # then CONTINUATION frames of literal headers, none ending it.
                 block = request_block(client.encoder, "/slow")
@@ -401,13 +447,14 @@ async def test_continuation_flood_ends_the_connection_before_the_header_block_gr
         pytest.param(lambda i: [b"\x00\x00\x02\xfa\x00\x00\x00\x00\x00xx"], id="unknown-type"),
     ],
 )
+@pytest.mark.mock_clock
 async def test_control_frame_flood_ends_with_enhance_your_calm(
     flood: Callable[[int], list[Frame | bytes]],
 ) -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 await client.flood(flood, rounds=10_000)
             growth = peak()
         await get_ok()
@@ -416,14 +463,14 @@ async def test_control_frame_flood_ends_with_enhance_your_calm(
     assert growth < MEMORY_BOUND
 
 
+@pytest.mark.mock_clock
 async def test_window_updates_in_step_with_a_large_response_are_not_a_flood() -> None:
     # A client with RFC 9113's default 64 KiB windows (h2's own client side)
     # sends a WINDOW_UPDATE for the stream and one for the connection every
     # 32 KiB it reads: 256 for this response, more than the budget of 100.
     # They answer our DATA; only updates beyond those are a flood.
     app = App()
-    async with running_server(app, **BUDGETS) as address:
-        host, port = address.rsplit(":", 1)
+    async with memory_server(app, **BUDGETS) as srv:
         client = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
@@ -431,7 +478,7 @@ async def test_window_updates_in_step_with_a_large_response_are_not_a_flood() ->
         client.send_headers(1, request_block_headers("/big"), end_stream=True)
         body = 0
         ended: list[h2.events.Event] = []
-        async with await anyio.connect_tcp(host, int(port)) as stream:
+        async with await open_stream(srv) as stream:
             with anyio.fail_after(5):
                 while not ended:
                     await stream.send(client.data_to_send())
@@ -448,11 +495,12 @@ async def test_window_updates_in_step_with_a_large_response_are_not_a_flood() ->
     assert body == BIG + 2
 
 
+@pytest.mark.mock_clock
 async def test_window_update_flood_on_an_open_stream_ends_with_enhance_your_calm() -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 await client.send(client.request(1))
 
                 def nudge(_: int) -> list[Frame]:
@@ -467,13 +515,14 @@ async def test_window_update_flood_on_an_open_stream_ends_with_enhance_your_calm
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["empty", "padding-only"])
+@pytest.mark.mock_clock
 async def test_empty_data_flood_on_an_open_request_body_ends_with_enhance_your_calm(
     padded: bool,
 ) -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 await client.send(client.request(1, end_stream=False))
 
                 def empty(_: int) -> list[Frame]:
@@ -489,11 +538,12 @@ async def test_empty_data_flood_on_an_open_request_body_ends_with_enhance_your_c
     assert growth < MEMORY_BOUND
 
 
+@pytest.mark.mock_clock
 async def test_the_connection_is_closed_after_goaway_though_an_app_still_runs() -> None:
     # RFC 9113 5.4.1: after the GOAWAY for a connection error, the TCP
     # connection is closed; an app that has not finished must not hold it.
     app = App()
-    async with running_server(app, **BUDGETS) as address, attacker(address) as client:
+    async with memory_server(app, **BUDGETS) as srv, attacker(srv) as client:
         await client.send(client.request(1))
 
         def ping(index: int) -> list[Frame]:
@@ -524,19 +574,23 @@ async def test_the_connection_is_closed_after_goaway_though_an_app_still_runs() 
         pytest.param("/", False, lambda i: [DataFrame(1, data=b"x")], id="data-after-our-reset"),
     ],
 )
+@pytest.mark.mock_clock
 async def test_frame_flood_on_a_closed_stream_ends_with_enhance_your_calm(
     path: str, end_stream: bool, flood: Callable[[int], list[Frame]]
 ) -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 await client.send(client.request(1, path, end_stream=end_stream))
                 with anyio.fail_after(2.0):
                     await client.answered(1).wait()
+                    # The stream is closed on the server now: h2 there closed
+                    # it as it wrote the response's END_STREAM (the request
+                    # had ended) or the RST_STREAM that followed it.
+                    await client.finished(1).wait()
                     if not end_stream:
                         await client.reset(1).wait()
-                await anyio.sleep(0.05)  # the stream is closed on the server now
                 await client.flood(flood, rounds=10_000)
             growth = peak()
         await get_ok()
@@ -573,13 +627,14 @@ def _headers_after_end_stream(stream_id: int) -> Frame:
         pytest.param(_window_overflow, ErrorCodes.FLOW_CONTROL_ERROR, id="window-overflow"),
     ],
 )
+@pytest.mark.mock_clock
 async def test_made_you_reset_keeps_the_apps_bounded_and_ends_with_enhance_your_calm(
     provoke: Callable[[int], Frame], code: ErrorCodes
 ) -> None:
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 ids = stream_ids()
 
                 def open_and_provoke(_: int) -> list[Frame]:
@@ -598,6 +653,7 @@ async def test_made_you_reset_keeps_the_apps_bounded_and_ends_with_enhance_your_
     assert growth < MEMORY_BOUND
 
 
+@pytest.mark.mock_clock
 async def test_zero_window_update_on_an_open_stream_ends_the_connection_with_protocol_error() -> (
     None
 ):
@@ -605,8 +661,8 @@ async def test_zero_window_update_on_an_open_stream_ends_the_connection_with_pro
     # stream error as a connection error, which is what h2 does here, so this
     # MadeYouReset primitive cannot be repeated at all.
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
-        async with attacker(address) as client:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
+        async with attacker(srv) as client:
             ids = stream_ids()
 
             def open_and_provoke(_: int) -> list[Frame]:
@@ -624,12 +680,13 @@ async def test_zero_window_update_on_an_open_stream_ends_the_connection_with_pro
 HEADER_LIST_LIMIT = 16384
 
 
+@pytest.mark.mock_clock
 async def test_header_list_over_the_limit_is_answered_431_and_the_connection_goes_on() -> None:
     app = App()
     config = {**BUDGETS, "h2_max_header_list_size": HEADER_LIST_LIMIT}
-    async with running_server(app, **config) as address, bystander(address) as get_ok:
+    async with memory_server(app, **config) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 block = request_block(
                     client.encoder, "/", ("x-big", "v" * (HEADER_LIST_LIMIT + 100))
                 )
@@ -646,12 +703,13 @@ async def test_header_list_over_the_limit_is_answered_431_and_the_connection_goe
     assert growth < MEMORY_BOUND
 
 
+@pytest.mark.mock_clock
 async def test_hpack_bomb_ends_the_connection_with_enhance_your_calm() -> None:
     app = App()
     config = {**BUDGETS, "h2_max_header_list_size": HEADER_LIST_LIMIT}
-    async with running_server(app, **config) as address, bystander(address) as get_ok:
+    async with memory_server(app, **config) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 # One 4000-byte header goes into the dynamic table, then one
                 # byte each (indexed field, RFC 7541 6.1, index 62: the newest
                 # entry) refers to it: 16 KiB on the wire, ~50 MB decoded.
@@ -670,13 +728,14 @@ async def test_hpack_bomb_ends_the_connection_with_enhance_your_calm() -> None:
 # -- frames over h2_max_frame_size ---------------------------------------------
 
 
+@pytest.mark.mock_clock
 async def test_frame_over_the_max_frame_size_is_refused_before_its_payload_is_buffered() -> None:
     # RFC 9113 4.2: a frame over SETTINGS_MAX_FRAME_SIZE is a FRAME_SIZE_ERROR;
     # its 9-byte header says so, so none of the 16 MiB it announces is kept.
     app = App()
-    async with running_server(app, **BUDGETS) as address, bystander(address) as get_ok:
+    async with memory_server(app, **BUDGETS) as srv, bystander(srv) as get_ok:
         with memory_growth() as peak:
-            async with attacker(address) as client:
+            async with attacker(srv) as client:
                 await client.send(client.request(1, end_stream=False))
                 header = (2**24 - 1).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")
                 await client.send_bytes(header)
