@@ -27,8 +27,6 @@ from ._support import WAIT, RawClient, raw_client
 
 #: Writes a side may have in flight before its send waits (a socket buffer).
 _BUFFERED_WRITES = 16
-#: How often wait_closed() looks at the open connections.
-_POLL = 0.01
 
 
 class MemoryByteStream(anyio.abc.ByteStream):
@@ -111,17 +109,6 @@ class MemoryServer:
     @property
     def open_connections(self) -> int:
         return len(self.context.connections)
-
-    async def wait_closed(self, within: float = WAIT) -> None:
-        """Wait until no connection is open (what serve() waits for after a shutdown).
-
-        It looks every ``_POLL`` seconds (nothing signals a connection's end):
-        a timer, so virtual time moves on meanwhile and what the connections
-        wait for (a linger) comes round.
-        """
-        with anyio.fail_after(within):
-            while self.context.connections:  # noqa: ASYNC110
-                await anyio.sleep(_POLL)
 
 
 @asynccontextmanager
