@@ -137,6 +137,10 @@ class HTTP2Protocol:
         #: A compressed header block this big cannot decode to a list within
         #: the limit (HPACK's worst case is under 4 bytes a character).
         self._max_header_block = max(4 * config.h2_max_header_list_size, 64 * 1024)
+        #: Streams whose RequestReceived is among the events of this read,
+        #: and those of them reset within it (see _drop_stillborn).
+        self._announcing: set[int] = set()
+        self._stillborn: set[int] = set()
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
         self._flow = OutboundFlow(self._h2)
@@ -267,6 +271,8 @@ class HTTP2Protocol:
         if not data:
             return self._connection_lost()
         events: list[Event] = []
+        self._announcing.clear()
+        self._stillborn.clear()
         try:
             for h2_events in self._h2.receive_frames(data):
                 # Frame by frame, so that a budget is exact: once one is spent
@@ -311,34 +317,25 @@ class HTTP2Protocol:
         return events
 
     def _drop_stillborn(self, events: list[Event]) -> list[Event]:
-        """Streams opened and reset within one read never reach an app.
+        """Take out every event of a stream opened and reset within this read.
 
         Such a stream (a rapid reset, or a request followed by a fault that
         resets it) is gone before its app could run: starting an app only to
         cancel it is work an attacker gets for free, and an app that ignores
-        the cancellation would outlive its stream.
+        the cancellation would outlive its stream. Its body bytes are
+        credited back, since nobody will take them.
         """
-        reset = {event.stream_id for event in events if isinstance(event, StreamReset)}
-        if not reset:
+        self._announcing.clear()
+        if not self._stillborn:
             return events
-        stillborn = {
-            event.stream_id
-            for event in events
-            if isinstance(event, RequestReceived) and event.stream_id in reset
-        }
-        if not stillborn:
-            return events
+        stillborn, self._stillborn = self._stillborn, set()
         kept: list[Event] = []
         for event in events:
             stream_id = getattr(event, "stream_id", None)
             if stream_id not in stillborn:
                 kept.append(event)
             elif isinstance(event, DataReceived):
-                self._acknowledge(event.stream_id, len(event.data))  # nobody will take it
-        for stream_id in stillborn:
-            self._active.discard(stream_id)
-            if (stream := self._streams.get(stream_id)) is not None:
-                self._settle(stream)
+                self._acknowledge(event.stream_id, len(event.data))
         return kept
 
     def pending_events(self) -> list[Event]:
@@ -439,6 +436,7 @@ class HTTP2Protocol:
         if request is None:
             return
         self._active.add(stream_id)
+        self._announcing.add(stream_id)
         events.append(request)  # h2 reports END_STREAM as its own event next
 
     def _check_request(
@@ -525,7 +523,7 @@ class HTTP2Protocol:
         if max_body is not None and stream.received > max_body:
             self._acknowledge(stream_id, len(data))
             self._refuse(stream_id, 413, "request body too large")
-            events.append(StreamReset(stream_id, int(_E.CANCEL)))
+            self._lost(stream_id, int(_E.CANCEL), events)
             return
         if data:
             events.append(DataReceived(stream_id, data))
@@ -541,7 +539,7 @@ class HTTP2Protocol:
             # finished closing handshake that is an abnormal end.
             if not stream.websocket.closed:
                 stream.websocket.receive_data(b"")
-                events.append(StreamReset(stream_id))
+                self._lost(stream_id, 0, events)
                 # Nothing more can pass: the stream is reset now (else a DATA
                 # frame after it would be reported reset a second time), and
                 # like any reset the peer caused it is budgeted (CVE-2025-8671).
@@ -854,7 +852,20 @@ class HTTP2Protocol:
             return
         stream.advance(StreamEvent.RESET)
         self._settle(stream)
-        if stream_id in self._active:
+        self._lost(stream_id, code, events)
+
+    def _lost(self, stream_id: int, code: int, events: list[Event]) -> None:
+        """Tell the stream's exchange its stream is gone; or, if its request is
+        still in this read's events, see that no exchange ever starts."""
+        if stream_id in self._announcing:
+            # Stillborn: it stops counting against the concurrency limit now,
+            # and _drop_stillborn takes its events out.
+            self._announcing.discard(stream_id)
+            self._stillborn.add(stream_id)
+            self._active.discard(stream_id)
+            if (stream := self._streams.get(stream_id)) is not None:
+                self._settle(stream)
+        elif stream_id in self._active:
             events.append(StreamReset(stream_id, code))
 
     def _settle(self, stream: Stream) -> None:
