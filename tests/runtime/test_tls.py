@@ -392,7 +392,9 @@ async def test_plain_http_on_the_tls_port_is_dropped_and_the_server_carries_on(p
 async def test_shutdown_does_not_wait_for_a_pending_handshake(pki: PKI) -> None:
     options = pki.server_options(tls_handshake_timeout=30, graceful_timeout=30)
     async with server(recording_app([]), **options) as handle, raw_client(handle.address) as silent:
-        await anyio.sleep(0.2)  # the server has accepted it and waits for a ClientHello
+        # Until every task waits: the server has accepted it (the connection
+        # was queued before connect returned) and waits for a ClientHello.
+        await anyio.wait_all_tasks_blocked()
         handle.shutdown()
         await handle.wait_stopped(within=WAIT)
         assert await silent.closed_by_server()
