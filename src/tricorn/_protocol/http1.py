@@ -364,6 +364,9 @@ class HTTP1Protocol:
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
         self._next_cycle()
+        buffered, eof = self._h11.trailing_data
+        if not buffered and not eof:
+            return []  # nothing pipelined: the next request's bytes are still to come
         return self._events()
 
     def _next_cycle(self) -> None:
@@ -543,10 +546,11 @@ class HTTP1Protocol:
         if not self._h2c_allowed or request.websocket is not None:
             return None
         headers = request.headers
-        upgrade = [t.lower() for t in rules.header_tokens(headers, b"upgrade")]
+        if "h2c" not in (t.lower() for t in rules.header_tokens(headers, b"upgrade")):
+            return None  # the common case: asked for nothing, so looked no further
         connection = [t.lower() for t in rules.header_tokens(headers, b"connection")]
         settings = [value for name, value in headers if name == b"http2-settings"]
-        if "h2c" not in upgrade or "http2-settings" not in connection or len(settings) != 1:
+        if "http2-settings" not in connection or len(settings) != 1:
             return None
         if any(name == b"transfer-encoding" for name, _ in headers):
             return None
