@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import h2.connection
+import h2.events
 import h11
 import pytest
 
+from ._h2wire import H2Wire
 from ._memory import assert_took, memory_server
 from ._support import WAIT, ok_app, raw_client, request, server, watch_log
 
@@ -142,12 +145,66 @@ async def test_graceful_timeout_cancels_an_app_that_never_finishes(virtual_time:
             start = anyio.current_time()
             await handle.wait_stopped()
             elapsed = anyio.current_time() - start
-            client.expect()
-            with pytest.raises(h11.RemoteProtocolError):
-                await client.next_event()
+            # No response had started: the client is told, not left with an EOF.
+            response = await client.response()
+            await client.assert_closed()
     assert_took(elapsed, 0.5, virtual_time)
     assert cancelled == [True]
+    assert response.status_code == 503
+    assert response.header(b"connection") == b"close"
+    assert response.body == b"503 Service Unavailable: the server is shutting down\n"
     assert any("graceful timeout" in message for message in log.messages())
+
+
+async def test_graceful_timeout_cuts_a_started_response_short() -> None:
+    # Part of the response went out: there is no room for a 503, so the
+    # connection closes and the client sees the body end early.
+    streaming = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        streaming.set()
+        await anyio.sleep_forever()
+
+    async with (
+        server(app, lifespan="off", graceful_timeout=0.2) as handle,
+        raw_client(handle.address) as client,
+    ):
+        await client.send(request())
+        client.expect()
+        assert isinstance(await client.next_event(), h11.Response)
+        with anyio.fail_after(WAIT):
+            await streaming.wait()
+        handle.shutdown()
+        await handle.wait_stopped()
+        with pytest.raises(h11.RemoteProtocolError):
+            await client.read_body()
+
+
+async def test_graceful_timeout_answers_an_http2_stream_without_a_response_503() -> None:
+    in_request = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        in_request.set()
+        await anyio.sleep_forever()
+
+    async with server(app, lifespan="off", graceful_timeout=0.2) as handle:
+        wire = await H2Wire.connect(handle.address)
+        stream_id = await wire.get("/")
+        with anyio.fail_after(WAIT):
+            await in_request.wait()
+        handle.shutdown()
+        goaway = await wire.until(lambda event: isinstance(event, h2.events.ConnectionTerminated))
+        assert isinstance(goaway, h2.events.ConnectionTerminated)
+        # h2 takes any GOAWAY for the end; a graceful one lets streams finish.
+        wire.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        headers, body = await wire.response(stream_id)
+        await handle.wait_stopped()
+        await wire.aclose()
+    assert headers[b":status"] == b"503"
+    assert body == b"503 Service Unavailable: the server is shutting down\n"
 
 
 async def test_shutdown_with_no_connections_returns_promptly() -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import anyio
 
 from .._asgi.cycle import HTTPCycle
 from .._asgi.types import ASGI3App, HTTPScope, Message
-from .._protocol import Command, SendData, SendInformational, StartResponse
+from .._protocol import Command, SendData, SendInformational, StartResponse, rules
 from ..errors import AppProtocolError, ClientDisconnected
 from .logging import error_logger, log_access
 
@@ -107,6 +108,8 @@ class Inbox:
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _INTERNAL_ERROR_BODY: Final = b"Internal Server Error\n"
+#: How long an app cancelled by a forced shutdown may take to write its 503.
+_GIVE_UP_TIMEOUT: Final = 1.0
 
 
 def internal_error(stream_id: int) -> tuple[StartResponse, SendData]:
@@ -119,6 +122,12 @@ def internal_error(stream_id: int) -> tuple[StartResponse, SendData]:
         StartResponse(stream_id, 500, headers),
         SendData(stream_id, _INTERNAL_ERROR_BODY, end_stream=True),
     )
+
+
+def service_unavailable(stream_id: int) -> tuple[StartResponse, SendData]:
+    """The 503 an app still running at a forced shutdown leaves its client, if nothing went out."""
+    headers, body = rules.refusal(503, "the server is shutting down")
+    return StartResponse(stream_id, 503, headers), SendData(stream_id, body, end_stream=True)
 
 
 class Transport(Protocol):
@@ -244,6 +253,13 @@ class HTTPExchange:
         started = time.perf_counter()
         try:
             await self._app(self.scope, self.receive, self.send)
+        except anyio.get_cancelled_exc_class():
+            # A forced shutdown: the graceful timeout passed with this app still
+            # running. A client still waiting for its answer is told the
+            # server gave up (503), not left to read an EOF.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_GIVE_UP_TIMEOUT):
+                await self._fail("the server is shutting down", service_unavailable)
+            raise
         except ClientDisconnected:
             # The app let our own "client went away" error propagate: routine.
             error_logger.debug(
@@ -283,13 +299,18 @@ class HTTPExchange:
                     self.scope, status, self._cycle.bytes_sent, time.perf_counter() - started
                 )
 
-    async def _fail(self, reason: str) -> None:
-        """Answer 500 if no byte went out yet, else give up on the connection."""
+    async def _fail(
+        self, reason: str, answer: Callable[[int], tuple[StartResponse, SendData]] | None = None
+    ) -> None:
+        """Answer 500 (or ``answer``) if no byte went out yet, else give up on the connection."""
         self._transport.stop_keep_alive()
         if self._disconnected or self._cycle.flushed:
             return
+        commands = (answer or internal_error)(self._stream_id)
         try:
-            await self._transport.send_commands(*internal_error(self._stream_id))
-            self._error_status = 500
+            await self._transport.send_commands(*commands)
+            self._error_status = commands[0].status_code
         except (ClientDisconnected, AppProtocolError):
-            error_logger.debug("could not send the 500 response: %s", reason)
+            error_logger.debug(
+                "could not send the %d response: %s", commands[0].status_code, reason
+            )
