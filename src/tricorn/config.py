@@ -139,6 +139,18 @@ class Config:
         "Seconds a client has to send a complete request line and headers.",
         metavar="SECONDS",
     )
+    body_timeout: float = _option(
+        60.0,
+        "Seconds an app waiting for the request body may wait for it to make progress "
+        "(1 KiB, or its end); past it the request is answered 408 and dropped.",
+        metavar="SECONDS",
+    )
+    write_timeout: float = _option(
+        60.0,
+        "Seconds a write may wait for a client that does not read; past it the "
+        "connection is closed and the app's send() raises as for a disconnect.",
+        metavar="SECONDS",
+    )
     h11_max_incomplete_size: int = _option(
         16 * 1024,
         "Largest request line plus header block, in bytes. A longer request line is "
@@ -314,6 +326,8 @@ class Config:
             "graceful_timeout",
             "keep_alive_timeout",
             "request_head_timeout",
+            "body_timeout",
+            "write_timeout",
             "lifespan_timeout",
             "tls_handshake_timeout",
         ):

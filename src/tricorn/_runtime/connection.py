@@ -186,6 +186,8 @@ class Connection:
         self._parked = False
         self._eof = False
         self._transport_closed = False
+        #: A write waited past write_timeout: the peer reads nothing more.
+        self._stuck = False
 
     def _http1(self) -> HTTP1Protocol:
         config = self._config
@@ -276,10 +278,22 @@ class Connection:
         if not data:
             return
         try:
-            await self._stream.send(data)
+            with anyio.move_on_after(self._config.write_timeout) as scope:
+                await self._stream.send(data)
         except STREAM_ERRORS as exc:
             self._stop_reading()
             raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
+        if scope.cancelled_caught:
+            # The client stopped reading. What was cut short cannot be
+            # resumed, so the connection is over, and nothing more is tried
+            # on it: its task, buffers and app go now.
+            self._stuck = True
+            self._stop_reading()
+            error_logger.info(
+                "closed a connection whose client read nothing for %gs (write_timeout)",
+                self._config.write_timeout,
+            )
+            raise ClientDisconnected("the client stopped reading (write_timeout)")
 
     async def _flush(self) -> None:
         """Write what the protocol produced on its own."""
@@ -439,6 +453,12 @@ class Connection:
         if self._transport_closed:
             return
         self._transport_closed = True
+        if self._stuck:
+            # A write timed out: the peer reads nothing, so nothing more is
+            # written or drained; the socket just goes.
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._stream.aclose()
+            return
         with (
             anyio.move_on_after(CLOSE_TIMEOUT, shield=True),
             contextlib.suppress(*STREAM_ERRORS, NotImplementedError),
@@ -573,6 +593,7 @@ class Connection:
                 stream_id=request.stream_id,
                 expects_continue=request.expects_continue,
                 access_log=config.access_log,
+                body_timeout=config.body_timeout,
             )
         else:
             exchange = WebSocketExchange(

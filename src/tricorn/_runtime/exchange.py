@@ -7,6 +7,7 @@ small :class:`Transport` protocol and turns app messages into commands with
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -108,6 +109,9 @@ class Inbox:
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _INTERNAL_ERROR_BODY: Final = b"Internal Server Error\n"
+#: Body bytes that count as progress for the body timeout: a client must send
+#: at least this much (or the rest of its body) per body_timeout.
+_BODY_PROGRESS: Final = 1024
 #: How long an app cancelled by a forced shutdown may take to write its 503.
 _GIVE_UP_TIMEOUT: Final = 1.0
 
@@ -122,6 +126,12 @@ def internal_error(stream_id: int) -> tuple[StartResponse, SendData]:
         StartResponse(stream_id, 500, headers),
         SendData(stream_id, _INTERNAL_ERROR_BODY, end_stream=True),
     )
+
+
+def body_timed_out(stream_id: int) -> tuple[StartResponse, SendData]:
+    """The 408 for a request whose body stopped coming, if no response went out."""
+    headers, body = rules.refusal(408, "request body not received in time")
+    return StartResponse(stream_id, 408, headers), SendData(stream_id, body, end_stream=True)
 
 
 def service_unavailable(stream_id: int) -> tuple[StartResponse, SendData]:
@@ -172,6 +182,7 @@ class HTTPExchange:
         stream_id: int,
         expects_continue: bool,
         access_log: bool = True,
+        body_timeout: float = math.inf,
     ) -> None:
         self.scope = scope
         self._app = app
@@ -190,6 +201,12 @@ class HTTPExchange:
         self._disconnected = False
         self._error_status: int | None = None
         self._access_log = access_log
+        #: How long the app may wait, in all, for the body to make progress
+        #: (see _next_message); refilled each time it does.
+        self._body_timeout = body_timeout
+        self._body_wait_left = body_timeout
+        self._body_progress = 0
+        self._body_complete = False
 
     # -- the connection's side ---------------------------------------------
 
@@ -226,13 +243,51 @@ class HTTPExchange:
                 await self._transport.send_commands(SendInformational(self._stream_id, 100))
             except ClientDisconnected:
                 return dict(_DISCONNECT)
-        message = await self._inbox.get()
+        message = await self._next_message()
         if message is None:
             return dict(_DISCONNECT)
         body = message.get("body")
         if body:
             self._transport.consumed(len(body))
+        if message["type"] == "http.request":
+            self._body_progressed(len(body or b""), message.get("more_body", False))
         return message
+
+    async def _next_message(self) -> Message | None:
+        """The next message; a body that stops coming ends the request (408).
+
+        Only the time the app spends waiting for body bytes counts, and the
+        allowance is refilled whenever the body makes progress, so a slow
+        app never costs its client, and a client trickling its body (RUDY)
+        is cut off once it falls below _BODY_PROGRESS bytes per body_timeout.
+        """
+        if self._inbox.ready or self._body_complete or self._body_timeout == math.inf:
+            return await self._inbox.get()
+        started = anyio.current_time()
+        with anyio.move_on_after(self._body_wait_left) as scope:
+            message = await self._inbox.get()
+        if not scope.cancelled_caught:
+            self._body_wait_left -= anyio.current_time() - started
+            return message
+        error_logger.debug(
+            "request body stalled for %gs: %s %s",
+            self._body_timeout,
+            self.scope["method"],
+            self.scope["path"],
+        )
+        await self._fail("the request body stopped coming", body_timed_out)
+        self._transport.abort()  # the rest of the body is never read
+        self.disconnect()
+        return None
+
+    def _body_progressed(self, size: int, more_body: bool) -> None:
+        if not more_body:
+            self._body_complete = True
+            return
+        self._body_progress += size
+        if self._body_progress >= _BODY_PROGRESS:
+            self._body_progress = 0
+            self._body_wait_left = self._body_timeout
 
     async def send(self, message: Message) -> None:
         if self._disconnected:
