@@ -151,6 +151,12 @@ class Config:
         "connection is closed and the app's send() raises as for a disconnect.",
         metavar="SECONDS",
     )
+    app_disconnect_grace: float = _option(
+        30.0,
+        "Seconds an app may go on after its client left before its response was "
+        "complete; then it is cancelled. An app whose response is complete is left alone.",
+        metavar="SECONDS",
+    )
     h11_max_incomplete_size: int = _option(
         16 * 1024,
         "Largest request line plus header block, in bytes. A longer request line is "
@@ -328,6 +334,7 @@ class Config:
             "request_head_timeout",
             "body_timeout",
             "write_timeout",
+            "app_disconnect_grace",
             "lifespan_timeout",
             "tls_handshake_timeout",
         ):

@@ -62,6 +62,9 @@ from .websocket import WebSocketExchange
 __all__ = ["CLOSE_TIMEOUT", "READ_SIZE", "STREAM_ERRORS", "Connection"]
 
 READ_SIZE: Final = 64 * 1024
+#: Apps left running for a client that is gone (server-wide) past which new
+#: ones are cancelled at once rather than after app_disconnect_grace.
+MAX_ORPHANS: Final = 1000
 #: How long a closing connection waits to write what is left, and to close.
 CLOSE_TIMEOUT: Final = 1.0
 #: How long a closing connection reads what the peer still sends, so that
@@ -117,6 +120,14 @@ class _WindowGate:
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
+
+
+def _log_orphan_cancelled(grace: float) -> None:
+    error_logger.info(
+        "cancelled an app that went on for %gs after its client left without its "
+        "response (app_disconnect_grace)",
+        grace,
+    )
 
 
 class _StreamTransport:
@@ -188,6 +199,10 @@ class Connection:
         self._transport_closed = False
         #: A write waited past write_timeout: the peer reads nothing more.
         self._stuck = False
+        #: HTTP/2 exchanges' own cancel scopes, and the streams whose client
+        #: left before their response was done (see _orphan).
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._orphaned: set[int] = set()
 
     def _http1(self) -> HTTP1Protocol:
         config = self._config
@@ -371,11 +386,14 @@ class Connection:
                 # Nothing more will be read. Apps still running learn that
                 # their client is gone, and the transport is closed now:
                 # nothing more can pass on it, so they must not hold it open.
-                for exchange in self._exchanges.values():
+                for stream_id, exchange in list(self._exchanges.items()):
                     exchange.disconnect()
+                    self._orphan(stream_id, exchange)
                 self._windows.open_all()
                 await self._close(linger=self._protocol.drain_on_close)
                 self._writer_scope.cancel()
+            if task_group.cancel_scope.cancelled_caught:
+                _log_orphan_cancelled(self._config.app_disconnect_grace)
         finally:
             self._context.connections.discard(self)
             if self._protocol.error is not None:
@@ -533,6 +551,7 @@ class Connection:
                     exchange = self._exchanges.get(stream_id)
                     if exchange is not None:
                         exchange.disconnect()
+                        self._orphan(stream_id, exchange)
                     self._windows.open(stream_id)
                 case WindowOpened(stream_id=stream_id):
                     self._windows.open(stream_id)
@@ -610,6 +629,30 @@ class Connection:
             assert self._task_group is not None
             self._task_group.start_soon(exchange.shutdown)
 
+    def _orphan(self, stream_id: int, exchange: Exchange) -> None:
+        """The client of a running exchange is gone: cancel its app after the grace.
+
+        Only an unfinished response makes an orphan; an app whose response
+        is complete may go on with background work. Past MAX_ORPHANS of them
+        server-wide (a reconnecting attacker's), new ones are cancelled at once.
+        """
+        if stream_id in self._orphaned or (
+            isinstance(exchange, HTTPExchange) and exchange.response_complete
+        ):
+            return
+        self._orphaned.add(stream_id)
+        self._context.orphans += 1
+        grace = self._config.app_disconnect_grace
+        deadline = anyio.current_time() + (grace if self._context.orphans <= MAX_ORPHANS else 0)
+        scope = self._scopes.get(stream_id)
+        if scope is not None:
+            scope.deadline = min(scope.deadline, deadline)
+        elif self._task_group is not None and not isinstance(self._protocol, HTTP2Protocol):
+            # HTTP/1.1: one exchange at a time, so the connection's own
+            # task group is this exchange's scope.
+            tg_scope = self._task_group.cancel_scope
+            tg_scope.deadline = min(tg_scope.deadline, deadline)
+
     def _begin(self, stream_id: int, exchange: Exchange) -> None:
         self._started += 1
         self._exchanges[stream_id] = exchange
@@ -618,8 +661,21 @@ class Connection:
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         try:
-            await exchange.run()
+            if isinstance(self._protocol, HTTP2Protocol):
+                # Streams outlive one another: each gets its own scope, so an
+                # orphan can be cancelled alone (HTTP/1.1 uses the task group's).
+                with anyio.CancelScope() as scope:
+                    self._scopes[stream_id] = scope
+                    await exchange.run()
+                if scope.cancelled_caught:
+                    _log_orphan_cancelled(self._config.app_disconnect_grace)
+            else:
+                await exchange.run()
         finally:
+            self._scopes.pop(stream_id, None)
+            if stream_id in self._orphaned:
+                self._orphaned.discard(stream_id)
+                self._context.orphans -= 1
             if self._exchanges.get(stream_id) is exchange:
                 del self._exchanges[stream_id]
             self._reset.discard(stream_id)

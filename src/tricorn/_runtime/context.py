@@ -112,6 +112,10 @@ class ConnectionContext:
         self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
         self.shutting_down = False
         self.connections: set[Member] = set()
+        #: Apps still running for a client that is gone, with an unfinished
+        #: response: each is cancelled after app_disconnect_grace, or at once
+        #: past MAX_ORPHANS (see Connection._orphan).
+        self.orphans = 0
 
     def peer(self, stream: anyio.abc.ByteStream) -> Peer:
         """What is known of a new connection's peer, proxy trust included."""
