@@ -559,3 +559,12 @@ def test_continuation_flood_is_bounded_by_bytes_at_the_largest_frame_size() -> N
     goaway = conv.goaway()
     assert goaway is not None
     assert goaway.error_code == _E.ENHANCE_YOUR_CALM
+
+
+def test_the_connection_window_spans_sixteen_streams_not_all_of_them() -> None:
+    # The most request body one connection can make us hold, whatever
+    # h2_max_concurrent_streams allows (100 streams x 64 KiB was 6.5 MB).
+    conv = H2Conversation(h2_max_concurrent_streams=100)
+    assert conv.client.outbound_flow_control_window == 16 * 65535
+    small = H2Conversation(h2_max_concurrent_streams=4)
+    assert small.client.outbound_flow_control_window == 4 * 65535

@@ -69,6 +69,11 @@ from .interface import Phase
 
 __all__ = ["PREFACE", "HTTP2Protocol"]
 
+#: How many streams' windows the connection window spans (1 MiB at the
+#: default stream window): enough for that many uploads at full speed, and
+#: the bound on the request body bytes one connection can make us hold.
+_WINDOW_STREAMS: Final = 16
+
 #: The client connection preface (RFC 9113 3.4); on a cleartext port it
 #: tells an HTTP/2 client with prior knowledge from an HTTP/1.1 one.
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -204,8 +209,10 @@ class HTTP2Protocol:
     def _widen_connection_window(self) -> None:
         # The connection window is shared by all streams; the RFC default of
         # 64 KiB would let one stream whose app does not read starve the rest.
-        # Each stream stays bounded by its own window.
-        target = self._config.h2_initial_window_size * self._config.h2_max_concurrent_streams
+        # Each stream stays bounded by its own window; the connection's, the
+        # most one connection can make us hold, by _WINDOW_STREAMS of them.
+        streams = min(self._config.h2_max_concurrent_streams, _WINDOW_STREAMS)
+        target = self._config.h2_initial_window_size * streams
         increment = min(target, 2**31 - 1) - 65535
         if increment > 0:
             self._h2.increment_flow_control_window(increment)

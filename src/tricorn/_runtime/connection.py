@@ -203,6 +203,8 @@ class Connection:
         #: left before their response was done (see _orphan).
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._orphaned: set[int] = set()
+        #: Body bytes per stream handed to its app and not yet taken.
+        self._held: dict[int, int] = {}
 
     def _http1(self) -> HTTP1Protocol:
         config = self._config
@@ -262,8 +264,31 @@ class Connection:
         return True
 
     def acknowledge(self, stream_id: int, size: int) -> None:
+        if stream_id in self._held:
+            self._release(stream_id, size)
         self._protocol.acknowledge(stream_id, size)
         self._refresh()
+
+    def _release(self, stream_id: int, size: int) -> None:
+        """``size`` of the stream's held body bytes were taken (or will never be)."""
+        held = self._held[stream_id]
+        taken = min(size, held)
+        if taken == held:
+            del self._held[stream_id]
+        else:
+            self._held[stream_id] = held - taken
+        self._context.body_taken(taken)
+
+    def resume_reading(self) -> None:
+        if self._resume is not None:
+            self._resume.set()
+
+    def _reading_paused(self) -> bool:
+        """The protocol wants no data (an app lags, pipelined bytes are held), or
+        this connection holds body bytes while the server is past its budget."""
+        if not self._protocol.wants_data:
+            return True
+        return bool(self._held) and self._context.over_body_budget(self)
 
     def reset(self, stream_id: int) -> None:
         self._protocol.reset_stream(stream_id)
@@ -325,7 +350,7 @@ class Connection:
             self._stop_reading()
             return
         self._arm()
-        if self._resume is not None and protocol.wants_data:
+        if self._resume is not None and not self._reading_paused():
             self._resume.set()
 
     async def _writer(self) -> None:
@@ -412,8 +437,9 @@ class Connection:
             while not self._protocol.closed and not self._stopped:
                 self._parked = True
                 try:
-                    if not self._protocol.wants_data:
-                        # An app lags, or enough pipelined bytes are held.
+                    if self._reading_paused():
+                        # An app lags, enough pipelined bytes are held, or
+                        # the server holds enough body bytes for its apps.
                         self._resume = anyio.Event()
                         await self._resume.wait()
                         continue
@@ -521,6 +547,9 @@ class Connection:
                             isinstance(following, StreamEnded) and following.stream_id == stream_id
                         )
                         exchange.put_nowait(data, more_body=not ends)
+                        if data:
+                            self._held[stream_id] = self._held.get(stream_id, 0) + len(data)
+                            self._context.body_held += len(data)
                     else:
                         # Nobody will take these bytes: let the peer send on.
                         self._protocol.acknowledge(stream_id, len(data))
@@ -673,6 +702,8 @@ class Connection:
                 await exchange.run()
         finally:
             self._scopes.pop(stream_id, None)
+            if stream_id in self._held:
+                self._release(stream_id, self._held[stream_id])  # never taken now
             if stream_id in self._orphaned:
                 self._orphaned.discard(stream_id)
                 self._context.orphans -= 1

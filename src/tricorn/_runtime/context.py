@@ -85,6 +85,20 @@ class Member(Protocol):
         ...
 
 
+class Reader(Protocol):
+    """A connection that stopped reading for the server-wide body budget."""
+
+    def resume_reading(self) -> None:
+        """The budget has room again: read on if nothing else holds reading back."""
+        ...
+
+
+#: Request body bytes handed to apps and not yet taken by them, across the
+#: server, past which a connection holding any stops reading until apps
+#: catch up. Each connection's own share is bounded by its window.
+MAX_BODY_BUFFER = 64 * 1024 * 1024
+
+
 class Peer:
     """A connection's peer: its addresses, and the proxy trust that applies to it."""
 
@@ -116,12 +130,31 @@ class ConnectionContext:
         #: response: each is cancelled after app_disconnect_grace, or at once
         #: past MAX_ORPHANS (see Connection._orphan).
         self.orphans = 0
+        #: Request body bytes held for apps server-wide (see MAX_BODY_BUFFER),
+        #: and the connections waiting for it to fall.
+        self.body_held = 0
+        self._starved: set[Reader] = set()
 
     def peer(self, stream: anyio.abc.ByteStream) -> Peer:
         """What is known of a new connection's peer, proxy trust included."""
         info = connection_info(stream)
         proxy = self.proxy
         return Peer(info, proxy if proxy is not None and proxy.trusts_peer(info) else None)
+
+    def over_body_budget(self, reader: Reader) -> bool:
+        """Past the server-wide body budget: ``reader`` waits for resume_reading()."""
+        if self.body_held <= MAX_BODY_BUFFER:
+            return False
+        self._starved.add(reader)
+        return True
+
+    def body_taken(self, size: int) -> None:
+        """Apps took (or dropped) ``size`` held body bytes; wake readers once there is room."""
+        self.body_held -= size
+        if self._starved and self.body_held <= MAX_BODY_BUFFER:
+            starved, self._starved = self._starved, set()
+            for reader in starved:
+                reader.resume_reading()
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
