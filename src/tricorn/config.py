@@ -114,8 +114,9 @@ class Config:
     )
     proxy_headers: bool = _option(
         True,
-        "Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto "
-        "when the peer is a trusted proxy (see --forwarded-allow-ips).",
+        "When the peer is a trusted proxy (see --forwarded-allow-ips), take the client, "
+        "scheme, host and path prefix from Forwarded (RFC 7239) or X-Forwarded-For/-Proto/"
+        "-Host/-Port/-Prefix.",
     )
     forwarded_allow_ips: tuple[str, ...] = _option(
         ("127.0.0.1", "::1"),

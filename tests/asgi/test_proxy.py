@@ -67,3 +67,72 @@ def test_star_trusts_everyone() -> None:
 
 def test_no_headers_leave_the_connection_as_it_is() -> None:
     assert LOOPBACK.resolve(VIA_PROXY, [(b"host", b"example.com")]) is VIA_PROXY
+
+
+# -- RFC 7239 Forwarded ------------------------------------------------------------
+
+
+def test_forwarded_gives_client_port_scheme_and_host() -> None:
+    headers = [(b"forwarded", b'for="[2001:db8::7]:4711";proto=https;host=example.com')]
+    info = LOOPBACK.resolve(VIA_PROXY, headers)
+    assert info.client == ("2001:db8::7", 4711)
+    assert info.scheme == "https"
+    assert info.server == ("example.com", 443)
+    assert info.host == b"example.com"
+
+
+def test_forwarded_takes_the_right_most_untrusted_hop_and_its_own_fields() -> None:
+    trust = ProxyTrust.parse(["127.0.0.1", "10.0.0.0/8"])
+    headers = [
+        (b"forwarded", b"for=1.1.1.1;proto=http;host=spoofed.example"),  # the client's claim
+        (b"forwarded", b"for=198.51.100.7;proto=https;host=shop.example, for=10.0.0.2"),
+    ]
+    info = trust.resolve(VIA_PROXY, headers)
+    assert info.client == ("198.51.100.7", 0)
+    assert info.scheme == "https"
+    assert info.host == b"shop.example"
+
+
+def test_forwarded_wins_over_x_forwarded() -> None:
+    headers = [(b"x-forwarded-for", b"1.1.1.1"), (b"forwarded", b"for=198.51.100.7")]
+    assert LOOPBACK.resolve(VIA_PROXY, headers).client == ("198.51.100.7", 0)
+
+
+@pytest.mark.parametrize("node", [b"unknown", b"_hidden", b'"_x:1"'])
+def test_a_forwarded_client_without_an_address_is_none(node: bytes) -> None:
+    assert LOOPBACK.resolve(VIA_PROXY, [(b"forwarded", b"for=" + node)]).client is None
+
+
+def test_forwarded_quoted_strings_may_hold_separators() -> None:
+    headers = [(b"forwarded", b'for=198.51.100.7;host="a.example:8443";by="x;y,z"')]
+    info = LOOPBACK.resolve(VIA_PROXY, headers)
+    assert info.client == ("198.51.100.7", 0)
+    assert info.server == ("a.example", 8443)
+
+
+# -- X-Forwarded-Host, -Port, -Prefix --------------------------------------------
+
+
+def test_x_forwarded_host_port_and_prefix_move_server_host_and_root_path() -> None:
+    headers = [
+        (b"x-forwarded-for", b"198.51.100.7"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"shop.example"),
+        (b"x-forwarded-port", b"8443"),
+        (b"x-forwarded-prefix", b"/store/"),
+    ]
+    info = LOOPBACK.resolve(VIA_PROXY, headers)
+    assert info.server == ("shop.example", 8443)
+    assert info.host == b"shop.example"
+    assert info.root_path == "/store"
+
+
+@pytest.mark.parametrize("prefix", [b"/", b"", b"/a b"])
+def test_a_prefix_that_is_no_path_is_ignored(prefix: bytes) -> None:
+    info = LOOPBACK.resolve(VIA_PROXY, [(b"x-forwarded-prefix", prefix)])
+    assert info.root_path is None
+
+
+def test_an_untrusted_peer_moves_nothing() -> None:
+    # resolve() is asked only for trusted peers; trust decides that.
+    assert not LOOPBACK.trusts_peer(DIRECT)

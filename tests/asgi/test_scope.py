@@ -206,3 +206,28 @@ def test_an_app_mutating_scope_asgi_does_not_change_later_scopes() -> None:
     first["asgi"]["version"] = "2.0"
     second = build_http_scope(_request(), info, root_path="", state=None)
     assert second["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+
+
+def test_a_forwarded_host_and_prefix_reach_the_scope() -> None:
+    from tricorn._asgi.scope import ConnectionInfo as Info
+
+    info = Info(
+        client=("198.51.100.7", 0),
+        server=("shop.example", 443),
+        scheme="https",
+        host=b"shop.example",
+        root_path="/store",
+    )
+    request = RequestReceived(
+        stream_id=1,
+        method=b"GET",
+        target=b"/items?x=1",
+        http_version="1.1",
+        headers=((b"host", b"10.0.0.5:8000"), (b"accept", b"*/*")),
+    )
+    scope = build_http_scope(request, info, root_path="/app", state=None)
+    assert scope["root_path"] == "/store/app"
+    assert scope["path"] == "/store/app/items"
+    assert scope["headers"] == [(b"host", b"shop.example"), (b"accept", b"*/*")]
+    assert scope["server"] == ("shop.example", 443)
+    assert scope["scheme"] == "https"

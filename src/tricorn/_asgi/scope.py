@@ -35,6 +35,12 @@ class ConnectionInfo:
     #: The ASGI TLS extension on a TLS connection; None otherwise (the spec
     #: forbids offering it over plain TCP).
     tls: TLSExtension | None = None
+    #: The Host the client addressed, when a trusted proxy says it was not
+    #: the one the request carries (X-Forwarded-Host, Forwarded host=).
+    host: bytes | None = None
+    #: The path prefix a trusted proxy took off (X-Forwarded-Prefix); it goes
+    #: in front of the configured root_path.
+    root_path: str | None = None
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -74,6 +80,11 @@ def build_http_scope(
     Uvicorn and Starlette expect; ``raw_path`` is left exactly as received.
     """
     raw_path, query_string = split_target(request.target)
+    if connection.root_path is not None:
+        root_path = connection.root_path + root_path
+    headers = list(request.headers)
+    if connection.host is not None:
+        headers = [(b"host", connection.host), *(h for h in headers if h[0] != b"host")]
     scope: HTTPScope = {
         "type": "http",
         "asgi": asgi_versions(),
@@ -84,7 +95,7 @@ def build_http_scope(
         "raw_path": raw_path,
         "query_string": query_string,
         "root_path": root_path,
-        "headers": list(request.headers),
+        "headers": headers,
         "client": connection.client,
         "server": connection.server,
         "extensions": _extensions(request),
@@ -140,7 +151,7 @@ def build_websocket_scope(
         "path": http["path"],
         "raw_path": http["raw_path"],
         "query_string": http["query_string"],
-        "root_path": root_path,
+        "root_path": http["root_path"],
         "headers": http["headers"],
         "client": http["client"],
         "server": http["server"],
