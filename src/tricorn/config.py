@@ -28,6 +28,7 @@ __all__ = [
     "flags_of",
     "option_specs",
     "parse_bind",
+    "uds_mode_bits",
 ]
 
 WorkerClass = Literal["asyncio", "uvloop", "trio"]
@@ -306,6 +307,18 @@ class Config:
         metavar="SECONDS",
     )
     backlog: int = _option(1024, "The listen backlog for each bound socket.", metavar="N")
+    uds_mode: str | None = _option(
+        None,
+        "Permissions of unix socket files, in octal (660): who may connect. "
+        "Unset leaves them to the umask.",
+        metavar="MODE",
+    )
+    uds_owner: str | None = _option(
+        None, "Owner of unix socket files: a user name or id.", metavar="USER"
+    )
+    uds_group: str | None = _option(
+        None, "Group of unix socket files: a group name or id.", metavar="GROUP"
+    )
     server_header: bool = _option(True, "Add a Server header to responses that do not carry one.")
     server_name: str = _option("tricorn", "The value of the Server header.", metavar="NAME")
     date_header: bool = _option(True, "Add a Date header to responses that do not carry one.")
@@ -327,6 +340,12 @@ class Config:
             _check(field.name, field.type, value)
         if not self.bind:
             raise ConfigError("bind", "at least one address is needed")
+        if self.uds_mode is not None and uds_mode_bits(self.uds_mode) is None:
+            raise ConfigError(
+                "uds_mode",
+                f"{self.uds_mode!r} is not a file mode",
+                allowed=("octal digits from 0 to 777, e.g. 660",),
+            )
         for address in self.bind:
             parse_bind(address)
         for key in (
@@ -429,6 +448,15 @@ class Config:
                 raise ConfigError(raw_key, "unknown configuration key", allowed=sorted(known))
             kwargs[key] = _coerce(key, known[key].type, value)
         return cls(**kwargs)
+
+
+def uds_mode_bits(text: str) -> int | None:
+    """``660``, ``0660`` or ``0o660`` as permission bits; None if it is not one."""
+    digits = text.strip().lower().removeprefix("0o")
+    if not digits or any(char not in "01234567" for char in digits):
+        return None
+    value = int(digits, 8)
+    return value if value <= 0o777 else None
 
 
 def option_specs() -> list[dataclasses.Field[Any]]:

@@ -8,12 +8,14 @@ sockets for AnyIO. One binding path serves both.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import socket
 import stat
 
-from ..config import Config, parse_bind
-from ..errors import BindError
+from ..config import Config, parse_bind, uds_mode_bits
+from ..errors import BindError, ConfigError
 
 __all__ = ["bind_sockets", "format_address", "remove_unix_sockets", "unix_paths"]
 
@@ -24,7 +26,9 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     try:
         for address in config.bind:
             try:
-                sockets.extend(_bind(address, config.backlog))
+                sockets.extend(_bind(address, config))
+            except BindError:
+                raise
             except OSError as exc:
                 raise BindError(f"could not bind {address}: {exc.strerror or exc}") from exc
     except BaseException:
@@ -37,7 +41,8 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     return sockets
 
 
-def _bind(address: str, backlog: int) -> list[socket.socket]:
+def _bind(address: str, config: Config) -> list[socket.socket]:
+    backlog = config.backlog
     kind, target, port = parse_bind(address)
     if kind == "fd":
         assert isinstance(target, int)
@@ -47,16 +52,7 @@ def _bind(address: str, backlog: int) -> list[socket.socket]:
         return [sock]
     if kind == "unix":
         assert isinstance(target, str)
-        _remove_stale_socket(target)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(target)
-            sock.listen(backlog)
-        except BaseException:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        return [sock]
+        return [_bind_unix(target, config)]
     assert isinstance(target, str)
     assert port is not None
     return _bind_tcp(target, port, backlog)
@@ -120,8 +116,80 @@ def remove_unix_sockets(paths: list[str]) -> None:
             os.unlink(path)
 
 
+def _bind_unix(path: str, config: Config) -> socket.socket:
+    """Bind a unix socket file with the configured mode, owner and group.
+
+    The mode holds from the first moment: the file is created under a umask
+    that grants no more than it, then set exactly.
+    """
+    owner = _user_id(config.uds_owner)
+    group = _group_id(config.uds_group)
+    mode = uds_mode_bits(config.uds_mode) if config.uds_mode is not None else None
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if mode is None:
+            sock.bind(path)
+        else:
+            saved = os.umask(0o777 & ~mode)
+            try:
+                sock.bind(path)
+            finally:
+                os.umask(saved)
+            os.chmod(path, mode)
+        if owner is not None or group is not None:
+            os.chown(path, -1 if owner is None else owner, -1 if group is None else group)
+        sock.listen(config.backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _user_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise ConfigError("uds_owner", f"no user named {name!r}") from None
+
+
+def _group_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError("uds_group", f"no group named {name!r}") from None
+
+
 def _remove_stale_socket(path: str) -> None:
-    """A socket file left by a crashed server would make bind fail; remove it."""
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
+    """Remove a socket file a crashed server left behind, never one a live server listens on.
+
+    Another process answering on it means a second server was started on
+    the same path: that is refused, not taken over.
+    """
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return  # not a socket: bind fails and says the path is taken
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # nobody listens: stale
+        return
+    except OSError:
+        return  # cannot tell (no permission): leave it, and let bind say why
+    finally:
+        probe.close()
+    raise BindError(f"could not bind unix:{path}: another server is listening on it")
