@@ -325,6 +325,13 @@ class Config:
     access_log: bool = _option(
         True, "Log one line per completed request to the tricorn.access logger."
     )
+    access_log_format: str = _option(
+        '%(client)s "%(r)s" %(s)s %(B)s %(Mf)sms',
+        'The access log line, with Gunicorn\'s atoms (%(h)s %(l)s %(u)s %(t)s "%(r)s" '
+        '%(s)s %(b)s "%(f)s" "%(a)s" %(D)s %(L)s, %({header}i)s, %({header}o)s, '
+        "%(H)s protocol, %(S)s stream id), or json for one JSON object per request.",
+        metavar="FORMAT",
+    )
     log_level: LogLevel = _option("info", "The level of tricorn's error log.")
 
     def __post_init__(self) -> None:

@@ -120,6 +120,7 @@ class HTTPCycle:
         "_trailers_announced",
         "_trailers_held",
         "bytes_sent",
+        "headers",
         "state",
         "status",
         "stream_id",
@@ -141,6 +142,8 @@ class HTTPCycle:
         self._early_hints = early_hints
         self.state = HTTPCycleState.AWAITING_START
         self.status: int | None = None
+        #: The response's headers, once the app started it (for the access log).
+        self.headers: Headers = ()
         self.bytes_sent = 0
         self._held: StartResponse | None = None
         self._trailers_announced = False
@@ -190,6 +193,7 @@ class HTTPCycle:
         elif kind == "http.response.start":
             self._held = self._start(message)
             self.status = self._held.status_code
+            self.headers = self._held.headers
             commands = []
         else:
             body = message.get("body", b"")

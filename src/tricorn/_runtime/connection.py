@@ -641,6 +641,7 @@ class Connection:
                 stream_id=request.stream_id,
                 expects_continue=request.expects_continue,
                 access_log=config.access_log,
+                access_log_format=config.access_log_format,
                 body_timeout=config.body_timeout,
             )
         else:

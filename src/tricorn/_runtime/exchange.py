@@ -19,7 +19,7 @@ from .._asgi.cycle import HTTPCycle
 from .._asgi.types import ASGI3App, HTTPScope, Message
 from .._protocol import Command, SendData, SendInformational, StartResponse, rules
 from ..errors import AppProtocolError, ClientDisconnected
-from .logging import error_logger, log_access
+from .logging import DEFAULT_ACCESS_FORMAT, error_logger, log_access
 
 __all__ = ["HTTPExchange", "Inbox", "Transport", "internal_error", "only_disconnects"]
 
@@ -182,6 +182,7 @@ class HTTPExchange:
         stream_id: int,
         expects_continue: bool,
         access_log: bool = True,
+        access_log_format: str = DEFAULT_ACCESS_FORMAT,
         body_timeout: float = math.inf,
     ) -> None:
         self.scope = scope
@@ -201,6 +202,7 @@ class HTTPExchange:
         self._disconnected = False
         self._error_status: int | None = None
         self._access_log = access_log
+        self._access_log_format = access_log_format
         #: How long the app may wait, in all, for the body to make progress
         #: (see _next_message); refilled each time it does.
         self._body_timeout = body_timeout
@@ -349,9 +351,15 @@ class HTTPExchange:
         finally:
             self._inbox.close()
             if self._access_log:
-                status = self._cycle.status if self._cycle.flushed else self._error_status
+                flushed = self._cycle.flushed
                 log_access(
-                    self.scope, status, self._cycle.bytes_sent, time.perf_counter() - started
+                    self.scope,
+                    self._cycle.status if flushed else self._error_status,
+                    self._cycle.bytes_sent,
+                    time.perf_counter() - started,
+                    self._cycle.headers if flushed else (),
+                    stream_id=self._stream_id,
+                    log_format=self._access_log_format,
                 )
 
     async def _fail(

@@ -6,12 +6,25 @@ leaves handler setup to the host program.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 from .._asgi.types import HTTPScope, WebSocketScope
+from .._protocol import Headers
 
-__all__ = ["access_logger", "configure_logging", "error_logger", "log_access"]
+__all__ = [
+    "DEFAULT_ACCESS_FORMAT",
+    "AccessAtoms",
+    "access_logger",
+    "configure_logging",
+    "error_logger",
+    "log_access",
+]
 
 error_logger: Final = logging.getLogger("tricorn.error")
 access_logger: Final = logging.getLogger("tricorn.access")
@@ -35,22 +48,153 @@ def format_client(client: tuple[str, int] | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: The line written when no --access-log-format is given.
+DEFAULT_ACCESS_FORMAT: Final = '%(client)s "%(r)s" %(s)s %(B)s %(Mf)sms'
+
+
 def log_access(
-    scope: HTTPScope | WebSocketScope, status: int | None, size: int, duration: float
+    scope: HTTPScope | WebSocketScope,
+    status: int | None,
+    size: int,
+    duration: float,
+    response_headers: Headers = (),
+    *,
+    stream_id: int | None = None,
+    log_format: str = DEFAULT_ACCESS_FORMAT,
 ) -> None:
     """One access line; a WebSocket's is written when its handshake is answered."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
-    target = scope["raw_path"].decode("latin-1")
-    if scope["query_string"]:
-        target += "?" + scope["query_string"].decode("latin-1")
-    access_logger.info(
-        '%s "%s %s HTTP/%s" %s %d %.1fms',
-        format_client(scope["client"]),
-        scope["method"] if scope["type"] == "http" else "GET",
-        target,
-        scope["http_version"],
-        status if status is not None else "-",
-        size,
-        duration * 1000,
-    )
+    atoms = AccessAtoms(scope, status, size, duration, response_headers, stream_id)
+    if log_format == "json":
+        access_logger.info(atoms.json())
+    else:
+        access_logger.info(log_format, atoms)
+
+
+class AccessAtoms(Mapping[str, object]):
+    """The values an access log format names, computed only when named.
+
+    Gunicorn's (and Hypercorn's) atoms: ``h`` remote address, ``l`` ``-``,
+    ``u`` user (from Basic auth), ``t`` time, ``r`` request line, ``m``
+    method, ``U`` path, ``q`` query, ``H`` protocol, ``s`` status, ``B``
+    bytes, ``b`` bytes or ``-``, ``f`` referer, ``a`` user agent, ``T``
+    seconds, ``M`` milliseconds, ``D`` microseconds, ``L`` seconds with
+    decimals, ``p`` pid, ``{name}i`` a request header, ``{name}o`` a
+    response header; and tricorn's ``client`` (address with port),
+    ``Mf`` (milliseconds, one decimal) and ``S`` (HTTP/2 stream id).
+    """
+
+    __slots__ = ("_duration", "_headers", "_response", "_scope", "_size", "_status", "_stream")
+
+    def __init__(
+        self,
+        scope: HTTPScope | WebSocketScope,
+        status: int | None,
+        size: int,
+        duration: float,
+        response_headers: Headers,
+        stream_id: int | None,
+    ) -> None:
+        self._scope = scope
+        self._status = status
+        self._size = size
+        self._duration = duration
+        self._response = response_headers
+        self._headers: dict[bytes, bytes] | None = None
+        self._stream = stream_id
+
+    def __getitem__(self, key: str) -> object:
+        if key.startswith("{") and key[-2:] in ("}i", "}o"):
+            name = key[1:-2].lower().encode("latin-1")
+            if key.endswith("i"):
+                return self._request_header(name) or "-"
+            return next((v.decode("latin-1") for n, v in self._response if n.lower() == name), "-")
+        atom = _ATOMS.get(key)
+        if atom is None:
+            return "-"  # an unknown atom prints as a blank, never breaks the line
+        return atom(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ATOMS)
+
+    def __len__(self) -> int:
+        return len(_ATOMS)
+
+    def json(self) -> str:
+        """One JSON object per request, for log collectors."""
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "client": self["h"],
+            "client_port": self._scope["client"][1] if self._scope["client"] else None,
+            "method": self["m"],
+            "path": self["U"],
+            "query": self["q"],
+            "protocol": self["H"],
+            "status": self._status,
+            "bytes": self._size,
+            "duration_ms": round(self._duration * 1000, 3),
+            "referer": self._request_header(b"referer"),
+            "user_agent": self._request_header(b"user-agent"),
+            "stream_id": self._stream,
+            "pid": os.getpid(),
+        }
+        return json.dumps(record, separators=(",", ":"))
+
+    # -- the atoms ----------------------------------------------------------
+
+    def _request_header(self, name: bytes) -> str | None:
+        if self._headers is None:
+            self._headers = {}
+            for key, value in self._scope["headers"]:
+                self._headers.setdefault(key, value)
+        found = self._headers.get(name)
+        return found.decode("latin-1") if found is not None else None
+
+    def _method(self) -> str:
+        return self._scope["method"] if self._scope["type"] == "http" else "GET"
+
+    def _target(self) -> str:
+        target = self._scope["raw_path"].decode("latin-1")
+        if self._scope["query_string"]:
+            target += "?" + self._scope["query_string"].decode("latin-1")
+        return target
+
+    def _user(self) -> str:
+        auth = self._request_header(b"authorization")
+        if auth and auth[:6].lower() == "basic ":
+            try:
+                return base64.b64decode(auth[6:].strip()).decode("utf-8").split(":", 1)[0] or "-"
+            except (ValueError, UnicodeDecodeError):
+                return "-"
+        return "-"
+
+
+def _request_line(atoms: AccessAtoms) -> str:
+    return f"{atoms._method()} {atoms._target()} {atoms['H']}"
+
+
+_ATOMS: Final[dict[str, Callable[[AccessAtoms], object]]] = {
+    "h": lambda a: a._scope["client"][0] if a._scope["client"] else "-",
+    "client": lambda a: format_client(a._scope["client"]),
+    "l": lambda a: "-",
+    "u": AccessAtoms._user,
+    "t": lambda a: datetime.now().astimezone().strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "r": _request_line,
+    "m": AccessAtoms._method,
+    "U": lambda a: a._scope["path"],
+    "q": lambda a: a._scope["query_string"].decode("latin-1"),
+    "H": lambda a: f"HTTP/{a._scope['http_version']}",
+    "s": lambda a: a._status if a._status is not None else "-",
+    "B": lambda a: a._size,
+    "b": lambda a: a._size or "-",
+    "f": lambda a: a._request_header(b"referer") or "-",
+    "a": lambda a: a._request_header(b"user-agent") or "-",
+    "T": lambda a: int(a._duration),
+    "M": lambda a: int(a._duration * 1000),
+    "Mf": lambda a: f"{a._duration * 1000:.1f}",
+    "D": lambda a: int(a._duration * 1_000_000),
+    "L": lambda a: f"{a._duration:.6f}",
+    "p": lambda a: f"<{os.getpid()}>",
+    "S": lambda a: a._stream if a._stream is not None else "-",
+}

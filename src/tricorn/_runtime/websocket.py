@@ -268,4 +268,11 @@ class WebSocketExchange:
         if self._logged or not self._config.access_log:
             return
         self._logged = True
-        log_access(self.scope, status, size, time.perf_counter() - self._started)
+        log_access(
+            self.scope,
+            status,
+            size,
+            time.perf_counter() - self._started,
+            stream_id=self._stream_id,
+            log_format=self._config.access_log_format,
+        )
