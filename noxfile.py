@@ -131,3 +131,15 @@ def bench_h2(session: nox.Session) -> None:
     """
     session.install("-e", ".[uvloop,trio]", "hypercorn", "granian", "trustme")
     session.run("python", "bench/http2.py", *session.posargs)
+
+
+@nox.session(name="bench-memory")
+def bench_memory(session: nox.Session) -> None:
+    """Memory per idle connection (HTTP/1.1, h2c, WebSocket) and CPU per new connection.
+
+    tricorn beside Uvicorn and Hypercorn; needs no external tool.
+    nox -s bench-memory -- --connections 2000 --json memory.json
+    (options: python bench/memory.py -h)
+    """
+    session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn", "wsproto", "websockets", "h2")
+    session.run("python", "bench/memory.py", *session.posargs)

@@ -521,6 +521,115 @@ async def test_client_that_never_answers_pings_is_dropped_and_the_app_sees_1006(
     assert_took(elapsed, 0.5, virtual_time)  # the first ping, then its timeout
 
 
+@pytest.mark.mock_clock
+async def test_keepalive_pings_keep_their_interval_while_messages_come_and_go(
+    virtual_time: bool,
+) -> None:
+    # The app goes in and out of receive() as it echoes: the pings' rhythm is
+    # the keepalive's, not the messages'.
+    app = Recorder(echo=True)
+    pings = 0
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 0.3}
+    async with memory_server(app, **options) as srv, srv.connect() as stream:
+        client = WSClient(stream)
+        await client.handshake()
+        start = anyio.current_time()
+        sent = 0
+        with anyio.move_on_after(1.1):
+            while True:
+                if anyio.current_time() - start >= 0.15 * sent:
+                    sent += 1
+                    await client.send(ws_events.TextMessage(f"m{sent}"))
+                with anyio.move_on_after(0.05):
+                    event = await client.next_event()
+                    if isinstance(event, ws_events.Ping):
+                        pings += 1
+                        await client.send(event.response())
+                    else:
+                        assert event == ws_events.TextMessage(f"m{sent}"), event
+    assert pings >= 1
+    if virtual_time:
+        assert pings == 5  # one each 0.2 s within 1.1 s
+
+
+class AwayFromReceive:
+    """Accepts, then waits on something of its own (not receive()) until ``release``."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.done = anyio.Event()
+        self.disconnect: dict[str, Any] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await self.release.wait()
+        self.disconnect = await receive()
+        self.done.set()
+
+
+@pytest.mark.mock_clock
+async def test_keepalive_pings_go_out_while_the_app_is_away_from_receive(
+    virtual_time: bool,
+) -> None:
+    app = AwayFromReceive()
+    pings = 0
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 0.3}
+    async with memory_server(app, **options) as srv, srv.connect() as stream:
+        client = WSClient(stream)
+        await client.handshake()
+        with anyio.move_on_after(1.1):
+            while True:
+                event = await client.next_event()
+                assert isinstance(event, ws_events.Ping), event
+                pings += 1
+                await client.send(event.response())
+        app.release.set()
+        await client.send(ws_events.CloseConnection(1000))
+        event = await client.next_event()
+        assert isinstance(event, ws_events.CloseConnection), event
+    assert pings >= 1
+    if virtual_time:
+        assert pings == 5
+    assert app.disconnect is not None
+    assert app.disconnect["code"] == 1000
+
+
+@pytest.mark.mock_clock
+async def test_client_that_never_answers_is_dropped_while_the_app_is_away_from_receive(
+    virtual_time: bool,
+) -> None:
+    app = AwayFromReceive()
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 0.3}
+    async with memory_server(app, **options) as srv, srv.connect() as stream:
+        client = WSClient(stream)
+        await client.handshake()
+        start = anyio.current_time()
+        events = await client.eof_after(within=3)
+        elapsed = anyio.current_time() - start
+        app.release.set()
+        with anyio.fail_after(WAIT):
+            await app.done.wait()
+    assert events
+    assert all(isinstance(event, ws_events.Ping) for event in events), events
+    assert app.disconnect["code"] == 1006
+    assert_took(elapsed, 0.5, virtual_time)
+
+
+async def test_no_keepalive_runs_the_app_without_pings() -> None:
+    app = Recorder(echo=True)
+    async with memory_server(app, ws_ping_interval=0) as srv, srv.connect() as stream:
+        client = WSClient(stream)
+        await client.handshake()
+        await client.send(ws_events.TextMessage("hi"))
+        assert await client.next_event() == ws_events.TextMessage("hi")
+        await client.send(ws_events.CloseConnection(1000))
+        event = await client.next_event()
+        assert isinstance(event, ws_events.CloseConnection), event
+        await app.wait_done()
+    assert app.messages[-1]["type"] == "websocket.disconnect"
+
+
 # -- backpressure ------------------------------------------------------------------
 
 # On loopback sockets: what bounds a transport here is its buffer in bytes. The
