@@ -181,13 +181,13 @@ class Connection:
         self._reset: set[int] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._read_scope = anyio.CancelScope()
-        self._writer_scope = anyio.CancelScope()
         #: The phase whose timeout is armed on the read scope.
         self._phase: Phase | None = None
         #: Set when reading may go on after ``wants_data`` stopped it.
         self._resume: anyio.Event | None = None
-        #: Set when output waits for the writer task.
-        self._output_ready = anyio.Event()
+        #: The writer task runs: it takes any output queued before it ends.
+        self._writing = False
+        self._reading_over = False
         #: Output of the protocol the connection switched away from (the 101).
         self._carried = b""
         self._shutdown_pending = False
@@ -260,7 +260,7 @@ class Connection:
             return False
         for command in commands:
             protocol.handle(command)
-        self._output_ready.set()
+        self._wake_writer()
         return True
 
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -345,7 +345,7 @@ class Connection:
         """Act on a protocol state change made outside the read loop."""
         protocol = self._protocol
         if protocol.has_output or self._carried:
-            self._output_ready.set()
+            self._wake_writer()
         if protocol.closed:
             self._stop_reading()
             return
@@ -353,27 +353,35 @@ class Connection:
         if self._resume is not None and not self._reading_paused():
             self._resume.set()
 
-    async def _writer(self) -> None:
-        """Writes what the protocol queued outside any sender and the read loop.
+    def _wake_writer(self) -> None:
+        """Have what the protocol queued outside any sender written, by the writer task.
 
-        One task for the connection's life, woken by an event, so nothing
-        outside the connection (a server shutdown) ever starts a task in its
-        task group, which may be closing by then.
+        The task runs only while there is something to write (most writes are
+        made by the sender itself), so an idle connection keeps no task for it.
         """
-        with self._writer_scope:
+        if self._writing or self._task_group is None or self._reading_over:
+            # A running writer takes it along before it ends; once reading is
+            # over, the close writes what is left.
+            return
+        self._writing = True
+        self._task_group.start_soon(self._writer)
+
+    async def _writer(self) -> None:
+        try:
             while True:
-                await self._output_ready.wait()
-                self._output_ready = anyio.Event()
                 if self._shutdown_pending:
                     self._shutdown_pending = False
                     assert self._task_group is not None
                     for exchange in list(self._exchanges.values()):
                         if isinstance(exchange, WebSocketExchange):
                             self._task_group.start_soon(exchange.shutdown)
-                while self._protocol.has_output or self._carried:
-                    await self._flush()
-                if self._protocol.closed:
-                    self._stop_reading()
+                if not (self._protocol.has_output or self._carried):
+                    break
+                await self._flush()
+            if self._protocol.closed:
+                self._stop_reading()
+        finally:
+            self._writing = False  # with no wait since the last look at the output
 
     # -- shutdown ------------------------------------------------------------
 
@@ -385,7 +393,7 @@ class Connection:
         """
         self._protocol.start_shutdown()
         self._shutdown_pending = True
-        self._output_ready.set()
+        self._wake_writer()
 
     def _stop_reading(self) -> None:
         """End the read loop on purpose (not a timeout), where it waits.
@@ -404,10 +412,10 @@ class Connection:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                task_group.start_soon(self._writer)
                 if self._context.shutting_down:
                     self.shutdown()
                 await self._read_loop()
+                self._reading_over = True
                 # Nothing more will be read. Apps still running learn that
                 # their client is gone, and the transport is closed now:
                 # nothing more can pass on it, so they must not hold it open.
@@ -416,10 +424,11 @@ class Connection:
                     self._orphan(stream_id, exchange)
                 self._windows.open_all()
                 await self._close(linger=self._protocol.drain_on_close)
-                self._writer_scope.cancel()
+            self._task_group = None  # nothing may start in it once it is done
             if task_group.cancel_scope.cancelled_caught:
                 _log_orphan_cancelled(self._config.app_disconnect_grace)
         finally:
+            self._task_group = None
             self._context.connections.discard(self)
             if self._protocol.error is not None:
                 error_logger.info("connection ended: %s", self._protocol.error)
@@ -500,6 +509,11 @@ class Connection:
         if self._stuck:
             # A write timed out: the peer reads nothing, so nothing more is
             # written or drained; the socket just goes.
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._stream.aclose()
+            return
+        if self._eof and not self._protocol.has_output and not self._carried:
+            # The peer closed first and nothing is left to say: just close.
             with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await self._stream.aclose()
             return
