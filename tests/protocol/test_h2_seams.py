@@ -88,3 +88,28 @@ def test_a_graceful_goaway_names_the_last_stream_and_reads_as_no_error() -> None
     [goaway] = [event for event in events if isinstance(event, h2.events.ConnectionTerminated)]
     assert goaway.error_code == 0
     assert goaway.last_stream_id == 1
+
+
+def test_compact_settings_behave_as_h2s_own() -> None:
+    from h2.settings import SettingCodes, Settings
+
+    from tricorn._protocol.h2_seams import CompactSettings
+
+    initial = {SettingCodes.MAX_CONCURRENT_STREAMS: 10}
+    theirs, ours = (
+        Settings(client=False, initial_values=initial),
+        CompactSettings(client=False, initial_values=initial),
+    )
+    for settings in (theirs, ours):
+        settings[SettingCodes.INITIAL_WINDOW_SIZE] = 1000  # proposed, not yet in force
+        settings[SettingCodes.MAX_HEADER_LIST_SIZE] = 5000  # a key that was not there
+    for settings in (theirs, ours):
+        assert settings.initial_window_size == 65535  # until acknowledged
+        assert settings.get(SettingCodes.MAX_HEADER_LIST_SIZE) is None
+    changed_theirs, changed_ours = theirs.acknowledge(), ours.acknowledge()
+    assert {k: (c.original_value, c.new_value) for k, c in changed_ours.items()} == {
+        k: (c.original_value, c.new_value) for k, c in changed_theirs.items()
+    }
+    assert dict(ours) == dict(theirs)
+    assert ours.initial_window_size == 1000
+    assert ours.max_header_list_size == 5000

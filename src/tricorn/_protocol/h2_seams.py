@@ -13,16 +13,21 @@ what each one does.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import h2.config
 import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
 import h2.frame_buffer
+import h2.settings
+from h2.settings import SettingCodes
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import Frame, GoAwayFrame
 
 __all__ = [
+    "CompactSettings",
     "CountingH2Connection",
     "check",
     "graceful_goaway",
@@ -44,6 +49,11 @@ def check() -> None:
     ]
     if not hasattr(h2.connection.ConnectionState, "SERVER_OPEN"):
         missing.append("ConnectionState.SERVER_OPEN")
+    settings = getattr(h2.settings.Settings(), "_settings", None)
+    if not isinstance(settings, dict) or not all(
+        hasattr(values, "popleft") for values in settings.values()
+    ):
+        missing.append("Settings._settings")
     if missing:
         raise ImportError(
             "tricorn's HTTP/2 abuse defences rely on h2 internals that this h2 lacks: "
@@ -52,15 +62,49 @@ def check() -> None:
         )
 
 
+class _Values(list[Any]):
+    """One setting's current value and those proposed after it, as h2 keeps them.
+
+    h2 uses a deque (624 bytes each, for a value or two), one per setting, on
+    both sides: about 8 KiB per connection. A list does the same in a tenth.
+    """
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
+class CompactSettings(h2.settings.Settings):
+    """h2's settings, each setting's values in a small list instead of a deque."""
+
+    def __init__(
+        self, client: bool = True, initial_values: dict[SettingCodes, int] | None = None
+    ) -> None:
+        super().__init__(client, initial_values)
+        for key, values in self._settings.items():
+            self._settings[key] = _Values(values)  # type: ignore[assignment]
+
+    def __setitem__(self, key: SettingCodes | int, value: int) -> None:
+        super().__setitem__(key, value)
+        values = self._settings[key]
+        if not isinstance(values, _Values):
+            self._settings[key] = _Values(values)  # type: ignore[assignment]
+
+
 class CountingH2Connection(h2.connection.H2Connection):
     """h2's connection, counting the frames it takes in without an event.
 
     Those are frames on closed streams, which h2 ignores (RFC 9113 5.1) or
     answers with RST_STREAM; without the count a flood of them would cost
-    no budget.
+    no budget. Its settings are :class:`CompactSettings`.
     """
 
     ignored_frames = 0
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config)
+        self.remote_settings = CompactSettings(client=not config.client_side)
 
     def receive_frames(self, data: bytes) -> Iterator[list[h2.events.Event]]:
         """``receive_data``, one frame at a time: the events of each frame as it is read.

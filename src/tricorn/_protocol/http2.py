@@ -56,6 +56,7 @@ from .events import (
     WindowOpened,
 )
 from .h2_seams import (
+    CompactSettings,
     CountingH2Connection,
     graceful_goaway,
     oversized_frame_pending,
@@ -109,7 +110,7 @@ class HTTP2Protocol:
         )
         # The initial values go in the preface's SETTINGS frame; h2 would
         # send its defaults for values assigned one by one before initiate().
-        self._h2.local_settings = h2.settings.Settings(
+        self._h2.local_settings = CompactSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
