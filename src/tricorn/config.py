@@ -165,6 +165,13 @@ class Config:
         "answered 414, a longer header block 431.",
         metavar="BYTES",
     )
+    limit_concurrency: int | None = _option(
+        None,
+        "Most requests (and WebSockets) served at once per worker; past it a request is "
+        "answered 503 with Retry-After. Idle keep-alive connections do not count. "
+        "Unset means no limit.",
+        metavar="N",
+    )
     max_request_body_size: int | None = _option(
         None,
         "Largest request body, in bytes; a larger body is answered 413. "
@@ -399,6 +406,8 @@ class Config:
                 "h2_max_frame_size",
                 f"must be from 16384 to 16777215 (RFC 9113 6.5.2), not {self.h2_max_frame_size}",
             )
+        if self.limit_concurrency is not None and self.limit_concurrency < 1:
+            raise ConfigError("limit_concurrency", "must be at least 1 (or unset for no limit)")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size", "must not be negative")
         for value in self.forwarded_allow_ips:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Final, assert_never
+from typing import Any, Final, assert_never
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
 from .._asgi.scope import build_http_scope, build_websocket_scope
+from .._asgi.types import ASGIReceive, ASGISend
 from .._protocol import (
     Command,
     ConnectionClosed,
@@ -52,6 +53,7 @@ from .._protocol import (
     StreamReset,
     WebSocketClosed,
     WindowOpened,
+    rules,
 )
 from ..errors import ClientDisconnected
 from .context import ConnectionContext
@@ -120,6 +122,22 @@ class _WindowGate:
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
+
+
+#: The answer past limit_concurrency: come back in a second.
+_AT_CAPACITY: Final = rules.refusal(503, "the server is at its concurrency limit")
+
+
+async def _at_capacity(scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+    """The app a request gets past limit_concurrency: 503 with Retry-After, no app run."""
+    headers, body = _AT_CAPACITY
+    start = {"status": 503, "headers": [*headers, (b"retry-after", b"1")]}
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.http.response.start", **start})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _log_orphan_cancelled(grace: float) -> None:
@@ -205,6 +223,8 @@ class Connection:
         self._orphaned: set[int] = set()
         #: Body bytes per stream handed to its app and not yet taken.
         self._held: dict[int, int] = {}
+        #: Streams whose app counts against limit_concurrency.
+        self._counted: set[int] = set()
 
     def _http1(self) -> HTTP1Protocol:
         config = self._config
@@ -646,10 +666,17 @@ class Connection:
         info = self._peer.for_request(request)
         config, context = self._config, self._context
         transport = _StreamTransport(self, request.stream_id)
+        app = context.app
+        if config.limit_concurrency is not None:
+            if context.running_apps >= config.limit_concurrency:
+                app = _at_capacity  # answers 503 itself, and does not count
+            else:
+                context.running_apps += 1
+                self._counted.add(request.stream_id)
         exchange: Exchange
         if request.websocket is None:
             exchange = HTTPExchange(
-                context.app,
+                app,
                 build_http_scope(request, info, root_path=config.root_path, state=context.state),
                 transport,
                 stream_id=request.stream_id,
@@ -660,7 +687,7 @@ class Connection:
             )
         else:
             exchange = WebSocketExchange(
-                context.app,
+                app,
                 build_websocket_scope(
                     request, info, root_path=config.root_path, state=context.state
                 ),
@@ -716,6 +743,9 @@ class Connection:
             else:
                 await exchange.run()
         finally:
+            if stream_id in self._counted:
+                self._counted.discard(stream_id)
+                self._context.running_apps -= 1
             self._scopes.pop(stream_id, None)
             if stream_id in self._held:
                 self._release(stream_id, self._held[stream_id])  # never taken now

@@ -130,6 +130,8 @@ class ConnectionContext:
         #: response: each is cancelled after app_disconnect_grace, or at once
         #: past MAX_ORPHANS (see Connection._orphan).
         self.orphans = 0
+        #: Apps running that count against limit_concurrency.
+        self.running_apps = 0
         #: Request body bytes held for apps server-wide (see MAX_BODY_BUFFER),
         #: and the connections waiting for it to fall.
         self.body_held = 0
