@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {
             "dest": field.name,
             "default": argparse.SUPPRESS,
-            "help": f"{field.metadata['help']} (default: {_show_default(field.default)})",
+            # argparse %-formats help; a literal % (an access log format) is doubled.
+            "help": f"{field.metadata['help']} (default: {_show_default(field.default)})".replace(
+                "%", "%%"
+            ),
         }
         choices = choices_of(field.type)
         if field.type == "bool":

@@ -59,6 +59,7 @@ from ..errors import ClientDisconnected
 from .context import ConnectionContext
 from .exchange import HTTPExchange
 from .logging import error_logger
+from .transport import WriteTimeout
 from .websocket import WebSocketExchange
 
 __all__ = ["CLOSE_TIMEOUT", "READ_SIZE", "STREAM_ERRORS", "Connection"]
@@ -338,22 +339,22 @@ class Connection:
         if not data:
             return
         try:
-            with anyio.move_on_after(self._config.write_timeout) as scope:
-                await self._stream.send(data)
-        except STREAM_ERRORS as exc:
-            self._stop_reading()
-            raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
-        if scope.cancelled_caught:
-            # The client stopped reading. What was cut short cannot be
-            # resumed, so the connection is over, and nothing more is tried
-            # on it: its task, buffers and app go now.
+            await self._stream.send(data)
+        except WriteTimeout:
+            # The client stopped reading (the transport keeps the write
+            # timeout). What was cut short cannot be resumed, so the
+            # connection is over, and nothing more is tried on it: its task,
+            # buffers and app go now.
             self._stuck = True
             self._stop_reading()
             error_logger.info(
                 "closed a connection whose client read nothing for %gs (write_timeout)",
                 self._config.write_timeout,
             )
-            raise ClientDisconnected("the client stopped reading (write_timeout)")
+            raise ClientDisconnected("the client stopped reading (write_timeout)") from None
+        except STREAM_ERRORS as exc:
+            self._stop_reading()
+            raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
 
     async def _flush(self) -> None:
         """Write what the protocol produced on its own."""

@@ -23,6 +23,7 @@ from .lifespan import Lifespan
 from .logging import error_logger
 from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
+from .transport import open_socket_stream, with_write_timeout
 
 __all__ = ["serve"]
 
@@ -209,13 +210,10 @@ async def _handle(
 ) -> None:
     try:
         client.setblocking(False)
-        stream: anyio.abc.SocketStream
-        if client.family == socket.AF_UNIX:
-            stream = await anyio.abc.UNIXSocketStream.from_socket(client)
-        else:
+        if client.family != socket.AF_UNIX:
             # Responses are written whole; Nagle would only delay them.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            stream = await anyio.abc.SocketStream.from_socket(client)
+        stream = await open_socket_stream(client, context.config.write_timeout)
     except OSError as exc:
         # The client left between accept and now.
         error_logger.debug("dropping a connection that failed on arrival: %s", exc)
@@ -245,4 +243,5 @@ async def serve_stream(stream: anyio.abc.ByteStream, context: ConnectionContext)
         and stream.extra(TLSAttribute.ssl_object, None) is not None
         and stream.extra(TLSAttribute.alpn_protocol, None) == "h2"
     )
+    stream = with_write_timeout(stream, config.write_timeout)
     await Connection(stream, context, http2=http2).run()

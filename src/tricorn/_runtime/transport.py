@@ -1,0 +1,276 @@
+"""Accepted socket -> the byte stream the connection runner reads and writes.
+
+The one room of the runtime that may know which event loop runs (see
+ARCHITECTURE.md, "Transports"). On asyncio and uvloop a connection sits on
+an ``asyncio.BufferedProtocol``: reading stays on while the runner keeps up,
+so a small request costs no ``pause_reading``/``resume_reading`` pair (two
+``epoll_ctl`` calls) and no trip through the loop when its bytes are already
+in; writes go straight to the loop's transport. On trio it is trio's own
+stream, through anyio.
+
+Whatever the loop, the contract is the runner's, and what
+tests/runtime/test_transport.py checks against every transport:
+
+* ``receive()`` returns what arrived (at most ``max_bytes``), waits when
+  nothing has, raises ``EndOfStream`` after the peer's EOF and
+  ``BrokenResourceError`` after a reset; reading stops once
+  ``_READ_AHEAD`` bytes wait untaken, so a runner that stops asking stops
+  the peer (TCP backpressure);
+* ``send()`` returns once the bytes are accepted by the kernel, and raises
+  :class:`WriteTimeout` (a ``BrokenResourceError``) when the peer read
+  nothing for ``write_timeout`` seconds; the stream is then unusable;
+* cancellation and ``aclose()`` mean what they mean on an anyio
+  ``ByteStream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final, cast
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from anyio.abc import SocketAttribute
+
+__all__ = ["WriteTimeout", "open_socket_stream", "with_write_timeout"]
+
+#: Bytes the asyncio transport reads ahead of the runner before it pauses.
+_READ_AHEAD: Final = 64 * 1024
+
+
+class WriteTimeout(anyio.BrokenResourceError):
+    """A write waited ``write_timeout`` seconds for a peer that read nothing."""
+
+
+async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio.abc.ByteStream:
+    """The runner's stream over an accepted, non-blocking socket (plain TCP or unix)."""
+    if _on_asyncio():
+        return await _AsyncioStream.open(sock, write_timeout)
+    stream: anyio.abc.ByteStream = await anyio.abc.SocketStream.from_socket(sock)
+    return with_write_timeout(stream, write_timeout)
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False  # trio (or another loop anyio runs on)
+    return True
+
+
+def with_write_timeout(stream: anyio.abc.ByteStream, write_timeout: float) -> anyio.abc.ByteStream:
+    """``stream`` whose writes give up (WriteTimeout) after ``write_timeout`` seconds."""
+    if isinstance(stream, (_AsyncioStream, _TimedStream)) or math.isinf(write_timeout):
+        return stream
+    return _TimedStream(stream, write_timeout)
+
+
+class _TimedStream(anyio.abc.ByteStream):
+    """Any anyio stream, with the write timeout kept by a cancel scope per write."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, write_timeout: float) -> None:
+        self._stream = stream
+        self._write_timeout = write_timeout
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        with anyio.move_on_after(self._write_timeout) as scope:
+            await self._stream.send(item)
+        if scope.cancelled_caught:
+            raise WriteTimeout
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._stream.extra_attributes
+
+
+# -- asyncio and uvloop ----------------------------------------------------------------
+
+#: The buffer the loop reads into; taken out at once in buffer_updated, which
+#: the loop calls right after filling it, so one per thread serves every
+#: connection of that thread's loop.
+_scratch = threading.local()
+
+
+def _scratch_buffer() -> memoryview:
+    buffer: memoryview | None = getattr(_scratch, "buffer", None)
+    if buffer is None:
+        buffer = _scratch.buffer = memoryview(bytearray(_READ_AHEAD))
+    return buffer
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """The loop's side: collects what arrives, wakes the one reader and the one writer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.incoming = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.lost = False
+        self.paused = False
+        self.readable: asyncio.Future[None] | None = None
+        self.writable: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are asyncio.Transport in all but their class.
+        self.transport = cast(asyncio.Transport, transport)
+        # A write the kernel does not take in full waits until it has
+        # (send() returns when the bytes are accepted: the backpressure).
+        self.transport.set_write_buffer_limits(0)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _scratch_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.incoming += _scratch_buffer()[:nbytes]
+        if len(self.incoming) >= _READ_AHEAD and self.transport is not None:
+            self.transport.pause_reading()
+            self.paused = True
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return True  # keep the write side open: a half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if exc is not None:
+            self.error = exc
+        self._wake_reader()
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        pass  # send() looks at the buffer size itself
+
+    def resume_writing(self) -> None:
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        if self.readable is not None and not self.readable.done():
+            self.readable.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+
+class _AsyncioStream(anyio.abc.ByteStream):
+    """The runner's stream over an asyncio transport (see the module docstring)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        protocol: _Protocol,
+        sock: socket.socket,
+        write_timeout: float,
+    ) -> None:
+        self._loop = loop
+        self._transport = transport
+        self._protocol = protocol
+        self._family = sock.family
+        self._local = sock.getsockname()
+        try:
+            self._remote = sock.getpeername()
+        except OSError:
+            self._remote = None
+        self._write_timeout = write_timeout
+        self._closed = False
+
+    @classmethod
+    async def open(cls, sock: socket.socket, write_timeout: float) -> _AsyncioStream:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_accepted_socket(_Protocol, sock)
+        return cls(loop, transport, protocol, sock, write_timeout)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        protocol = self._protocol
+        if not protocol.incoming:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if not protocol.eof and not protocol.lost:
+                protocol.readable = self._loop.create_future()
+                try:
+                    await protocol.readable
+                finally:
+                    protocol.readable = None
+            if not protocol.incoming:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if protocol.error is not None:
+                    raise anyio.BrokenResourceError from protocol.error
+                raise anyio.EndOfStream
+        incoming = protocol.incoming
+        if len(incoming) <= max_bytes:
+            data = bytes(incoming)
+            incoming.clear()
+        else:
+            data = bytes(incoming[:max_bytes])
+            del incoming[:max_bytes]
+        if protocol.paused and len(incoming) < _READ_AHEAD and not protocol.lost:
+            protocol.paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def send(self, item: bytes) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        protocol = self._protocol
+        if protocol.lost or self._transport.is_closing():
+            raise anyio.BrokenResourceError from protocol.error
+        self._transport.write(item)
+        if not self._transport.get_write_buffer_size():
+            return  # the kernel took it all: no wait, no timer
+        # The peer is slow: wait until the kernel has taken everything, for
+        # write_timeout at most. Only now is a timer armed.
+        deadline = self._loop.time() + self._write_timeout
+        while self._transport.get_write_buffer_size() and not protocol.lost:
+            protocol.writable = self._loop.create_future()
+            handle = self._loop.call_at(deadline, protocol._wake_writer)
+            try:
+                await protocol.writable
+            finally:
+                handle.cancel()
+                protocol.writable = None
+            if self._loop.time() >= deadline and self._transport.get_write_buffer_size():
+                self._transport.abort()
+                raise WriteTimeout
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if protocol.lost and self._transport.get_write_buffer_size():
+            raise anyio.BrokenResourceError from protocol.error
+
+    async def send_eof(self) -> None:
+        if self._transport.can_write_eof() and not self._transport.is_closing():
+            self._transport.write_eof()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.abort()
+            self._protocol.connection_lost(None)
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {
+            SocketAttribute.family: lambda: self._family,
+            SocketAttribute.local_address: lambda: self._local,
+            SocketAttribute.remote_address: lambda: self._remote,
+            SocketAttribute.raw_socket: lambda: self._transport.get_extra_info("socket"),
+        }
