@@ -541,6 +541,13 @@ class HTTP3Protocol:
 
     def _peer_reset(self, stream_id: int, code: int, events: list[Event]) -> None:
         stream = self._streams.get(stream_id)
+        if stream is None and stream_id > self._last_stream_id:
+            # A stream opened by its reset (RFC 9000 3.2 lets a RESET_STREAM
+            # open one) cost a stream and never carried a request: a reset
+            # the peer caused like any other (CVE-2023-44487).
+            self._spend(self._resets, "streams reset")
+            self._last_stream_id = stream_id
+            return
         if stream is None or stream.ended:
             return
         if not stream.response_done:
@@ -895,6 +902,8 @@ class HTTP3Protocol:
         """
         self._now = now
         datagrams: list[tuple[bytes, Address]] = []
+        if self._quic.get_peer_address() is None:
+            return datagrams  # no datagram was ever accepted: nobody to answer
         for _ in range(_SEND_ROUNDS):
             if not self._closed:
                 self._let_out()
