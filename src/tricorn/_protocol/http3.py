@@ -69,6 +69,7 @@ from .quic_seams import (
     CreditedQuicConnection,
     ServerH3Connection,
     close_event,
+    has_peer,
     is_request_stream,
     send_goaway,
     sending,
@@ -902,7 +903,7 @@ class HTTP3Protocol:
         """
         self._now = now
         datagrams: list[tuple[bytes, Address]] = []
-        if self._quic.get_peer_address() is None:
+        if not has_peer(self._quic):
             return datagrams  # no datagram was ever accepted: nobody to answer
         for _ in range(_SEND_ROUNDS):
             if not self._closed:
