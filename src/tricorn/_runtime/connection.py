@@ -513,7 +513,10 @@ class Connection:
                 timeout = _WS_CLOSE_TIMEOUT
             case _:
                 assert_never(phase)
-        self._read_scope.deadline = anyio.current_time() + timeout
+        # No clock read for the phase without a deadline (the one each request enters).
+        self._read_scope.deadline = (
+            math.inf if timeout == math.inf else anyio.current_time() + timeout
+        )
 
     async def _close(self, *, linger: bool) -> None:
         """Write what is left and close the transport (once).
