@@ -113,6 +113,7 @@ class HTTPCycle:
 
     __slots__ = (
         "_early_hints",
+        "_head_released",
         "_held",
         "_prefix",
         "_push",
@@ -148,6 +149,7 @@ class HTTPCycle:
         self._held: StartResponse | None = None
         self._trailers_announced = False
         self._trailers_held: list[tuple[bytes, bytes]] = []
+        self._head_released = False
 
     @property
     def started(self) -> bool:
@@ -156,7 +158,22 @@ class HTTPCycle:
     @property
     def flushed(self) -> bool:
         """Whether any byte of the response went to the protocol."""
-        return self.state in (HTTPCycleState.SENDING_BODY, HTTPCycleState.DONE)
+        return self._head_released or self.state in (
+            HTTPCycleState.SENDING_BODY,
+            HTTPCycleState.DONE,
+        )
+
+    @property
+    def head_held(self) -> bool:
+        """The response has started and its head waits for the first body message."""
+        return self._held is not None
+
+    def release_head(self) -> StartResponse | None:
+        """The held head, to go out now without a body (the app went on to wait)."""
+        head, self._held = self._held, None
+        if head is not None:
+            self._head_released = True
+        return head
 
     @property
     def done(self) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from typing import Any, Final, assert_never
 
 import anyio
@@ -55,7 +56,7 @@ from .._protocol import (
     WindowOpened,
     rules,
 )
-from ..errors import ClientDisconnected
+from ..errors import AppProtocolError, ClientDisconnected
 from .context import ConnectionContext
 from .exchange import HTTPExchange
 from .logging import error_logger
@@ -167,6 +168,9 @@ class _StreamTransport:
     def consumed(self, size: int) -> None:
         self._connection.acknowledge(self._stream_id, size)
 
+    def soon(self, action: Callable[[], tuple[Command, ...]]) -> None:
+        self._connection.soon(self._stream_id, action)
+
     def stop_keep_alive(self) -> None:
         self._connection.stop_keep_alive()
 
@@ -226,6 +230,8 @@ class Connection:
         self._held: dict[int, int] = {}
         #: Streams whose app counts against limit_concurrency.
         self._counted: set[int] = set()
+        #: Actions to run when the current task yields (see soon()).
+        self._soon: list[tuple[int, Callable[[], tuple[Command, ...]]]] = []
 
     def _http1(self) -> HTTP1Protocol:
         config = self._config
@@ -273,6 +279,51 @@ class Connection:
         if waited and self._protocol.closed:
             # The connection ended with data still held for the window.
             raise ClientDisconnected("the connection closed")
+
+    def soon(self, stream_id: int, action: Callable[[], tuple[Command, ...]]) -> None:
+        """Run ``action`` when the current task yields, and write the commands it returns.
+
+        The transport runs it at the end of the loop's turn when it can write
+        without waiting (asyncio); otherwise the writer task does, which also
+        runs only once the current task yields.
+        """
+        self._soon.append((stream_id, action))
+        if len(self._soon) > 1:
+            return  # already scheduled
+        call_soon = getattr(self._stream, "call_soon", None)
+        if call_soon is not None:
+            call_soon(self._run_soon)
+        else:
+            self._wake_writer()
+
+    def _take_soon(self) -> None:
+        """Run the pending ``soon`` actions: their commands go into the protocol."""
+        pending, self._soon = self._soon, []
+        for stream_id, action in pending:
+            commands = action()
+            if not commands or self._protocol.closed:
+                continue
+            try:
+                for command in commands:
+                    self._protocol.handle(command)
+            except AppProtocolError as exc:
+                exchange = self._exchanges.get(stream_id)
+                if isinstance(exchange, HTTPExchange):
+                    exchange.head_failed(exc)
+            except ClientDisconnected:
+                pass
+
+    def _run_soon(self) -> None:
+        """The end of a loop turn: run the soon actions; what they made goes out now.
+
+        A transport that can write without waiting (asyncio's) takes it here;
+        otherwise the writer task starts, only when there is something to write.
+        """
+        self._take_soon()
+        write_now = getattr(self._stream, "write_now", None)
+        if write_now is not None and not self._transport_closed and (data := self._take_output()):
+            write_now(data)
+        self._refresh()
 
     def queue(self, stream_id: int, commands: tuple[Command, ...]) -> bool:
         """Turn commands into bytes the next write takes along (see Transport.queue_commands)."""
@@ -390,6 +441,8 @@ class Connection:
     async def _writer(self) -> None:
         try:
             while True:
+                if self._soon:
+                    self._take_soon()
                 if self._shutdown_pending:
                     self._shutdown_pending = False
                     assert self._task_group is not None

@@ -161,6 +161,15 @@ class Transport(Protocol):
         """The app took ``size`` bytes the peer sent (HTTP/2 opens its window again)."""
         ...
 
+    def soon(self, action: Callable[[], tuple[Command, ...]]) -> None:
+        """Run ``action`` once the sender's task yields, and write the commands it returns.
+
+        For a response head held for its body: if the app waits on anything
+        before sending the body, the head goes out on its own at that point;
+        if the body comes first, ``action`` finds nothing left to send.
+        """
+        ...
+
     def stop_keep_alive(self) -> None:
         """Close the connection after this exchange (HTTP/1.1) or do nothing (HTTP/2)."""
         ...
@@ -203,6 +212,7 @@ class HTTPExchange:
         self._error_status: int | None = None
         self._access_log = access_log
         self._access_log_format = access_log_format
+        self._head_error: AppProtocolError | None = None
         #: How long the app may wait, in all, for the body to make progress
         #: (see _next_message); refilled each time it does.
         self._body_timeout = body_timeout
@@ -294,6 +304,8 @@ class HTTPExchange:
     async def send(self, message: Message) -> None:
         if self._disconnected:
             raise ClientDisconnected("the client has disconnected")
+        if self._head_error is not None:
+            raise self._head_error  # the head the app sent could not go out
         commands = self._cycle.commands_for(message)
         if commands:
             try:
@@ -301,8 +313,24 @@ class HTTPExchange:
             except ClientDisconnected:
                 self.disconnect()
                 raise
+        elif self._cycle.head_held:
+            # Held so that a body sent straight away shares its write; if the
+            # app waits on something else first, the head goes out then.
+            self._transport.soon(self._release_head)
         if self._cycle.done:
             self._inbox.close()
+
+    def _release_head(self) -> tuple[Command, ...]:
+        if self._disconnected or (head := self._cycle.release_head()) is None:
+            return ()
+        # The empty, unfinished data says "the head goes now": a protocol
+        # that holds a head for its first data (HTTP/2) lets it out.
+        return head, SendData(self._stream_id, b"", end_stream=False)
+
+    def head_failed(self, error: AppProtocolError) -> None:
+        """The held head, sent on its own, was refused (a 500 went out instead)."""
+        self._head_error = error
+        self._error_status = 500
 
     # -- the task ----------------------------------------------------------
 

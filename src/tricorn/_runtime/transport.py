@@ -26,9 +26,10 @@ tests/runtime/test_transport.py checks against every transport:
 from __future__ import annotations
 
 import asyncio
-import math
+import logging
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
@@ -41,6 +42,8 @@ __all__ = ["WriteTimeout", "open_socket_stream", "with_write_timeout"]
 
 #: Bytes the asyncio transport reads ahead of the runner before it pauses.
 _READ_AHEAD: Final = 64 * 1024
+#: The _TrioSoon of the current trio run (a trio RunVar, made on first use).
+_TRIO_SOON: Any = None
 
 
 class WriteTimeout(anyio.BrokenResourceError):
@@ -51,8 +54,8 @@ async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio
     """The runner's stream over an accepted, non-blocking socket (plain TCP or unix)."""
     if _on_asyncio():
         return await _AsyncioStream.open(sock, write_timeout)
-    stream: anyio.abc.ByteStream = await anyio.abc.SocketStream.from_socket(sock)
-    return with_write_timeout(stream, write_timeout)
+    stream = await anyio.abc.SocketStream.from_socket(sock)
+    return _SocketFirstStream(stream, sock, write_timeout)
 
 
 def _on_asyncio() -> bool:
@@ -65,9 +68,69 @@ def _on_asyncio() -> bool:
 
 def with_write_timeout(stream: anyio.abc.ByteStream, write_timeout: float) -> anyio.abc.ByteStream:
     """``stream`` whose writes give up (WriteTimeout) after ``write_timeout`` seconds."""
-    if isinstance(stream, (_AsyncioStream, _TimedStream)) or math.isinf(write_timeout):
+    if isinstance(stream, (_AsyncioStream, _TimedStream)):
         return stream
     return _TimedStream(stream, write_timeout)
+
+
+def _soon_runner() -> Callable[[Callable[[], None]], object]:
+    """How this event loop runs a plain callback once the running task yields."""
+    if _on_asyncio():
+        return asyncio.get_running_loop().call_soon
+    return _trio_soon()
+
+
+def _trio_soon() -> Callable[[Callable[[], None]], None]:
+    """trio's answer to ``loop.call_soon``: one system task per run takes the callbacks.
+
+    ``TrioToken.run_sync_soon`` would do, but it is made for threads and
+    writes to the wake-up socket each time (about 9 us); a parked task is
+    woken with a reschedule, and runs every callback queued by then at once.
+    """
+    import trio  # the only other loop tricorn runs on
+
+    global _TRIO_SOON
+    if _TRIO_SOON is None:
+        _TRIO_SOON = trio.lowlevel.RunVar("tricorn_call_soon")
+    soon: _TrioSoon | None = _TRIO_SOON.get(None)
+    if soon is None:
+        soon = _TrioSoon()
+        _TRIO_SOON.set(soon)
+        trio.lowlevel.spawn_system_task(soon.run, name="tricorn call_soon")
+    return soon.call_soon
+
+
+class _TrioSoon:
+    def __init__(self) -> None:
+        self._callbacks: deque[Callable[[], None]] = deque()
+        self._parked: Any = None
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+        if self._parked is not None:
+            import trio
+
+            task, self._parked = self._parked, None
+            trio.lowlevel.reschedule(task)
+
+    async def run(self) -> None:
+        import trio
+
+        while True:
+            while self._callbacks:
+                callback = self._callbacks.popleft()
+                try:
+                    callback()
+                except Exception:  # a bug in one connection must not end the run
+                    logging.getLogger("tricorn.error").exception("error in a deferred write")
+            self._parked = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel: Any) -> Any:
+        import trio
+
+        self._parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class _TimedStream(anyio.abc.ByteStream):
@@ -76,6 +139,7 @@ class _TimedStream(anyio.abc.ByteStream):
     def __init__(self, stream: anyio.abc.ByteStream, write_timeout: float) -> None:
         self._stream = stream
         self._write_timeout = write_timeout
+        self.call_soon = _soon_runner()
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         return await self._stream.receive(max_bytes)
@@ -95,6 +159,31 @@ class _TimedStream(anyio.abc.ByteStream):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self._stream.extra_attributes
+
+
+class _SocketFirstStream(_TimedStream):
+    """A socket stream (trio's) whose writes first try the socket itself.
+
+    Most writes fit in the kernel's buffer at once: those need neither the
+    loop nor a timeout scope (7 us on trio). Only what the kernel does not
+    take goes through the stream, under the write timeout.
+    """
+
+    def __init__(
+        self, stream: anyio.abc.SocketStream, sock: socket.socket, write_timeout: float
+    ) -> None:
+        super().__init__(stream, write_timeout)
+        self._sock = sock
+
+    async def send(self, item: bytes) -> None:
+        try:
+            sent = self._sock.send(item)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+        if sent < len(item):
+            await super().send(item[sent:] if sent else item)
 
 
 # -- asyncio and uvloop ----------------------------------------------------------------
@@ -254,6 +343,19 @@ class _AsyncioStream(anyio.abc.ByteStream):
             raise anyio.ClosedResourceError
         if protocol.lost and self._transport.get_write_buffer_size():
             raise anyio.BrokenResourceError from protocol.error
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the running task yields (at the loop's next turn)."""
+        self._loop.call_soon(callback)
+
+    def write_now(self, data: bytes) -> None:
+        """Write without waiting: for bytes made at the end of a loop turn.
+
+        The kernel or the transport's buffer takes them at once; the next
+        ``send()`` waits for the buffer to drain as always.
+        """
+        if not self._closed and not self._protocol.lost:
+            self._transport.write(data)
 
     async def send_eof(self) -> None:
         if self._transport.can_write_eof() and not self._transport.is_closing():
