@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import tricorn
+
 #: The ``tricorn`` console script installed next to this interpreter.
 TRICORN_SCRIPT = str(Path(sys.executable).with_name("tricorn"))
 MODULE_COMMAND = (sys.executable, "-m", "tricorn")
@@ -30,9 +32,21 @@ STOP_TIMEOUT = 20.0
 _SERVING = re.compile(r"serving on (\S+)")
 
 
+#: The source tree of the tricorn these tests import, so the server in the
+#: subprocess is the same code even when another checkout is installed (an
+#: editable install elsewhere, or ``PYTHONPATH=src`` relative to a directory
+#: the subprocess does not run in).
+SOURCE_ROOT = str(Path(tricorn.__file__).resolve().parents[1])
+
+
 def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without TRICORN_* settings, plus ``extra``."""
+    """This process's environment without TRICORN_* settings, plus ``extra``.
+
+    ``PYTHONPATH`` starts with the tested tricorn's source tree.
+    """
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TRICORN_")}
+    paths = [os.path.abspath(p) for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    environ["PYTHONPATH"] = os.pathsep.join([SOURCE_ROOT, *(p for p in paths if p != SOURCE_ROOT)])
     environ.update(extra)
     return environ
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e._server_process import clean_environ
+
 APP = """
 import os
 async def app(scope, receive, send):
@@ -67,6 +69,7 @@ def _start(
             *args,
         ],
         cwd=app_dir,
+        env=clean_environ(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
