@@ -27,7 +27,7 @@ import anyio
 from ._asgi.app import load_app
 from ._asgi.types import ASGI3App
 from ._runtime.logging import configure_logging, error_logger
-from ._runtime.serve import serve
+from ._runtime.serve import Server
 from ._runtime.sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
 from .config import Config
 from .errors import AppLoadError, BindError, LifespanFailure
@@ -129,18 +129,40 @@ def _backend(worker_class: str) -> tuple[str, dict[str, Any]]:
 async def _serve_until_signal(
     app: ASGI3App, config: Config, signals: tuple[signal.Signals, ...]
 ) -> None:
-    """Serve until one of ``signals`` arrives, then shut down gracefully."""
-    async with anyio.create_task_group() as task_group:
-        with anyio.open_signal_receiver(*signals) as received:
-            await task_group.start(serve, app, config)
+    """Serve until one of ``signals`` arrives, then shut down gracefully.
+
+    The signals are listened to until the server has stopped: a second one
+    during the graceful shutdown stops at once. (Left to the backends, a
+    second Ctrl+C is a KeyboardInterrupt on asyncio but, on trio, only a
+    cancellation that the graceful shutdown's shield absorbs.)
+    """
+    server = Server(app, config)
+    with anyio.open_signal_receiver(*signals) as received:
+        async with anyio.create_task_group() as task_group:
+            serving = anyio.CancelScope()
+
+            async def run() -> None:
+                try:
+                    with serving:
+                        async with anyio.create_task_group() as inner:
+                            await inner.start(server.serve)
+                finally:
+                    task_group.cancel_scope.cancel()  # stop listening for signals
+
+            task_group.start_soon(run)
             async for signum in received:
-                error_logger.info(
-                    "received %s, shutting down (graceful timeout %gs)",
-                    signal.Signals(signum).name,
-                    config.graceful_timeout,
-                )
-                task_group.cancel_scope.cancel()
-                break
+                name = signal.Signals(signum).name
+                if not serving.cancel_called:
+                    error_logger.info(
+                        "received %s, shutting down (graceful timeout %gs); "
+                        "send it again to stop at once",
+                        name,
+                        config.graceful_timeout,
+                    )
+                    serving.cancel()
+                else:
+                    error_logger.info("received %s again", name)
+                    server.stop_now()
 
 
 # -- the supervisor --------------------------------------------------------

@@ -165,6 +165,28 @@ def function_app(scope):
     return asgi
 """
 
+STARLETTE_APP = """
+import contextlib
+import sys
+
+import anyio
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+
+async def forever(request):
+    print("request started", request.url.path, file=sys.stderr, flush=True)
+    await anyio.sleep_forever()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield
+
+
+app = Starlette(routes=[Route("/forever", forever)], lifespan=lifespan)
+"""
+
 FAILING_STARTUP_APP = """
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -469,6 +491,43 @@ def test_graceful_timeout_bounds_shutdown(start: Start, tmp_path: Path, worker_c
     request.join(15)
     assert not request.is_alive()
     assert "Traceback" not in server.stderr
+
+
+def _force_quit(server: ServerProcess) -> float:
+    """Ctrl+C twice while a request never finishes; how long the second one took."""
+    request = _Request(server.url("/forever"), timeout=60)
+    request.start()
+    server.wait_for_line(r"request started /forever")
+    server.send_signal(signal.SIGINT)
+    server.wait_for_line(r"received SIGINT, shutting down")
+    began = time.monotonic()
+    server.send_signal(signal.SIGINT)
+    assert server.wait(10) == 0, server.stderr
+    request.join(10)
+    assert not request.is_alive(), "the client is left hanging after a forced stop"
+    return time.monotonic() - began
+
+
+def test_second_sigint_stops_at_once(start: Start, tmp_path: Path, worker_class: str) -> None:
+    # The graceful timeout (30 s) is far above the bound the stop must meet.
+    write_module(tmp_path, "slow", SLOW_APP)
+    server = start("slow:app", *LOCAL, "-k", worker_class, "--graceful-timeout", "30")
+    _force_quit(server)
+    assert "stopping now" in server.stderr
+    assert "Traceback" not in server.stderr
+
+
+def test_forced_stop_logs_no_lifespan_error(
+    start: Start, tmp_path: Path, worker_class: str
+) -> None:
+    # Starlette answers the cancellation of its lifespan task with
+    # lifespan.shutdown.failed; a forced stop is not the app's failure.
+    write_module(tmp_path, "starapp", STARLETTE_APP)
+    server = start("starapp:app", *LOCAL, "-k", worker_class, "--graceful-timeout", "30")
+    _force_quit(server)
+    assert "ERROR" not in server.stderr, server.stderr
+    assert "Traceback" not in server.stderr
+    assert "lifespan shutdown skipped" in server.stderr
 
 
 def test_address_in_use_exits_1_naming_the_address(tmp_path: Path, worker_class: str) -> None:
