@@ -63,8 +63,17 @@ def run(app_path: str, config: Config) -> None:
 # -- one worker ------------------------------------------------------------
 
 
-def run_worker(app_path: str, config: Config, sockets: list[socket.socket] | None = None) -> None:
-    """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure."""
+def run_worker(
+    app_path: str,
+    config: Config,
+    sockets: list[socket.socket] | None = None,
+    *,
+    multiprocess: bool = False,
+) -> None:
+    """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure.
+
+    ``multiprocess``: other worker processes serve the same app.
+    """
     configure_logging(config.log_level, access_log=config.access_log)
     signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     if sockets is not None:
@@ -83,6 +92,7 @@ def run_worker(app_path: str, config: Config, sockets: list[socket.socket] | Non
             interface=config.interface,
             factory=config.factory,
             wsgi_max_workers=config.wsgi_max_workers,
+            multiprocess=multiprocess,
         )
     except AppLoadError as exc:
         fail(EXIT_FAILURE, str(exc))
@@ -168,8 +178,10 @@ async def _serve_until_signal(
 # -- the supervisor --------------------------------------------------------
 
 
-def _worker_entry(app_path: str, config: Config, sockets: list[socket.socket]) -> None:
-    run_worker(app_path, config, sockets)
+def _worker_entry(
+    app_path: str, config: Config, sockets: list[socket.socket], multiprocess: bool
+) -> None:
+    run_worker(app_path, config, sockets, multiprocess=multiprocess)
 
 
 class _Supervisor:
@@ -215,7 +227,7 @@ class _Supervisor:
         config = dataclasses.replace(self._config, workers=1, reload=False)
         process = self._context.Process(
             target=_worker_entry,
-            args=(self._app_path, config, sockets),
+            args=(self._app_path, config, sockets, self._count > 1),
             name="tricorn-worker",
         )
         process.start()

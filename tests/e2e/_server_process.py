@@ -7,6 +7,7 @@ bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -75,6 +76,10 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # A group of its own: close() can kill the workers of a
+            # supervisor too, and a test can signal the group as a terminal's
+            # Ctrl+C would.
+            start_new_session=True,
         )
         self._lines: list[str] = []
         self._eof = False
@@ -159,10 +164,16 @@ class ServerProcess:
         self._reader.join(5)
         return status
 
+    def send_signal_to_group(self, signum: signal.Signals) -> None:
+        """Signal every process of the server, as a terminal's Ctrl+C does."""
+        os.killpg(self.process.pid, signum)
+
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        # The whole group: workers left behind by a supervisor that was
+        # killed would keep the stderr pipe (and their ports) open.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
         self._reader.join(5)
         if self.process.stderr is not None:
             self.process.stderr.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e._server_process import clean_environ
+from tests.e2e._server_process import ServerProcess, clean_environ, server_processes, write_module
 
 APP = """
 import os
@@ -189,3 +189,24 @@ def test_ctrl_c_to_the_process_group_lets_workers_finish_in_flight_requests(
     thread.join(15)
     assert result == ["finished"]
     assert process.wait(20) == 0
+
+
+WSGI_APP = """
+def app(environ, start_response):
+    body = repr(environ["wsgi.multiprocess"]).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+@pytest.mark.parametrize(("workers", "expected"), [("1", "False"), ("2", "True")])
+def test_wsgi_multiprocess_says_whether_other_workers_serve_the_app(
+    tmp_path: Path, workers: str, expected: str
+) -> None:
+    write_module(tmp_path, "wsgiapp", WSGI_APP)
+    with server_processes() as started:
+        server = ServerProcess(
+            ["wsgiapp:app", "-b", "127.0.0.1:0", "--workers", workers], cwd=tmp_path
+        )
+        started.append(server)
+        assert httpx.get(server.url(), timeout=10).text == expected
