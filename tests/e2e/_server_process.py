@@ -1,7 +1,7 @@
 """The ``tricorn`` command in a subprocess, with its stderr read line by line.
 
 The server is started with ``--bind 127.0.0.1:0``; the real address comes
-from the "serving on HOST:PORT" lines it logs at info level. Every wait is
+from the "serving on http://HOST:PORT" lines it logs at info level. Every wait is
 bounded.
 """
 
@@ -30,7 +30,8 @@ SCRIPT_COMMAND = (TRICORN_SCRIPT,)
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 
-_SERVING = re.compile(r"serving on (\S+)")
+#: "serving on http://HOST:PORT" (https with TLS), or "serving on unix:PATH".
+_SERVING = re.compile(r"serving on (?:https?://)?(\S+)")
 
 
 #: The source tree of the tricorn these tests import, so the server in the
@@ -123,6 +124,42 @@ class ServerProcess:
                     raise AssertionError(
                         f"no {pattern!r} on stderr within {timeout}s; stderr:\n"
                         + "".join(self._lines)
+                    )
+                self._changed.wait(remaining)
+
+    def wait_for_lines(
+        self, pattern: str, count: int, *, timeout: float = START_TIMEOUT
+    ) -> list[re.Match[str]]:
+        """The first ``count`` stderr lines matching ``pattern``; fails after ``timeout`` or EOF."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [m for line in self._lines if (m := regex.search(line))]
+                if len(found) >= count:
+                    return found[:count]
+                if self._eof:
+                    raise AssertionError(
+                        f"tricorn exited ({self.process.poll()}) after {len(found)} of {count}"
+                        f" {pattern!r} lines; stderr:\n{''.join(self._lines)}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{len(found)} of {count} {pattern!r} lines within {timeout}s; stderr:\n"
+                        + "".join(self._lines)
+                    )
+                self._changed.wait(remaining)
+
+    def wait_for_eof(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Wait until every process that holds the stderr pipe (workers too) has closed it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._eof:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"stderr still open after {timeout}s; stderr:\n" + "".join(self._lines)
                     )
                 self._changed.wait(remaining)
 

@@ -8,6 +8,7 @@ user. Servers bind ``127.0.0.1:0`` and the port is read from the
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -284,6 +285,38 @@ def test_unix_socket_bind_serves_over_the_socket(
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0
     assert not path.exists(), "the socket file is removed on shutdown"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_startup_message_names_a_url_per_bind_the_worker_class_and_how_to_quit(
+    start: Start, worker_class: str, short_dir: Path
+) -> None:
+    path = short_dir / "t.sock"
+    binds = ["-b", "127.0.0.1:0", "-b", f"unix:{path}"]
+    expected = [r"http://127\.0\.0\.1:\d+", f"unix:{path}"]
+    if _ipv6_loopback():
+        binds += ["-b", "[::1]:0"]
+        expected.append(r"http://\[::1\]:\d+")
+    server = start(DEMO, *binds, "-k", worker_class)
+    summary = server.wait_for_line(r"ready: .*")
+    assert f"worker class {worker_class}" in summary.group(0)
+    assert summary.group(0).endswith("Press Ctrl+C to quit")
+    serving = [line for line in server.stderr.splitlines() if "serving on" in line]
+    assert len(serving) == len(expected), server.stderr
+    for line, url in zip(serving, expected, strict=True):
+        assert re.search(rf"INFO tricorn.error: serving on {url}$", line), line
+    # The URL is the one to click: it answers.
+    url = re.search(r"serving on (http://\S+)", serving[0])
+    assert url is not None
+    assert httpx.get(url.group(1), timeout=10).status_code == 200
 
 
 def test_root_path_is_visible_in_the_demo_scope(start: Start, worker_class: str) -> None:

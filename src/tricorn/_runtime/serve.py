@@ -21,7 +21,7 @@ from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
-from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
+from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 
 __all__ = ["Server", "serve"]
@@ -54,8 +54,9 @@ class Server:
     shutdown is skipped.
     """
 
-    def __init__(self, app: ASGI3App, config: Config) -> None:
-        self._server = _Server(app, config)
+    def __init__(self, app: ASGI3App, config: Config, *, announce: bool = True) -> None:
+        """``announce``: log "serving on URL" at info level (else at debug)."""
+        self._server = _Server(app, config, announce=announce)
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED
@@ -74,7 +75,8 @@ class Server:
 
 
 class _Server:
-    def __init__(self, app: ASGI3App, config: Config) -> None:
+    def __init__(self, app: ASGI3App, config: Config, *, announce: bool) -> None:
+        self._announce = announce
         self._app = app
         self._config = config
         # Before anything is bound or started: a bad certificate is a
@@ -168,9 +170,11 @@ class _Server:
                             _accept, listener, connections, context, self._ssl_context
                         )
                     task_status.started(addresses)
-                    over = " over TLS" if self._ssl_context is not None else ""
-                    for address in addresses:
-                        error_logger.info("serving on %s%s", address, over)
+                    # Under a supervisor, the supervisor says it once for all workers.
+                    announce = error_logger.info if self._announce else error_logger.debug
+                    tls = self._ssl_context is not None
+                    for listener in listeners:
+                        announce("serving on %s", format_url(listener, tls=tls))
                     await self._shutdown_requested.wait()
                     accepting.cancel_scope.cancel()
                 # Stop accepting before winding down: close the listeners now
