@@ -592,3 +592,69 @@ def test_app_dir_imports_the_app_from_another_directory(start: Start, tmp_path: 
     # Run from tmp_path, where factorymod is not importable without --app-dir.
     server = start("factorymod:create_app", "--factory", "--app-dir", str(elsewhere), *LOCAL)
     assert httpx.get(server.url(), timeout=10).text == "made by the factory"
+
+
+ASYNCIO_ONLY_APPS = """
+import asyncio
+import contextlib
+
+from starlette.applications import Starlette
+
+
+async def in_requests(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    await asyncio.sleep(0.01)  # asyncio.get_running_loop() underneath
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"unreachable on trio"})
+
+
+async def in_lifespan(scope, receive, send):
+    await receive()
+    asyncio.get_running_loop()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    await asyncio.sleep(0.01)
+    yield
+
+
+starlette_app = Starlette(lifespan=lifespan)
+"""
+
+
+def _assert_one_clear_line(stderr: str) -> None:
+    lines = [line for line in stderr.splitlines() if "--worker-class asyncio" in line]
+    assert len(lines) == 1, stderr
+    assert "the app needs asyncio" in lines[0]
+    assert "Traceback" not in stderr
+    assert "RuntimeError" not in stderr
+
+
+def test_asyncio_only_request_on_trio_is_a_500_and_one_clear_line(
+    start: Start, tmp_path: Path
+) -> None:
+    write_module(tmp_path, "asyncio_only", ASYNCIO_ONLY_APPS)
+    server = start("asyncio_only:in_requests", *LOCAL, "-k", "trio", "--no-access-log")
+    response = httpx.get(server.url("/x"), timeout=10)
+    assert response.status_code == 500
+    server.wait_for_line(r"the app needs asyncio")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0, server.stderr
+    _assert_one_clear_line(server.stderr)
+
+
+@pytest.mark.parametrize("target", ["in_lifespan", "starlette_app"])
+def test_asyncio_only_lifespan_on_trio_exits_3_with_one_clear_line(
+    tmp_path: Path, target: str
+) -> None:
+    write_module(tmp_path, "asyncio_only", ASYNCIO_ONLY_APPS)
+    result = run_cli([f"asyncio_only:{target}", *LOCAL, "-k", "trio"], cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    _assert_one_clear_line(result.stderr)
+    assert "serving on" not in result.stderr

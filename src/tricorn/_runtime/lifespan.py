@@ -11,6 +11,7 @@ from .._asgi.scope import asgi_versions
 from .._asgi.types import ASGI3App, LifespanScope, Message
 from ..config import Config
 from ..errors import AppProtocolError
+from .asyncio_apps import NEEDS_ASYNCIO, needs_asyncio, says_needs_asyncio
 from .logging import error_logger
 
 __all__ = ["Lifespan"]
@@ -101,6 +102,10 @@ class Lifespan:
         self._reply = None
         if kind == failed:
             self._reply = str(message.get("message", "")) or f"lifespan.{self._phase}.failed"
+            if says_needs_asyncio(self._reply):
+                # A framework's report of the error (Starlette sends the traceback text).
+                error_logger.debug("lifespan %s failed: %s", self._phase, self._reply)
+                self._reply = NEEDS_ASYNCIO
             self._failure = self._reply
         self._answered.set()
 
@@ -118,6 +123,11 @@ class Lifespan:
         except Exception as exc:
             if self._abandoned:
                 error_logger.debug("the lifespan task ended during a forced stop", exc_info=exc)
+            elif needs_asyncio(exc):
+                # Not "lifespan unsupported", even under auto: the app would
+                # fail the same way on its first request.
+                self._failure = NEEDS_ASYNCIO
+                error_logger.debug("exception in the lifespan task", exc_info=exc)
             elif self._mode == "auto" and not self._spoke:
                 error_logger.info(
                     "the app does not support the lifespan protocol; serving without it"

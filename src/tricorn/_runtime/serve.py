@@ -17,6 +17,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 from .._asgi.types import ASGI3App
 from ..config import Config
 from ..errors import LifespanFailure
+from .asyncio_apps import guard_requests, on_asyncio
 from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
@@ -161,7 +162,8 @@ class _Server:
         state: dict[str, Any],
         task_status: anyio.abc.TaskStatus[list[str]],
     ) -> None:
-        context = self._context = ConnectionContext(self._app, self._config, state)
+        app = self._app if on_asyncio() else guard_requests(self._app)
+        context = self._context = ConnectionContext(app, self._config, state)
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
                 async with anyio.create_task_group() as accepting:
