@@ -202,10 +202,13 @@ async def _serve_until_signal(
         async with anyio.create_task_group() as task_group:
             serving = anyio.CancelScope()
 
-            def shut_down(reason: str) -> None:
+            def shut_down(reason: str, hint: str = "") -> None:
                 if not serving.cancel_called:
                     error_logger.info(
-                        "%s, shutting down (graceful timeout %gs)", reason, config.graceful_timeout
+                        "%s, shutting down (graceful timeout %gs)%s",
+                        reason,
+                        config.graceful_timeout,
+                        hint,
                     )
                     serving.cancel()
 
@@ -231,7 +234,7 @@ async def _serve_until_signal(
             async for signum in received:
                 name = signal.Signals(signum).name
                 if not serving.cancel_called:
-                    shut_down(f"received {name}; send it again to stop at once")
+                    shut_down(f"received {name}", "; send it again to stop at once")
                 else:
                     stop_now(f"received {name} again")
 
