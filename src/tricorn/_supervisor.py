@@ -2,33 +2,47 @@
 
 The supervisor binds every listening socket once and hands them to its
 workers (spawned, not forked, so no event loop state is shared), which serve
-them as ``fd://N``. It forwards SIGINT/SIGTERM for a graceful shutdown,
-restarts a worker that dies, and with ``reload`` restarts the worker when a
-source file changes.
+them as ``fd://N``. Each worker has a pipe to the supervisor: the worker
+says "ready" on it once lifespan startup completed and its listeners serve;
+the supervisor asks for a graceful shutdown (or, on a second Ctrl+C, an
+immediate stop) on it; and a worker whose supervisor is gone sees the pipe
+close and shuts down. A worker that dies after it was ready is replaced; one
+that dies before is a failed startup, and the server stops. With ``reload``
+the worker is restarted when a source file changes.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import anyio
 
+from . import __version__
 from ._asgi.app import load_app
 from ._asgi.types import ASGI3App
 from ._runtime.logging import configure_logging, error_logger
-from ._runtime.serve import serve
-from ._runtime.sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
+from ._runtime.serve import Server
+from ._runtime.sockets import (
+    bind_sockets,
+    format_address,
+    format_url,
+    remove_unix_sockets,
+    unix_paths,
+)
 from .config import Config
 from .errors import AppLoadError, BindError, LifespanFailure
 
@@ -40,11 +54,19 @@ EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_STARTUP: Final = 3
 
-#: A worker that exits within this many seconds of starting failed to start;
-#: restarting it in a loop would only repeat the failure.
-_STARTUP_GRACE: Final = 3.0
+#: A crash loop is not restarted forever: more than max(_RESTART_LIMIT,
+#: workers) replacements within _RESTART_WINDOW seconds stop the server.
+_RESTART_LIMIT: Final = 5
+_RESTART_WINDOW: Final = 60.0
+#: How often --reload looks at the source files' modification times.
 _POLL: Final = 0.5
 _SKIP_DIRS: Final = {".git", ".hg", ".venv", "venv", ".nox", ".tox", "node_modules", "__pycache__"}
+
+#: Worker -> supervisor.
+_READY: Final = b"ready"
+#: Supervisor -> worker.
+_SHUTDOWN: Final = b"shutdown"
+_STOP_NOW: Final = b"stop now"
 
 
 def fail(status: int, message: str) -> NoReturn:
@@ -60,18 +82,47 @@ def run(app_path: str, config: Config) -> None:
         run_worker(app_path, config)
 
 
+def _summary(config: Config, pids: list[int], *, supervisor: int | None = None) -> str:
+    """The line that says the server is up, and how to stop it."""
+    if supervisor is None:
+        processes = f"pid {pids[0]}"
+    else:
+        plural = "es" if len(pids) > 1 else ""
+        listed = ", ".join(str(pid) for pid in pids)
+        processes = (
+            f"{len(pids)} worker process{plural} (pid {listed}) under supervisor {supervisor}"
+        )
+    reload = f", reloading on .py changes under {Path.cwd()}" if config.reload else ""
+    return (
+        f"tricorn {__version__} ready: {processes}, worker class {config.worker_class}{reload}."
+        " Press Ctrl+C to quit"
+    )
+
+
 # -- one worker ------------------------------------------------------------
 
 
-def run_worker(app_path: str, config: Config, sockets: list[socket.socket] | None = None) -> None:
-    """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure."""
+def run_worker(
+    app_path: str,
+    config: Config,
+    sockets: list[socket.socket] | None = None,
+    *,
+    multiprocess: bool = False,
+    supervisor: Connection | None = None,
+) -> None:
+    """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure.
+
+    Under a supervisor, ``sockets`` are the listeners it bound,
+    ``multiprocess`` says whether other workers serve the same app, and
+    ``supervisor`` is this worker's pipe to it.
+    """
     configure_logging(config.log_level, access_log=config.access_log)
     signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     if sockets is not None:
         # Under a supervisor, Ctrl+C reaches every process in the group; the
-        # supervisor answers it with one SIGTERM per worker. A worker that
-        # also acted on SIGINT would take that SIGTERM as a second signal
-        # after its handlers were gone, and die mid-request.
+        # supervisor answers it on each worker's pipe (a second Ctrl+C with
+        # "stop now"). A worker that also acted on SIGINT would count every
+        # Ctrl+C twice.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signals = (signal.SIGTERM,)
         config = dataclasses.replace(
@@ -83,16 +134,23 @@ def run_worker(app_path: str, config: Config, sockets: list[socket.socket] | Non
             interface=config.interface,
             factory=config.factory,
             wsgi_max_workers=config.wsgi_max_workers,
+            multiprocess=multiprocess,
         )
     except AppLoadError as exc:
         fail(EXIT_FAILURE, str(exc))
     backend, options = _backend(config.worker_class)
     try:
         anyio.run(
-            _serve_until_signal, app, config, signals, backend=backend, backend_options=options
+            _serve_until_signal,
+            app,
+            config,
+            signals,
+            supervisor,
+            backend=backend,
+            backend_options=options,
         )
     except KeyboardInterrupt:
-        pass  # a second Ctrl+C during the graceful shutdown: stop now.
+        pass  # Ctrl+C before the signal handlers were installed: nothing to wind down.
     except BaseException as exc:
         error = _leaf(exc)
         if isinstance(error, LifespanFailure):
@@ -127,27 +185,121 @@ def _backend(worker_class: str) -> tuple[str, dict[str, Any]]:
 
 
 async def _serve_until_signal(
-    app: ASGI3App, config: Config, signals: tuple[signal.Signals, ...]
+    app: ASGI3App,
+    config: Config,
+    signals: tuple[signal.Signals, ...],
+    supervisor: Connection | None,
 ) -> None:
-    """Serve until one of ``signals`` arrives, then shut down gracefully."""
-    async with anyio.create_task_group() as task_group:
-        with anyio.open_signal_receiver(*signals) as received:
-            await task_group.start(serve, app, config)
+    """Serve until one of ``signals`` arrives, then shut down gracefully.
+
+    The signals are listened to until the server has stopped: a second one
+    during the graceful shutdown stops at once. (Left to the backends, a
+    second Ctrl+C is a KeyboardInterrupt on asyncio but, on trio, only a
+    cancellation that the graceful shutdown's shield absorbs.)
+    """
+    server = Server(app, config, announce=supervisor is None)
+    with anyio.open_signal_receiver(*signals) as received:
+        async with anyio.create_task_group() as task_group:
+            serving = anyio.CancelScope()
+
+            def shut_down(reason: str, hint: str = "") -> None:
+                if not serving.cancel_called:
+                    error_logger.info(
+                        "%s, shutting down (graceful timeout %gs)%s",
+                        reason,
+                        config.graceful_timeout,
+                        hint,
+                    )
+                    serving.cancel()
+
+            def stop_now(reason: str) -> None:
+                error_logger.info("%s", reason)
+                server.stop_now()
+
+            async def run() -> None:
+                try:
+                    with serving:
+                        async with anyio.create_task_group() as inner:
+                            await inner.start(server.serve)
+                            if supervisor is None:
+                                error_logger.info(_summary(config, [os.getpid()]))
+                            else:
+                                supervisor.send_bytes(_READY)
+                finally:
+                    task_group.cancel_scope.cancel()  # stop listening for signals
+
+            task_group.start_soon(run)
+            if supervisor is not None:
+                task_group.start_soon(_obey_supervisor, supervisor, shut_down, stop_now)
             async for signum in received:
-                error_logger.info(
-                    "received %s, shutting down (graceful timeout %gs)",
-                    signal.Signals(signum).name,
-                    config.graceful_timeout,
-                )
-                task_group.cancel_scope.cancel()
-                break
+                name = signal.Signals(signum).name
+                if not serving.cancel_called:
+                    shut_down(f"received {name}", "; send it again to stop at once")
+                else:
+                    stop_now(f"received {name} again")
+
+
+async def _obey_supervisor(
+    supervisor: Connection,
+    shut_down: Callable[[str], None],
+    stop_now: Callable[[str], None],
+) -> None:
+    """Act on the supervisor's messages; its end closing means it is gone."""
+    while True:
+        await anyio.wait_readable(supervisor.fileno())
+        try:
+            message = supervisor.recv_bytes()
+        except (EOFError, OSError):
+            # Killed, most likely; a worker without a supervisor would be
+            # left serving (and holding the port) with nobody to stop it.
+            shut_down(f"worker {os.getpid()}: the supervisor is gone")
+            return
+        if message == _SHUTDOWN:
+            shut_down(f"worker {os.getpid()} asked by the supervisor")
+        elif message == _STOP_NOW:
+            stop_now(f"worker {os.getpid()} asked by the supervisor to stop now")
 
 
 # -- the supervisor --------------------------------------------------------
 
 
-def _worker_entry(app_path: str, config: Config, sockets: list[socket.socket]) -> None:
-    run_worker(app_path, config, sockets)
+def _worker_entry(
+    app_path: str,
+    config: Config,
+    sockets: list[socket.socket],
+    multiprocess: bool,
+    supervisor: Connection,
+) -> None:
+    run_worker(app_path, config, sockets, multiprocess=multiprocess, supervisor=supervisor)
+
+
+@dataclasses.dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    pipe: Connection
+    #: The worker it replaces, if it does.
+    replaces: int | None = None
+    ready: bool = False
+    #: The pipe was closed by the worker (it is exiting).
+    hung_up: bool = False
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def tell(self, message: bytes) -> None:
+        with contextlib.suppress(OSError):  # it is exiting; its sentinel will say so
+            self.pipe.send_bytes(message)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 class _Supervisor:
@@ -156,8 +308,13 @@ class _Supervisor:
         self._config = config
         self._count = 1 if config.reload else config.workers
         self._context = multiprocessing.get_context("spawn")
-        self._stop = threading.Event()
-        self._workers: list[tuple[BaseProcess, float]] = []
+        self._workers: list[_Worker] = []
+        self._signals = 0
+        self._signal_name = ""
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._restarts: collections.deque[float] = collections.deque()
+        self._restart_limit = max(_RESTART_LIMIT, self._count)
 
     def run(self) -> None:
         configure_logging(self._config.log_level, access_log=self._config.access_log)
@@ -166,7 +323,7 @@ class _Supervisor:
         except BindError as exc:
             fail(EXIT_FAILURE, str(exc))
         for sock in sockets:
-            error_logger.info("supervisor listening on %s", format_address(sock))
+            error_logger.debug("supervisor listening on %s", format_address(sock))
         previous = {
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGINT, signal.SIGTERM)
@@ -182,29 +339,63 @@ class _Supervisor:
             for sock in sockets:
                 sock.close()
             remove_unix_sockets(unix_paths(self._config))
+            os.close(self._wake_read)
+            os.close(self._wake_write)
         if status:
             raise SystemExit(status)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        error_logger.info("supervisor received %s, stopping workers", signal.Signals(signum).name)
-        self._stop.set()
+        # Only note it: the main loop logs and acts (logging here could
+        # deadlock on a lock the interrupted code holds).
+        self._signals += 1
+        self._signal_name = signal.Signals(signum).name
+        with contextlib.suppress(BlockingIOError):  # a wake-up is pending already
+            os.write(self._wake_write, b"!")
 
-    def _spawn(self, sockets: list[socket.socket]) -> tuple[BaseProcess, float]:
+    def _drain_wakeups(self) -> None:
+        while multiprocessing.connection.wait([self._wake_read], timeout=0):
+            os.read(self._wake_read, 64)
+
+    def _spawn(self, sockets: list[socket.socket], *, replaces: int | None = None) -> _Worker:
         config = dataclasses.replace(self._config, workers=1, reload=False)
+        ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=_worker_entry,
-            args=(self._app_path, config, sockets),
+            args=(self._app_path, config, sockets, self._count > 1, theirs),
             name="tricorn-worker",
         )
         process.start()
-        error_logger.info("started worker %s", process.pid)
-        return process, time.monotonic()
+        theirs.close()  # the worker has its own copy; ours must not keep it open
+        error_logger.debug("started worker %s", process.pid)
+        return _Worker(process, ours, replaces=replaces)
+
+    def _announce(self, sockets: list[socket.socket]) -> None:
+        tls = self._config.certfile is not None
+        for sock in sockets:
+            error_logger.info("serving on %s", format_url(sock, tls=tls))
+        pids = [worker.pid for worker in self._workers]
+        error_logger.info(_summary(self._config, pids, supervisor=os.getpid()))
 
     def _watch(self, sockets: list[socket.socket]) -> int:
         """Keep the workers alive until told to stop; return the exit status."""
         mtimes = dict(_source_mtimes()) if self._config.reload else {}
         waiting_for_change = False
-        while not self._stop.wait(_POLL):
+        announced = False
+        while True:
+            waitables: list[Any] = [self._wake_read]
+            # A dead worker's sentinel stays readable: while waiting for a
+            # file change, only the clock and signals matter.
+            for worker in [] if waiting_for_change else self._workers:
+                waitables.append(worker.process.sentinel)
+                if not worker.ready and not worker.hung_up:
+                    waitables.append(worker.pipe)
+            multiprocessing.connection.wait(
+                waitables, timeout=_POLL if self._config.reload else None
+            )
+            self._drain_wakeups()
+            if self._signals:
+                error_logger.info("supervisor received %s, stopping workers", self._signal_name)
+                return 0
             if self._config.reload:
                 current = dict(_source_mtimes())
                 if current != mtimes:
@@ -217,31 +408,112 @@ class _Supervisor:
                     continue
             if waiting_for_change:
                 continue
-            for index, (process, started) in enumerate(self._workers):
-                if process.is_alive():
+            for worker in self._workers:
+                self._read_pipe(worker, announced)
+            if not announced and all(worker.ready for worker in self._workers):
+                self._announce(sockets)
+                announced = True
+            for index, worker in enumerate(self._workers):
+                if worker.process.is_alive():
                     continue
-                code = process.exitcode
-                error_logger.error("worker %s exited with status %s", process.pid, code)
-                if time.monotonic() - started < _STARTUP_GRACE and code not in (0, None):
+                worker.process.join()
+                worker.pipe.close()
+                how = _describe_exit(worker.process.exitcode)
+                if not worker.ready:
                     if self._config.reload:
-                        error_logger.info("waiting for a file change before restarting")
+                        error_logger.error(
+                            "worker %s %s before it was ready; "
+                            "waiting for a file change before restarting",
+                            worker.pid,
+                            how,
+                        )
                         waiting_for_change = True
                         break
-                    return code if code and code > 0 else EXIT_FAILURE
-                self._workers[index] = self._spawn(sockets)
-        return 0
+                    error_logger.error(
+                        "worker %s %s before it was ready (its startup failed); "
+                        "stopping the server",
+                        worker.pid,
+                        how,
+                    )
+                    code = worker.process.exitcode
+                    return code if code is not None and code > 0 else EXIT_FAILURE
+                if not self._may_restart():
+                    error_logger.error(
+                        "worker %s %s; %d workers were replaced within %gs, so this looks "
+                        "like a crash loop: stopping the server",
+                        worker.pid,
+                        how,
+                        len(self._restarts),
+                        _RESTART_WINDOW,
+                    )
+                    return EXIT_FAILURE
+                replacement = self._spawn(sockets, replaces=worker.pid)
+                # Exit status 0: someone stopped it on purpose (a SIGTERM of its own).
+                log = error_logger.warning if worker.process.exitcode == 0 else error_logger.error
+                log(
+                    "worker %s %s; started worker %s to replace it",
+                    worker.pid,
+                    how,
+                    replacement.pid,
+                )
+                self._workers[index] = replacement
+
+    def _read_pipe(self, worker: _Worker, announced: bool) -> None:
+        if worker.ready or worker.hung_up or not worker.pipe.poll():
+            return
+        try:
+            message = worker.pipe.recv_bytes()
+        except (EOFError, OSError):
+            worker.hung_up = True
+            return
+        if message != _READY:
+            return
+        worker.ready = True
+        if worker.replaces is not None:
+            error_logger.info(
+                "worker %s is ready, replacing worker %s", worker.pid, worker.replaces
+            )
+        elif announced:
+            error_logger.info("worker %s is ready", worker.pid)  # after a reload
+        else:
+            error_logger.debug("worker %s is ready", worker.pid)
+
+    def _may_restart(self) -> bool:
+        """Count one restart; False once the crash-loop bound is reached."""
+        now = time.monotonic()
+        while self._restarts and now - self._restarts[0] > _RESTART_WINDOW:
+            self._restarts.popleft()
+        if len(self._restarts) >= self._restart_limit:
+            return False
+        self._restarts.append(now)
+        return True
 
     def _stop_workers(self) -> None:
-        for process, _ in self._workers:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGTERM)
+        """Graceful shutdown for every worker; a second signal meanwhile stops them at once."""
+        for worker in self._workers:
+            worker.tell(_SHUTDOWN)
         deadline = time.monotonic() + self._config.graceful_timeout + 5.0
-        for process, _ in self._workers:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                error_logger.warning("worker %s did not stop in time; killing it", process.pid)
-                process.kill()
-                process.join()
+        forced = False
+        while (alive := [w for w in self._workers if w.process.is_alive()]) and (
+            remaining := deadline - time.monotonic()
+        ) > 0:
+            if not forced and self._signals >= 2:
+                forced = True
+                error_logger.info(
+                    "supervisor received %s again, stopping workers now", self._signal_name
+                )
+                for worker in alive:
+                    worker.tell(_STOP_NOW)
+            multiprocessing.connection.wait(
+                [self._wake_read, *(w.process.sentinel for w in alive)], timeout=remaining
+            )
+            self._drain_wakeups()
+        for worker in self._workers:
+            if worker.process.is_alive():
+                error_logger.warning("worker %s did not stop in time; killing it", worker.pid)
+                worker.process.kill()
+            worker.process.join()
+            worker.pipe.close()
         self._workers = []
 
 

@@ -653,6 +653,13 @@ async def test_max_workers_bounds_concurrent_wsgi_calls() -> None:
     assert counts == {"entered": 4, "running": 0, "peak": 2}
 
 
+@pytest.mark.anyio
+async def test_multiprocess_is_true_when_other_processes_serve_the_app() -> None:
+    seen: list[WSGIEnvironment] = []
+    await request(WSGIAdapter(capture_environ(seen), max_workers=1, multiprocess=True))
+    assert seen[0]["wsgi.multiprocess"] is True
+
+
 @pytest.fixture
 def adapter_made_outside_the_loop() -> WSGIAdapter:
     seen: list[WSGIEnvironment] = []

@@ -1,12 +1,13 @@
 """The ``tricorn`` command in a subprocess, with its stderr read line by line.
 
 The server is started with ``--bind 127.0.0.1:0``; the real address comes
-from the "serving on HOST:PORT" lines it logs at info level. Every wait is
+from the "serving on http://HOST:PORT" lines it logs at info level. Every wait is
 bounded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -19,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import tricorn
+
 #: The ``tricorn`` console script installed next to this interpreter.
 TRICORN_SCRIPT = str(Path(sys.executable).with_name("tricorn"))
 MODULE_COMMAND = (sys.executable, "-m", "tricorn")
@@ -27,12 +30,25 @@ SCRIPT_COMMAND = (TRICORN_SCRIPT,)
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 
-_SERVING = re.compile(r"serving on (\S+)")
+#: "serving on http://HOST:PORT" (https with TLS), or "serving on unix:PATH".
+_SERVING = re.compile(r"serving on (?:https?://)?(\S+)")
+
+
+#: The source tree of the tricorn these tests import, so the server in the
+#: subprocess is the same code even when another checkout is installed (an
+#: editable install elsewhere, or ``PYTHONPATH=src`` relative to a directory
+#: the subprocess does not run in).
+SOURCE_ROOT = str(Path(tricorn.__file__).resolve().parents[1])
 
 
 def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without TRICORN_* settings, plus ``extra``."""
+    """This process's environment without TRICORN_* settings, plus ``extra``.
+
+    ``PYTHONPATH`` starts with the tested tricorn's source tree.
+    """
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TRICORN_")}
+    paths = [os.path.abspath(p) for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    environ["PYTHONPATH"] = os.pathsep.join([SOURCE_ROOT, *(p for p in paths if p != SOURCE_ROOT)])
     environ.update(extra)
     return environ
 
@@ -61,6 +77,10 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # A group of its own: close() can kill the workers of a
+            # supervisor too, and a test can signal the group as a terminal's
+            # Ctrl+C would.
+            start_new_session=True,
         )
         self._lines: list[str] = []
         self._eof = False
@@ -107,6 +127,42 @@ class ServerProcess:
                     )
                 self._changed.wait(remaining)
 
+    def wait_for_lines(
+        self, pattern: str, count: int, *, timeout: float = START_TIMEOUT
+    ) -> list[re.Match[str]]:
+        """The first ``count`` stderr lines matching ``pattern``; fails after ``timeout`` or EOF."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [m for line in self._lines if (m := regex.search(line))]
+                if len(found) >= count:
+                    return found[:count]
+                if self._eof:
+                    raise AssertionError(
+                        f"tricorn exited ({self.process.poll()}) after {len(found)} of {count}"
+                        f" {pattern!r} lines; stderr:\n{''.join(self._lines)}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{len(found)} of {count} {pattern!r} lines within {timeout}s; stderr:\n"
+                        + "".join(self._lines)
+                    )
+                self._changed.wait(remaining)
+
+    def wait_for_eof(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Wait until every process that holds the stderr pipe (workers too) has closed it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._eof:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"stderr still open after {timeout}s; stderr:\n" + "".join(self._lines)
+                    )
+                self._changed.wait(remaining)
+
     def addresses(self, count: int = 1, *, timeout: float = START_TIMEOUT) -> list[str]:
         """The first ``count`` addresses the server reports it is serving on."""
         deadline = time.monotonic() + timeout
@@ -145,10 +201,16 @@ class ServerProcess:
         self._reader.join(5)
         return status
 
+    def send_signal_to_group(self, signum: signal.Signals) -> None:
+        """Signal every process of the server, as a terminal's Ctrl+C does."""
+        os.killpg(self.process.pid, signum)
+
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        # The whole group: workers left behind by a supervisor that was
+        # killed would keep the stderr pipe (and their ports) open.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
         self._reader.join(5)
         if self.process.stderr is not None:
             self.process.stderr.close()

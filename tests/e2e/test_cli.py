@@ -8,6 +8,7 @@ user. Servers bind ``127.0.0.1:0`` and the port is read from the
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -165,6 +166,28 @@ def function_app(scope):
     return asgi
 """
 
+STARLETTE_APP = """
+import contextlib
+import sys
+
+import anyio
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+
+async def forever(request):
+    print("request started", request.url.path, file=sys.stderr, flush=True)
+    await anyio.sleep_forever()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield
+
+
+app = Starlette(routes=[Route("/forever", forever)], lifespan=lifespan)
+"""
+
 FAILING_STARTUP_APP = """
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -262,6 +285,38 @@ def test_unix_socket_bind_serves_over_the_socket(
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0
     assert not path.exists(), "the socket file is removed on shutdown"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_startup_message_names_a_url_per_bind_the_worker_class_and_how_to_quit(
+    start: Start, worker_class: str, short_dir: Path
+) -> None:
+    path = short_dir / "t.sock"
+    binds = ["-b", "127.0.0.1:0", "-b", f"unix:{path}"]
+    expected = [r"http://127\.0\.0\.1:\d+", f"unix:{path}"]
+    if _ipv6_loopback():
+        binds += ["-b", "[::1]:0"]
+        expected.append(r"http://\[::1\]:\d+")
+    server = start(DEMO, *binds, "-k", worker_class)
+    summary = server.wait_for_line(r"ready: .*")
+    assert f"worker class {worker_class}" in summary.group(0)
+    assert summary.group(0).endswith("Press Ctrl+C to quit")
+    serving = [line for line in server.stderr.splitlines() if "serving on" in line]
+    assert len(serving) == len(expected), server.stderr
+    for line, url in zip(serving, expected, strict=True):
+        assert re.search(rf"INFO tricorn.error: serving on {url}$", line), line
+    # The URL is the one to click: it answers.
+    url = re.search(r"serving on (http://\S+)", serving[0])
+    assert url is not None
+    assert httpx.get(url.group(1), timeout=10).status_code == 200
 
 
 def test_root_path_is_visible_in_the_demo_scope(start: Start, worker_class: str) -> None:
@@ -471,6 +526,43 @@ def test_graceful_timeout_bounds_shutdown(start: Start, tmp_path: Path, worker_c
     assert "Traceback" not in server.stderr
 
 
+def _force_quit(server: ServerProcess) -> float:
+    """Ctrl+C twice while a request never finishes; how long the second one took."""
+    request = _Request(server.url("/forever"), timeout=60)
+    request.start()
+    server.wait_for_line(r"request started /forever")
+    server.send_signal(signal.SIGINT)
+    server.wait_for_line(r"received SIGINT, shutting down")
+    began = time.monotonic()
+    server.send_signal(signal.SIGINT)
+    assert server.wait(10) == 0, server.stderr
+    request.join(10)
+    assert not request.is_alive(), "the client is left hanging after a forced stop"
+    return time.monotonic() - began
+
+
+def test_second_sigint_stops_at_once(start: Start, tmp_path: Path, worker_class: str) -> None:
+    # The graceful timeout (30 s) is far above the bound the stop must meet.
+    write_module(tmp_path, "slow", SLOW_APP)
+    server = start("slow:app", *LOCAL, "-k", worker_class, "--graceful-timeout", "30")
+    _force_quit(server)
+    assert "stopping now" in server.stderr
+    assert "Traceback" not in server.stderr
+
+
+def test_forced_stop_logs_no_lifespan_error(
+    start: Start, tmp_path: Path, worker_class: str
+) -> None:
+    # Starlette answers the cancellation of its lifespan task with
+    # lifespan.shutdown.failed; a forced stop is not the app's failure.
+    write_module(tmp_path, "starapp", STARLETTE_APP)
+    server = start("starapp:app", *LOCAL, "-k", worker_class, "--graceful-timeout", "30")
+    _force_quit(server)
+    assert "ERROR" not in server.stderr, server.stderr
+    assert "Traceback" not in server.stderr
+    assert "lifespan shutdown skipped" in server.stderr
+
+
 def test_address_in_use_exits_1_naming_the_address(tmp_path: Path, worker_class: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -500,3 +592,69 @@ def test_app_dir_imports_the_app_from_another_directory(start: Start, tmp_path: 
     # Run from tmp_path, where factorymod is not importable without --app-dir.
     server = start("factorymod:create_app", "--factory", "--app-dir", str(elsewhere), *LOCAL)
     assert httpx.get(server.url(), timeout=10).text == "made by the factory"
+
+
+ASYNCIO_ONLY_APPS = """
+import asyncio
+import contextlib
+
+from starlette.applications import Starlette
+
+
+async def in_requests(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    await asyncio.sleep(0.01)  # asyncio.get_running_loop() underneath
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"unreachable on trio"})
+
+
+async def in_lifespan(scope, receive, send):
+    await receive()
+    asyncio.get_running_loop()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    await asyncio.sleep(0.01)
+    yield
+
+
+starlette_app = Starlette(lifespan=lifespan)
+"""
+
+
+def _assert_one_clear_line(stderr: str) -> None:
+    lines = [line for line in stderr.splitlines() if "--worker-class asyncio" in line]
+    assert len(lines) == 1, stderr
+    assert "the app needs asyncio" in lines[0]
+    assert "Traceback" not in stderr
+    assert "RuntimeError" not in stderr
+
+
+def test_asyncio_only_request_on_trio_is_a_500_and_one_clear_line(
+    start: Start, tmp_path: Path
+) -> None:
+    write_module(tmp_path, "asyncio_only", ASYNCIO_ONLY_APPS)
+    server = start("asyncio_only:in_requests", *LOCAL, "-k", "trio", "--no-access-log")
+    response = httpx.get(server.url("/x"), timeout=10)
+    assert response.status_code == 500
+    server.wait_for_line(r"the app needs asyncio")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0, server.stderr
+    _assert_one_clear_line(server.stderr)
+
+
+@pytest.mark.parametrize("target", ["in_lifespan", "starlette_app"])
+def test_asyncio_only_lifespan_on_trio_exits_3_with_one_clear_line(
+    tmp_path: Path, target: str
+) -> None:
+    write_module(tmp_path, "asyncio_only", ASYNCIO_ONLY_APPS)
+    result = run_cli([f"asyncio_only:{target}", *LOCAL, "-k", "trio"], cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    _assert_one_clear_line(result.stderr)
+    assert "serving on" not in result.stderr

@@ -91,7 +91,7 @@ def test_serves_https_to_curl(
         pytest.skip("curl is not installed, and this test is about a real client")
     server = ServerProcess([DEMO, *LOCAL, "--certfile", "server.pem"], cwd=tmp_path)
     started.append(server)
-    server.wait_for_line(r"serving on \S+ over TLS")
+    server.wait_for_line(r"serving on https://\S+")
     port = server.addresses()[0].rpartition(":")[2]
     result = subprocess.run(
         [curl, "-sS", "--http1.1", "--cacert", "ca.pem", f"https://localhost:{port}/scope"],

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
 import tricorn
 from tests.conftest import running_server
+from tricorn._runtime.serve import Server
 from tricorn.errors import LifespanFailure
 
 from ._memory import assert_took
@@ -274,3 +277,71 @@ async def test_hung_lifespan_shutdown_is_bounded_by_lifespan_timeout(virtual_tim
             elapsed = anyio.current_time() - start
     assert_took(elapsed, 0.3, virtual_time)
     assert any("lifespan shutdown" in message for message in log.messages())
+
+
+async def answer_cancellation_like_starlette(receive: Any, send: Any) -> None:
+    """Starlette's lifespan: any exception after startup becomes lifespan.shutdown.failed."""
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    try:
+        await receive()
+    except BaseException:
+        await send({"type": "lifespan.shutdown.failed", "message": "Traceback ..."})
+        raise
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def test_stop_now_during_graceful_shutdown_skips_lifespan_shutdown_quietly() -> None:
+    in_request = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await answer_cancellation_like_starlette(receive, send)
+            return
+        in_request.set()
+        await anyio.sleep_forever()
+
+    config = tricorn.Config(bind=("127.0.0.1:0",), access_log=False, graceful_timeout=60)
+    server = Server(app, config)
+    serving = anyio.CancelScope()
+    stopped = anyio.Event()
+
+    async def run(*, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
+        try:
+            with serving:
+                await server.serve(task_status=task_status)
+        finally:
+            stopped.set()
+
+    with watch_log() as log, anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as task_group:
+            (address,) = await task_group.start(run)
+            async with raw_client(address) as client:
+                await client.send(request())
+                await in_request.wait()
+                serving.cancel()  # graceful: the request would be waited for 60 s
+                await log.wait_for("shutting down")
+                server.stop_now()
+                await stopped.wait()
+    assert any("lifespan shutdown skipped" in message for message in log.messages())
+    errors = [r.getMessage() for r in log.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+async def test_unasked_shutdown_message_is_named_as_such() -> None:
+    # The app answers shutdown before it was asked; the error must not say
+    # "during startup", which ended successfully.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.failed", "message": "too early"})
+            return
+        await ok_app(scope, receive, send)
+
+    with watch_log() as log:
+        async with running_server(app, lifespan="on"):
+            await log.wait_for("unexpected lifespan message")
+    (message,) = [m for m in log.messages() if "unexpected lifespan message" in m]
+    assert "during startup" not in message
+    assert "after lifespan startup completed" in message

@@ -82,8 +82,14 @@ def detect_interface(app: Any) -> Literal["asgi3", "asgi2", "wsgi"]:
     return "asgi3"
 
 
-def wrap_app(app: Any, interface: Interface, *, wsgi_max_workers: int) -> ASGI3App:
-    """Return an ASGI 3 callable for ``app`` under the chosen interface."""
+def wrap_app(
+    app: Any, interface: Interface, *, wsgi_max_workers: int, multiprocess: bool = False
+) -> ASGI3App:
+    """Return an ASGI 3 callable for ``app`` under the chosen interface.
+
+    ``multiprocess`` says whether other processes serve the same app
+    (``wsgi.multiprocess``).
+    """
     if interface == "auto":
         interface = detect_interface(app)
     if interface == "asgi2":
@@ -91,7 +97,7 @@ def wrap_app(app: Any, interface: Interface, *, wsgi_max_workers: int) -> ASGI3A
     if interface == "wsgi":
         from .wsgi import WSGIAdapter
 
-        return WSGIAdapter(app, max_workers=wsgi_max_workers)
+        return WSGIAdapter(app, max_workers=wsgi_max_workers, multiprocess=multiprocess)
     return cast(ASGI3App, app)
 
 
@@ -103,8 +109,20 @@ def _asgi2_to_asgi3(app: ASGI2App) -> ASGI3App:
     return asgi3
 
 
-def load_app(path: str, *, interface: Interface, factory: bool, wsgi_max_workers: int) -> ASGI3App:
+def load_app(
+    path: str,
+    *,
+    interface: Interface,
+    factory: bool,
+    wsgi_max_workers: int,
+    multiprocess: bool = False,
+) -> ASGI3App:
     """Import and wrap in one step, with the working directory importable."""
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, ".")
-    return wrap_app(import_app(path, factory=factory), interface, wsgi_max_workers=wsgi_max_workers)
+    return wrap_app(
+        import_app(path, factory=factory),
+        interface,
+        wsgi_max_workers=wsgi_max_workers,
+        multiprocess=multiprocess,
+    )

@@ -63,11 +63,14 @@ class WSGIAdapter:
     on; an adapter therefore serves one event loop.
     """
 
-    def __init__(self, app: WSGIApp, *, max_workers: int) -> None:
+    def __init__(self, app: WSGIApp, *, max_workers: int, multiprocess: bool = False) -> None:
         if max_workers < 1:
             raise ConfigError("wsgi_max_workers", f"must be at least 1, not {max_workers!r}")
         self.app = app
         self.max_workers = max_workers
+        #: ``wsgi.multiprocess``: whether other processes serve the same app
+        #: (``--workers`` above 1), so per-process state is not shared state.
+        self.multiprocess = multiprocess
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
@@ -86,7 +89,9 @@ class WSGIAdapter:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_workers)
         errors = _ErrorStream()
-        environ = build_environ(scope, _RequestBody(receive), errors)
+        environ = build_environ(
+            scope, _RequestBody(receive), errors, multiprocess=self.multiprocess
+        )
         call = _WSGICall(self.app, environ, send)
         try:
             await anyio.to_thread.run_sync(call.run, limiter=self._limiter)
@@ -126,7 +131,9 @@ def _script_name_and_path_info(root_path: str, path: str) -> tuple[str, str]:
     return script_name, path
 
 
-def build_environ(scope: HTTPScope, body: _RequestBody, errors: _ErrorStream) -> WSGIEnvironment:
+def build_environ(
+    scope: HTTPScope, body: _RequestBody, errors: _ErrorStream, *, multiprocess: bool = False
+) -> WSGIEnvironment:
     """The PEP 3333 environ for an ``http`` scope."""
     script_name, path_info = _script_name_and_path_info(scope["root_path"], scope["path"])
     server = scope.get("server")
@@ -151,7 +158,8 @@ def build_environ(scope: HTTPScope, body: _RequestBody, errors: _ErrorStream) ->
         "wsgi.input_terminated": True,
         "wsgi.errors": errors,
         "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
+        # PEP 3333: true when another process may be running the same app.
+        "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
     }
     client = scope.get("client")

@@ -17,15 +17,16 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 from .._asgi.types import ASGI3App
 from ..config import Config
 from ..errors import LifespanFailure
+from .asyncio_apps import guard_requests, on_asyncio
 from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
-from .sockets import bind_sockets, format_address, remove_unix_sockets, unix_paths
+from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 from .transport import open_socket_stream, with_write_timeout
 
-__all__ = ["serve"]
+__all__ = ["Server", "serve"]
 
 
 async def serve(
@@ -43,18 +44,41 @@ async def serve(
     ``config.graceful_timeout``, then runs lifespan shutdown. No signal
     handlers are installed; that is the CLI's business.
     """
-    server = _Server(app, config)
-    async with anyio.create_task_group() as task_group:
-        try:
-            addresses = await task_group.start(server.run)
-            task_status.started(addresses)
-            await server.stopped.wait()
-        finally:
-            server.request_shutdown()
+    await Server(app, config).serve(task_status=task_status)
+
+
+class Server:
+    """One server: ``serve`` as above, plus a forced stop for the CLI's second signal.
+
+    Cancelling ``serve`` is the graceful shutdown, which deliberately
+    outlives that cancellation (the shielded scope below). ``stop_now``
+    cancels what the shield protects: connections are dropped and lifespan
+    shutdown is skipped.
+    """
+
+    def __init__(self, app: ASGI3App, config: Config, *, announce: bool = True) -> None:
+        """``announce``: log "serving on URL" at info level (else at debug)."""
+        self._server = _Server(app, config, announce=announce)
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        server = self._server
+        async with anyio.create_task_group() as task_group:
+            try:
+                addresses = await task_group.start(server.run)
+                task_status.started(addresses)
+                await server.stopped.wait()
+            finally:
+                server.request_shutdown()
+
+    def stop_now(self) -> None:
+        self._server.stop_now()
 
 
 class _Server:
-    def __init__(self, app: ASGI3App, config: Config) -> None:
+    def __init__(self, app: ASGI3App, config: Config, *, announce: bool) -> None:
+        self._announce = announce
         self._app = app
         self._config = config
         # Before anything is bound or started: a bad certificate is a
@@ -67,11 +91,30 @@ class _Server:
                 ", ".join(forbidden),
             )
         self._shutdown_requested = anyio.Event()
-        self._grace: anyio.CancelScope | None = None
+        self._protected: anyio.CancelScope | None = None
+        self._lifespan: Lifespan | None = None
+        self._forced = False
+        self._context: ConnectionContext | None = None
         self.stopped = anyio.Event()
 
     def request_shutdown(self) -> None:
         self._shutdown_requested.set()
+
+    def stop_now(self) -> None:
+        """Cancel everything, shielded or not: connections, the app, lifespan shutdown."""
+        if self._forced:
+            return
+        self._forced = True
+        self._shutdown_requested.set()
+        open_connections = len(self._context.connections) if self._context is not None else 0
+        error_logger.warning(
+            "stopping now: %d open connection(s) dropped, lifespan shutdown skipped",
+            open_connections,
+        )
+        if self._lifespan is not None:
+            self._lifespan.abandon()
+        if self._protected is not None:
+            self._protected.cancel()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
         try:
@@ -85,9 +128,13 @@ class _Server:
         sockets = bind_sockets(self._config)
         paths = unix_paths(self._config)
         try:
-            lifespan = Lifespan(self._app, self._config)
+            lifespan = self._lifespan = Lifespan(self._app, self._config)
             failure: str | None = None
             async with anyio.create_task_group() as lifespan_group:
+                # stop_now cancels this scope, shield or no shield.
+                self._protected = lifespan_group.cancel_scope
+                if self._forced:
+                    lifespan_group.cancel_scope.cancel()
                 # Startup may be cancelled outright: nothing is served yet.
                 failure = await lifespan.startup(lifespan_group)
                 if failure is None:
@@ -116,7 +163,8 @@ class _Server:
         state: dict[str, Any],
         task_status: anyio.abc.TaskStatus[list[str]],
     ) -> None:
-        context = ConnectionContext(self._app, self._config, state)
+        app = self._app if on_asyncio() else guard_requests(self._app)
+        context = self._context = ConnectionContext(app, self._config, state)
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
                 async with anyio.create_task_group() as accepting:
@@ -125,9 +173,11 @@ class _Server:
                             _accept, listener, connections, context, self._ssl_context
                         )
                     task_status.started(addresses)
-                    over = " over TLS" if self._ssl_context is not None else ""
-                    for address in addresses:
-                        error_logger.info("serving on %s%s", address, over)
+                    # Under a supervisor, the supervisor says it once for all workers.
+                    announce = error_logger.info if self._announce else error_logger.debug
+                    tls = self._ssl_context is not None
+                    for listener in listeners:
+                        announce("serving on %s", format_url(listener, tls=tls))
                     await self._shutdown_requested.wait()
                     accepting.cancel_scope.cancel()
                 # Stop accepting before winding down: close the listeners now

@@ -17,7 +17,7 @@ import stat
 from ..config import Config, parse_bind, uds_mode_bits
 from ..errors import BindError, ConfigError
 
-__all__ = ["bind_sockets", "format_address", "remove_unix_sockets", "unix_paths"]
+__all__ = ["bind_sockets", "format_address", "format_url", "remove_unix_sockets", "unix_paths"]
 
 
 def bind_sockets(config: Config) -> list[socket.socket]:
@@ -97,6 +97,16 @@ def format_address(sock: socket.socket) -> str:
         return f"unix:{address}"
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+
+
+def format_url(sock: socket.socket, *, tls: bool) -> str:
+    """Where to point a browser or curl: ``http(s)://host:port``, ``[v6]`` in brackets.
+
+    A unix socket has no URL; it stays ``unix:path`` (with " over TLS" if so).
+    """
+    if sock.family == socket.AF_UNIX:
+        return format_address(sock) + (" over TLS" if tls else "")
+    return ("https://" if tls else "http://") + format_address(sock)
 
 
 def unix_paths(config: Config) -> list[str]:
