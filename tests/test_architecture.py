@@ -76,6 +76,10 @@ def test_module_respects_the_import_rules(path: Path) -> None:
         deep = {n for n in imports if _tricorn_part(n) == "_protocol" and n.count(".") > 2}
         assert not deep, f"_runtime imports _protocol through its __init__ only, not {deep}"
         assert inner <= {"_runtime", "_protocol", "_asgi", "config", "errors"}
+        if path.name != "transport.py":
+            # ARCHITECTURE.md, Transports: the one room that may know its loop.
+            loops = tops & {"asyncio", "trio", "uvloop", "sniffio"}
+            assert not loops, f"only _runtime/transport.py may import {loops}"
     elif floor == "demo":
         assert not inner, "the demo app is an ordinary app and imports nothing of tricorn"
 

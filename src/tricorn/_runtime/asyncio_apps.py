@@ -8,11 +8,11 @@ command line, so the log says that, once, and keeps the traceback at debug.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final
 
 from .._asgi.types import ASGI3App, ASGIReceive, ASGISend, Message, Scope
 from .logging import error_logger
+from .transport import on_asyncio
 
 __all__ = ["NEEDS_ASYNCIO", "guard_requests", "needs_asyncio", "on_asyncio", "says_needs_asyncio"]
 
@@ -22,15 +22,6 @@ NEEDS_ASYNCIO: Final = (
 )
 
 _NO_LOOP: Final = "no running event loop"
-
-
-def on_asyncio() -> bool:
-    """Whether the current thread runs an asyncio event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def needs_asyncio(error: BaseException) -> bool:

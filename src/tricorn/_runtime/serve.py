@@ -17,14 +17,14 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 from .._asgi.types import ASGI3App
 from ..config import Config
 from ..errors import LifespanFailure
-from .asyncio_apps import guard_requests, on_asyncio
+from .asyncio_apps import guard_requests
 from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
 from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
-from .transport import open_socket_stream, with_write_timeout
+from .transport import on_asyncio, open_socket_stream, with_write_timeout
 
 __all__ = ["Server", "serve"]
 

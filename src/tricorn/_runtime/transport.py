@@ -38,7 +38,7 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
-__all__ = ["WriteTimeout", "open_socket_stream", "with_write_timeout"]
+__all__ = ["WriteTimeout", "on_asyncio", "open_socket_stream", "with_write_timeout"]
 
 #: Bytes the asyncio transport reads ahead of the runner before it pauses.
 _READ_AHEAD: Final = 64 * 1024
@@ -52,13 +52,14 @@ class WriteTimeout(anyio.BrokenResourceError):
 
 async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio.abc.ByteStream:
     """The runner's stream over an accepted, non-blocking socket (plain TCP or unix)."""
-    if _on_asyncio():
+    if on_asyncio():
         return await _AsyncioStream.open(sock, write_timeout)
     stream = await anyio.abc.SocketStream.from_socket(sock)
     return _SocketFirstStream(stream, sock, write_timeout)
 
 
-def _on_asyncio() -> bool:
+def on_asyncio() -> bool:
+    """Whether the current thread runs an asyncio (or uvloop) event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -75,7 +76,7 @@ def with_write_timeout(stream: anyio.abc.ByteStream, write_timeout: float) -> an
 
 def _soon_runner() -> Callable[[Callable[[], None]], object]:
     """How this event loop runs a plain callback once the running task yields."""
-    if _on_asyncio():
+    if on_asyncio():
         return asyncio.get_running_loop().call_soon
     return _trio_soon()
 
