@@ -126,6 +126,12 @@ class Config:
         metavar="ADDRESS",
         repeatable=True,
     )
+    proxy_protocol: bool = _option(
+        False,
+        "Expect a PROXY protocol header (v1 or v2) from peers in --forwarded-allow-ips and "
+        "serve their connections as the client it names; a header from any other peer is "
+        "refused, and a trusted peer that sends none is closed.",
+    )
     graceful_timeout: float = _option(
         10.0,
         "Seconds that in-flight requests get to finish after a shutdown begins.",

@@ -685,3 +685,25 @@ def test_an_attribute_without_a_short_name_is_a_dotted_oid_with_hex_ber() -> Non
 
 def test_a_certificate_that_does_not_parse_has_no_subject() -> None:
     assert certificate_subject(b"\x30\x82\xff") is None
+
+
+@pytest.mark.anyio
+async def test_a_proxy_header_comes_before_the_tls_handshake(pki: PKI) -> None:
+    # A TCP proxy (HAProxy send-proxy) relays TLS untouched, after its header.
+    scopes: list[dict[str, Any]] = []
+    options = pki.server_options(proxy_protocol=True)
+    async with server(recording_app(scopes), **options) as handle:
+        host, _, port = handle.address.rpartition(":")
+        tcp = await anyio.connect_tcp(host, int(port))
+        await tcp.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n")
+        tls = await TLSStream.wrap(
+            tcp, hostname="localhost", ssl_context=pki.client_context(), standard_compatible=False
+        )
+        async with tls:
+            client = RawClient(tls)
+            await client.send(request())
+            assert (await client.response()).status_code == 200
+    (scope,) = [scope for scope in scopes if scope["type"] == "http"]
+    assert scope["client"] == ("203.0.113.7", 56324)
+    assert scope["scheme"] == "https"
+    assert scope["extensions"]["tls"]["tls_version"] in (0x0303, 0x0304)

@@ -30,8 +30,11 @@ from .events import (
 from .http1 import HTTP1Protocol
 from .http2 import PREFACE, HTTP2Protocol
 from .interface import Phase, ServerProtocol
+from .proxy import ProxyHeader, ProxyHeaderReader
 
 __all__ = [
+    "ProxyHeader",
+    "ProxyHeaderReader",
     "AcceptWebSocket",
     "CloseWebSocket",
     "Command",

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import formatdate
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+from anyio import TypedAttributeSet, typed_attribute
 
 from .._asgi.proxy import ProxyTrust
 from .._asgi.scope import ConnectionInfo
 from .._asgi.types import ASGI3App
-from .._protocol import Headers, RequestReceived
+from .._protocol import Headers, ProxyHeader, RequestReceived
 from ..config import Config
 from .tls import tls_extension
 
@@ -59,11 +60,20 @@ def _address(value: object) -> tuple[str, int] | None:
     return None
 
 
+class ProxyAttribute(TypedAttributeSet):
+    #: The PROXY header a trusted proxy opened the connection with.
+    header: ProxyHeader = typed_attribute()
+
+
 def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> ConnectionInfo:
     """Client and server addresses as the ASGI scope wants them.
 
     A TLS stream makes the scheme ``https`` and carries the ASGI TLS extension.
+    A PROXY header from a trusted proxy stands for the socket's own facts.
     """
+    header = stream.extra(ProxyAttribute.header, None)
+    if header is not None:
+        return _proxied_info(connection_info(_Plain(stream), scheme), header)
     local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
     remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
     family = stream.extra(anyio.abc.SocketAttribute.family, None)
@@ -75,6 +85,51 @@ def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> Conne
         server = (path, None) if path else None
         return ConnectionInfo(client=None, server=server, scheme=scheme, tls=tls)
     return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme, tls=tls)
+
+
+class _Plain(anyio.abc.ByteStream):
+    """A stream's attributes without the PROXY header's (to read the socket's own)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        raise NotImplementedError
+
+    async def send(self, item: bytes) -> None:
+        raise NotImplementedError
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        attributes: dict[Any, Callable[[], Any]] = {**self._stream.extra_attributes}
+        attributes.pop(ProxyAttribute.header, None)
+        return attributes
+
+
+def _proxied_info(own: ConnectionInfo, header: ProxyHeader) -> ConnectionInfo:
+    """What the proxy says of the client, over what the socket says of the proxy."""
+    if header.client is None:
+        return own  # LOCAL or UNKNOWN: the proxy speaks for itself
+    tls = own.tls
+    scheme = own.scheme
+    if header.tls and tls is None:
+        scheme = "https"
+        tls = {
+            "server_cert": None,
+            "client_cert_chain": [],
+            "client_cert_name": header.client_cert_name,
+            "client_cert_error": None,
+            "tls_version": header.tls_version,
+            "cipher_suite": None,
+        }
+    server = header.server if header.server is not None else own.server
+    return ConnectionInfo(client=header.client, server=server, scheme=scheme, tls=tls)
 
 
 class Member(Protocol):

@@ -22,6 +22,7 @@ from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
+from .proxy_protocol import accept_proxy_header
 from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 from .transport import on_asyncio, open_socket_stream, with_write_timeout
@@ -270,6 +271,12 @@ async def _handle(
         client.close()
         return
     try:
+        if context.config.proxy_protocol:
+            # Before TLS: a TCP proxy sends its header ahead of the client's bytes.
+            proxied = await accept_proxy_header(stream, context)
+            if proxied is None:
+                return
+            stream = proxied
         if ssl_context is None:
             await serve_stream(stream, context)
         elif (tls := await _Handshake(context).accept(stream, ssl_context)) is not None:
