@@ -116,7 +116,7 @@ def run_worker(
     ``multiprocess`` says whether other workers serve the same app, and
     ``supervisor`` is this worker's pipe to it.
     """
-    configure_logging(config.log_level, access_log=config.access_log)
+    configure_logging(config)
     signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     if sockets is not None:
         # Under a supervisor, Ctrl+C reaches every process in the group; the
@@ -317,7 +317,7 @@ class _Supervisor:
         self._restart_limit = max(_RESTART_LIMIT, self._count)
 
     def run(self) -> None:
-        configure_logging(self._config.log_level, access_log=self._config.access_log)
+        configure_logging(self._config)
         try:
             sockets = bind_sockets(self._config)
         except BindError as exc:

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, get_args
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
     "Config",
     "Interface",
     "LifespanMode",
@@ -37,6 +38,10 @@ LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 WebSocketMode = Literal["auto", "none"]
 VerifyMode = Literal["none", "optional", "required"]
+
+#: The access log line when none is configured: client, request line, status,
+#: bytes and milliseconds.
+DEFAULT_ACCESS_LOG_FORMAT: Final = '%(client)s "%(r)s" %(s)s %(B)s %(Mf)sms'
 
 _FD_BIND = re.compile(r"fd://(\d+)")
 _IPV6_BIND = re.compile(r"\[([^\]]+)\]:(\d+)")
@@ -339,13 +344,25 @@ class Config:
         True, "Log one line per completed request to the tricorn.access logger."
     )
     access_log_format: str = _option(
-        '%(client)s "%(r)s" %(s)s %(B)s %(Mf)sms',
+        DEFAULT_ACCESS_LOG_FORMAT,
         'The access log line, with Gunicorn\'s atoms (%(h)s %(l)s %(u)s %(t)s "%(r)s" '
         '%(s)s %(b)s "%(f)s" "%(a)s" %(D)s %(L)s, %({header}i)s, %({header}o)s, '
         "%(H)s protocol, %(S)s stream id), or json for one JSON object per request.",
         metavar="FORMAT",
     )
     log_level: LogLevel = _option("info", "The level of tricorn's error log.")
+    access_logfile: str | None = _option(
+        None, "Where access log lines go: a file, or - for stdout. Unset: stderr.", metavar="FILE"
+    )
+    error_logfile: str | None = _option(
+        None, "Where the error log goes: a file, or - for stdout. Unset: stderr.", metavar="FILE"
+    )
+    log_config: str | None = _option(
+        None,
+        "A logging configuration file that replaces tricorn's own: .json or .toml for "
+        "logging.config.dictConfig, anything else as INI for fileConfig.",
+        metavar="FILE",
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import tricorn
 
@@ -68,13 +69,16 @@ class ServerProcess:
         cwd: Path,
         command: Sequence[str] = MODULE_COMMAND,
         env: dict[str, str] | None = None,
+        stdout: IO[str] | int = subprocess.DEVNULL,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,
             env=env if env is not None else clean_environ(),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
+            pass_fds=pass_fds,
             stderr=subprocess.PIPE,
             text=True,
             # A group of its own: close() can kill the workers of a

@@ -9,13 +9,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import logging.config
 import os
+import sys
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
 from .._asgi.types import HTTPScope, WebSocketScope
 from .._protocol import Headers
+from ..config import DEFAULT_ACCESS_LOG_FORMAT, Config
+from ..errors import ConfigError
 
 __all__ = [
     "DEFAULT_ACCESS_FORMAT",
@@ -30,15 +35,66 @@ error_logger: Final = logging.getLogger("tricorn.error")
 access_logger: Final = logging.getLogger("tricorn.access")
 
 
-def configure_logging(level: str, *, access_log: bool) -> None:
-    """Set up stderr logging for the CLI."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+#: The line every error-log (and default access-log) record starts with; the
+#: pid tells the workers of one server apart.
+_PREFIX: Final = "[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(config: Config) -> None:
+    """Set up the CLI's logging: files or streams, or the user's own logging config.
+
+    ``--log-config`` (JSON or TOML for ``logging.config.dictConfig``, INI for
+    ``fileConfig``) replaces all of it. Otherwise ``tricorn.error`` goes to
+    ``--error-logfile`` and ``tricorn.access`` to ``--access-logfile`` (``-``
+    is stdout; unset, stderr). A custom access log format is written as it is,
+    with no prefix: it says what it wants, time included.
+    """
+    if config.log_config is not None:
+        _load_log_config(config.log_config)
+        return
+    error_handler = _handler(config.error_logfile)
+    error_handler.setFormatter(logging.Formatter(_PREFIX))
+    if config.access_logfile == config.error_logfile:
+        access_handler = error_handler
+    else:
+        access_handler = _handler(config.access_logfile)
+    plain = config.access_log_format != DEFAULT_ACCESS_FORMAT
+    if plain:
+        if access_handler is error_handler:
+            access_handler = _handler(config.access_logfile)
+        access_handler.setFormatter(logging.Formatter("%(message)s"))
+    elif access_handler is not error_handler:
+        access_handler.setFormatter(logging.Formatter(_PREFIX))
+    error_logger.handlers[:] = [error_handler]
+    access_logger.handlers[:] = [access_handler]
     for logger in (error_logger, access_logger):
-        logger.handlers[:] = [handler]
         logger.propagate = False
-    error_logger.setLevel(level.upper())
-    access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+    error_logger.setLevel(config.log_level.upper())
+    access_logger.setLevel(logging.INFO if config.access_log else logging.CRITICAL + 1)
+
+
+def _handler(target: str | None) -> logging.Handler:
+    if target is None:
+        return logging.StreamHandler(sys.stderr)
+    if target == "-":
+        return logging.StreamHandler(sys.stdout)
+    return logging.FileHandler(target, encoding="utf-8")
+
+
+def _load_log_config(path: str) -> None:
+    """A logging configuration file, by its extension: .json, .toml, else INI."""
+    lowered = path.lower()
+    try:
+        if lowered.endswith(".json"):
+            with open(path, encoding="utf-8") as file:
+                logging.config.dictConfig(json.load(file))
+        elif lowered.endswith(".toml"):
+            with open(path, "rb") as file:
+                logging.config.dictConfig(tomllib.load(file))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("log_config", f"cannot use {path!r}: {exc}") from exc
 
 
 def format_client(client: tuple[str, int] | None) -> str:
@@ -49,7 +105,7 @@ def format_client(client: tuple[str, int] | None) -> str:
 
 
 #: The line written when no --access-log-format is given.
-DEFAULT_ACCESS_FORMAT: Final = '%(client)s "%(r)s" %(s)s %(B)s %(Mf)sms'
+DEFAULT_ACCESS_FORMAT: Final = DEFAULT_ACCESS_LOG_FORMAT
 
 
 def log_access(
