@@ -31,8 +31,17 @@ DEFAULT_HEADERS: Headers = (
 )
 
 
+#: The HTTP/1.1 parser under test (set per test by conftest.py's ``http1_parser``).
+PARSER = "h11"
+
+
+def http1_config(**config: Any) -> Config:
+    """A Config for an HTTP/1.1 server under test: ``config`` over the parser under test."""
+    return Config(**{"http1_parser": PARSER, **config})
+
+
 def make_server(**config: Any) -> HTTP1Protocol:
-    return HTTP1Protocol(Config(**config), default_headers=lambda: DEFAULT_HEADERS)
+    return HTTP1Protocol(http1_config(**config), default_headers=lambda: DEFAULT_HEADERS)
 
 
 def request_bytes(*events: h11.Event, client: h11.Connection | None = None) -> bytes:
