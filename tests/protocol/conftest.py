@@ -21,7 +21,6 @@ PARSED = frozenset(
     {
         "test_http1",
         "test_http1_properties",
-        "test_http1_smuggling",
         "test_websocket",
         "test_h2c",
         "test_fuzz_corpus",
