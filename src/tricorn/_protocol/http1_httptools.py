@@ -28,7 +28,7 @@ from typing import Final
 
 import h11
 import httptools
-from h11._abnf import header_field, request_line
+from h11._abnf import field_name, field_value, header_field, request_line
 from h11._headers import Headers as H11Headers
 from h11._headers import get_comma_header, normalize_and_validate, set_comma_header
 from h11._readers import ChunkedReader, ContentLengthReader
@@ -62,6 +62,10 @@ _STRICT_HEAD: Final = re.compile(
 
 #: Where a head ends, as h11 finds it (h11._receivebuffer).
 _BLANK_LINE: Final = re.compile(b"\n\r?\n")
+
+#: h11's header field grammar (h11._headers validates with the same).
+_FIELD_NAME: Final = re.compile(field_name.encode("ascii"))
+_FIELD_VALUE: Final = re.compile(field_value.encode("ascii"))
 
 #: h11 bounds a Content-Length at this many digits (h11._headers).
 _LENGTH_DIGITS: Final = 20
@@ -357,13 +361,13 @@ class HttptoolsWire:
             raise h11.LocalProtocolError("Can't send data when our state is ERROR")
 
     def send_informational(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
-        self._check_sendable()
         checked = normalize_and_validate(list(headers))
         if not 100 <= status_code < 200:
             raise h11.LocalProtocolError(
                 "InformationalResponse status_code should be in range [100, 200), "
                 f"not {status_code}"
             )
+        self._check_sendable()
         try:
             to: State | None
             if status_code == 101:
@@ -383,14 +387,22 @@ class HttptoolsWire:
             raise
 
     def send_response(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
-        self._check_sendable()
-        checked = normalize_and_validate(list(headers))
+        checked = _validated(headers)
         if not 200 <= status_code < 1000:
             raise h11.LocalProtocolError(
                 f"Response status_code should be in range [200, 1000), not {status_code}"
             )
+        self._check_sendable()
         try:
-            checked = self._framed(status_code, checked)
+            chunked, length, connection = _scan(checked)
+            method = self._method
+            # h11 frames the head as for GET when the request was HEAD.
+            framing, _ = _framing(
+                status_code, chunked, length, b"GET" if method == b"HEAD" else method
+            )
+            if framing != "content-length" or not self._keep_alive:
+                checked = self._framed(framing, checked)
+                chunked, length, connection = _scan(checked)
             state = self.our_state
             to: State | None
             if self._switch_connect and 200 <= status_code < 300:
@@ -399,20 +411,18 @@ class HttptoolsWire:
                 to = SEND_BODY if state is SEND_RESPONSE or state is IDLE else None
                 self._switch_upgrade = self._switch_connect = False
             self._transition("Response", to)
-            if b"close" in get_comma_header(checked, b"connection"):
+            if connection and b"close" in get_comma_header(checked, b"connection"):
                 self._keep_alive = False
             self._waiting_for_100 = False
-            self._framing, self._remaining = _framing(status_code, checked, self._method)
+            self._framing, self._remaining = _framing(status_code, chunked, length, method)
             self._settle()
             return _head(status_code, reason, checked._full_items)
         except BaseException:
             self._failed()
             raise
 
-    def _framed(self, status_code: int, headers: H11Headers) -> H11Headers:
+    def _framed(self, framing: str, headers: H11Headers) -> H11Headers:
         """h11's clean-up of response headers: chunked or close-delimited framing, close."""
-        method = b"GET" if self._method == b"HEAD" else self._method
-        framing, _ = _framing(status_code, headers, method)
         need_close = False
         if framing in ("chunked", "http/1.0"):
             headers = set_comma_header(headers, b"content-length", [])
@@ -447,8 +457,8 @@ class HttptoolsWire:
             raise
 
     def send_end(self, trailers: Fields = ()) -> bytes:
-        self._check_sendable()
         checked = normalize_and_validate(list(trailers)) if trailers else None
+        self._check_sendable()
         try:
             self._transition("EndOfMessage", DONE if self.our_state is SEND_BODY else None)
             self._settle()
@@ -469,18 +479,61 @@ class HttptoolsWire:
             raise
 
 
-def _framing(status_code: int, headers: H11Headers, method: bytes) -> tuple[str, int]:
-    """How a response body is delimited, and its length if declared (h11's _body_framing)."""
+def _validated(headers: Fields) -> H11Headers:
+    """h11's ``normalize_and_validate``, its common case (no Transfer-Encoding, one plain
+    Content-Length) taken without its per-field overhead; anything else goes to h11's.
+    """
+    items: list[tuple[bytes, bytes, bytes]] = []
+    length = False
+    for name, value in headers:
+        if not (
+            type(name) is bytes
+            and type(value) is bytes
+            and _FIELD_NAME.fullmatch(name)
+            and _FIELD_VALUE.fullmatch(value)
+        ):
+            break
+        lower = name.lower()
+        if lower == b"content-length":
+            if length or not value.isdigit() or len(value) > _LENGTH_DIGITS:
+                break
+            length = True
+        elif lower == b"transfer-encoding":
+            break
+        items.append((name, lower, value))
+    else:
+        return H11Headers(items)
+    return normalize_and_validate(list(headers))
+
+
+def _scan(headers: H11Headers) -> tuple[bool, bytes | None, bool]:
+    """Of validated headers: chunked?, the Content-Length, a Connection field?"""
+    chunked = connection = False
+    length: bytes | None = None
+    for _, name, value in headers._full_items:
+        if name == b"transfer-encoding":
+            chunked = True  # validated: "chunked", and only once
+        elif name == b"content-length":
+            length = value  # validated: one run of digits, duplicates merged
+        elif name == b"connection":
+            connection = True
+    return chunked, length, connection
+
+
+def _framing(
+    status_code: int, chunked: bool, length: bytes | None, method: bytes
+) -> tuple[str, int]:
+    """How a response body is delimited, and its declared length (h11's ``_body_framing``)."""
     if (
         status_code in (204, 304)
         or method == b"HEAD"
         or (method == b"CONNECT" and 200 <= status_code < 300)
     ):
         return "content-length", 0
-    if get_comma_header(headers, b"transfer-encoding"):
+    if chunked:
         return "chunked", 0
-    if lengths := get_comma_header(headers, b"content-length"):
-        return "content-length", int(lengths[0])
+    if length is not None:
+        return "content-length", int(length)
     return "http/1.0", 0
 
 
