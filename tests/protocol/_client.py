@@ -132,12 +132,16 @@ class Conversation:
         return self.server.start_next_cycle()
 
 
-def serve(server: HTTP1Protocol, chunks: Iterable[bytes]) -> tuple[list[Event], bytes]:
+def serve(
+    server: HTTP1Protocol, chunks: Iterable[bytes], *, finish: bool = False
+) -> tuple[list[Event], bytes]:
     """Feed ``chunks`` as a runtime would; answer every request with ``200 ok``.
 
     Each completed request is answered at once, and the next cycle started
     when the connection allows it, so pipelined requests come out one after
-    the other. Returns every event (bodies merged) and every byte written.
+    the other. With ``finish`` each exchange ends as the runtime ends it
+    (``exchange_finished``, which also closes what cannot be kept alive).
+    Returns every event (bodies merged) and every byte written.
     """
     seen: list[Event] = []
     out = bytearray()
@@ -151,7 +155,9 @@ def serve(server: HTTP1Protocol, chunks: Iterable[bytes]) -> tuple[list[Event], 
                 server.handle(StartResponse(1, 200, ((b"content-length", b"2"),)))
                 server.handle(SendData(1, b"ok", end_stream=True))
                 out.extend(server.data_to_send())
-                if server.reusable:
+                if finish:
+                    pending.extend(server.exchange_finished(1))
+                elif server.reusable:
                     pending.extend(server.start_next_cycle())
 
     for chunk in chunks:

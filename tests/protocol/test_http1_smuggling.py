@@ -21,18 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tricorn._protocol.events import (
-    Event,
-    RequestReceived,
-    RequestRejected,
-    SendData,
-    StartResponse,
-    StreamEnded,
-)
+from tricorn._protocol.events import RequestReceived, RequestRejected
 from tricorn._protocol.http1 import HTTP1Protocol
 from tricorn.config import Config
 
-from ._client import DEFAULT_HEADERS, merge_data
+from ._client import DEFAULT_HEADERS, serve
 
 if importlib.util.find_spec("httptools") is None and not os.environ.get("CI"):
     pytest.skip("httptools not installed (pip install 'tricorn[speed]')", allow_module_level=True)
@@ -55,20 +48,7 @@ def answer(parser: str, chunks: list[bytes], **config: object) -> Answer:
         Config(http1_parser=parser, **config),  # type: ignore[arg-type]
         default_headers=lambda: DEFAULT_HEADERS,
     )
-    seen: list[Event] = []
-    out = bytearray()
-    for chunk in chunks:
-        pending = server.receive_data(chunk)
-        while pending:
-            event = pending.pop(0)
-            seen.append(event)
-            if isinstance(event, StreamEnded) and not server.closed:
-                server.handle(StartResponse(1, 200, ((b"content-length", b"2"),)))
-                server.handle(SendData(1, b"ok", end_stream=True))
-                out += server.data_to_send()
-                pending.extend(server.exchange_finished(1))
-        out += server.data_to_send()
-    events, output = merge_data(seen), bytes(out)
+    events, output = serve(server, chunks, finish=True)
     statuses = tuple(int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", output))
     return Answer(
         statuses,
