@@ -20,7 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from tricorn._protocol.http1_wire import RequestHead, new_wire
+from tricorn._protocol import http1_wire
+from tricorn._protocol.http1 import HTTP1Protocol
+from tricorn._protocol.http1_wire import H11Wire, RequestHead, new_wire
+from tricorn.config import Config
+from tricorn.errors import ConfigError
 
 if importlib.util.find_spec("httptools") is None and not os.environ.get("CI"):
     pytest.skip("httptools not installed (pip install 'tricorn[speed]')", allow_module_level=True)
@@ -151,3 +155,26 @@ def test_the_httptools_wire_moves_exactly_as_h11s(
                 both(lambda wire: wire.start_next_cycle())
             case ("read",):
                 both(read_all)
+
+
+def test_auto_picks_httptools_where_it_is_installed() -> None:
+    assert http1_wire.resolve("auto") == "httptools"
+    assert http1_wire.resolve("httptools") == "httptools"
+    assert http1_wire.resolve("h11") == "h11"
+
+
+def test_without_httptools_auto_is_h11_and_httptools_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http1_wire, "_httptools_installed", lambda: False)
+    assert http1_wire.resolve("auto") == "h11"
+    assert http1_wire.resolve("h11") == "h11"
+    with pytest.raises(ConfigError, match=r"http1_parser: httptools is not installed"):
+        http1_wire.resolve("httptools")
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_the_protocol_runs_on_the_wire_its_config_names(parser: str) -> None:
+    protocol = HTTP1Protocol(Config(http1_parser=parser))  # type: ignore[arg-type]
+    wire = protocol._wire
+    assert isinstance(wire, H11Wire) is (parser == "h11")
