@@ -42,6 +42,12 @@ REQUESTS = [
     b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz",
     b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a\nX: b\r\n c\n\nrest",
+    b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n",
+    b"\x01GET",
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nab",
 ]
 # No CONNECT: HTTP1Protocol refuses it (501) by hand before either wire could answer it.
 

@@ -238,6 +238,7 @@ class HttptoolsWire:
     def _read_head(self) -> RequestHead | None:
         data = h11_seams.buffered(self._buffer)
         if data[:1] == b"\n" or data[:2] == b"\r\n":
+            h11_seams.take(self._buffer, 1 if data[:1] == b"\n" else 2)
             raise h11.LocalProtocolError("no request line received")
         found = _BLANK_LINE.search(data, self._search)
         if found is None:
