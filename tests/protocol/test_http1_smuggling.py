@@ -259,6 +259,15 @@ CASES = [
         True,
     ),
     ("leading-crlf", b"\r\n\r\nGET / HTTP/1.1\r\n" + H + b"\r\n", (200,), False),
+    (
+        # A parser reused across requests must not read one request's body
+        # into the next head (llhttp, fed heads alone, would).
+        "pipelined-get-post-get",
+        b"GET /1 HTTP/1.1\r\n" + H + b"\r\nPOST /2 HTTP/1.1\r\n" + H + b"Content-Length: 1\r\n"
+        b"\r\nxXGET /3 HTTP/1.1\r\n" + H + b"\r\n",
+        (200, 200, 200),
+        False,
+    ),
 ]
 
 

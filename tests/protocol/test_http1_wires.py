@@ -184,3 +184,25 @@ def test_the_protocol_runs_on_the_wire_its_config_names(parser: str) -> None:
     protocol = HTTP1Protocol(Config(http1_parser=parser))  # type: ignore[arg-type]
     wire = protocol._wire
     assert isinstance(wire, H11Wire) is (parser == "h11")
+
+
+def test_httptools_reads_the_head_after_a_body_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llhttp is fed heads alone: after a head that announced a body it starts afresh."""
+    from tricorn._protocol import http1_httptools
+
+    def no_fallback(head: bytes) -> RequestHead:
+        raise AssertionError(f"h11 was asked about {head!r}")
+
+    monkeypatch.setattr(http1_httptools, "_h11_verdict", no_fallback)
+    wire = new_wire("httptools", 1024)
+    wire.receive_data(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    wire.receive_data(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
+    wire.receive_data(b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    targets = []
+    for _ in range(3):
+        events = read_all(wire)
+        targets += [event.target for event in events if isinstance(event, RequestHead)]
+        wire.send_response(200, [(b"content-length", b"0")], b"OK")
+        wire.send_end()
+        wire.start_next_cycle()
+    assert targets == [b"/1", b"/2", b"/3"]

@@ -257,6 +257,8 @@ class HttptoolsWire:
     def _parse(self, head: bytes) -> RequestHead | None:
         """The head as httptools reads it, or None where only h11 may judge it."""
         callbacks = self._head
+        callbacks.headers = []
+        callbacks.complete = False
         try:
             self._parser.feed_data(head)
         except httptools.HttpParserUpgrade:
@@ -291,7 +293,6 @@ class HttptoolsWire:
         version = version[5:]
         if hosts > 1 or (hosts == 0 and version == b"1.1"):
             return None
-        callbacks.headers = []
         return RequestHead(method, target, version, tuple(headers))
 
     def _renew_parser(self) -> None:
