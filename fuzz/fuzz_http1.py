@@ -26,10 +26,14 @@ Invariants checked:
 * the body handed on never exceeds ``max_request_body_size``.
 
 Any other exception, or a failed assertion, is a crash.
+
+The parser is ``HTTP1_PARSER`` (``TRICORN_FUZZ_HTTP1_PARSER``, default auto):
+the corpus test replays every seed through h11 and through httptools.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -51,6 +55,9 @@ from tricorn.config import Config
 from tricorn.errors import TricornError
 
 # Flag bits of the control trailer's first (last-in-file) byte.
+#: Which HTTP/1.1 parser the harness drives (``Config.http1_parser``).
+HTTP1_PARSER = os.environ.get("TRICORN_FUZZ_HTTP1_PARSER", "auto")
+
 _SMALL_HEAD = 0x01  # a small h11_max_incomplete_size
 _BODY_LIMIT = 0x02  # a max_request_body_size
 _EOF = 0x04  # end the input with EOF (b"")
@@ -224,7 +231,7 @@ def test_one_input(data: bytes) -> None:
         stream = stream[size:]
     chunks.append(stream)
 
-    run = _Run(flags, Config(**options))
+    run = _Run(flags, Config(http1_parser=HTTP1_PARSER, **options))  # type: ignore[arg-type]
     for chunk in chunks:
         if chunk:  # b"" means EOF; that only comes when the flag says so
             run.feed(chunk)

@@ -78,6 +78,7 @@ from tricorn.errors import ClientDisconnected
 
 # The data provider is fuzz_http1's, so both harnesses decode an input alike.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_http1
 from fuzz_http1 import DataProvider, PurePythonDataProvider, fuzz
 
 MAX_MESSAGE_SIZE: Final = 64 * 1024
@@ -225,7 +226,11 @@ class _Run:
 
     def __init__(self, options: int, stream_size: int) -> None:
         self.limit = SMALL_MAX_MESSAGE_SIZE if options & _SMALL_LIMIT else MAX_MESSAGE_SIZE
-        config = Config(ws_max_message_size=self.limit, ws_per_message_deflate=True)
+        config = Config(
+            ws_max_message_size=self.limit,
+            ws_per_message_deflate=True,
+            http1_parser=fuzz_http1.HTTP1_PARSER,  # type: ignore[arg-type]
+        )
         self.protocol = HTTP1Protocol(config, default_headers=lambda: _DEFAULT_HEADERS)
         self.options = options
         self.client = _ClientView(options)

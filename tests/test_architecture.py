@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "tricorn"
-PROTOCOL_LIBS = {"h11", "h2", "hyperframe", "hpack", "wsproto", "aioquic", "pylsqpack"}
+PROTOCOL_LIBS = {
+    "h11",
+    "h2",
+    "hyperframe",
+    "hpack",
+    "wsproto",
+    "aioquic",
+    "pylsqpack",
+    "httptools",
+}
 ASYNC_LIBS = {"anyio", "trio", "asyncio", "sniffio", "uvloop"}
 
 

@@ -19,6 +19,7 @@ from .errors import ConfigError
 __all__ = [
     "DEFAULT_ACCESS_LOG_FORMAT",
     "Config",
+    "HTTP1Parser",
     "Interface",
     "LifespanMode",
     "LogLevel",
@@ -38,6 +39,7 @@ LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 WebSocketMode = Literal["auto", "none"]
 VerifyMode = Literal["none", "optional", "required"]
+HTTP1Parser = Literal["auto", "h11", "httptools"]
 
 #: The access log line when none is configured: client, request line, status,
 #: bytes and milliseconds.
@@ -169,6 +171,12 @@ class Config:
         "Seconds an app may go on after its client left before its response was "
         "complete; then it is cancelled. An app whose response is complete is left alone.",
         metavar="SECONDS",
+    )
+    http1_parser: HTTP1Parser = _option(
+        "auto",
+        "What reads HTTP/1.1 requests: h11, or httptools (llhttp, in C; several times "
+        "faster), which answers every request, well-formed or not, exactly as h11 does. "
+        "auto takes httptools where it is installed (pip install 'tricorn[speed]'), else h11.",
     )
     h11_max_incomplete_size: int = _option(
         16 * 1024,
@@ -527,6 +535,7 @@ _NAMES: Final = {
     "LogLevel": LogLevel,
     "WebSocketMode": WebSocketMode,
     "VerifyMode": VerifyMode,
+    "HTTP1Parser": HTTP1Parser,
 }
 
 

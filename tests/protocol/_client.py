@@ -31,8 +31,17 @@ DEFAULT_HEADERS: Headers = (
 )
 
 
+#: The HTTP/1.1 parser under test (set per test by conftest.py's ``http1_parser``).
+PARSER = "h11"
+
+
+def http1_config(**config: Any) -> Config:
+    """A Config for an HTTP/1.1 server under test: ``config`` over the parser under test."""
+    return Config(**{"http1_parser": PARSER, **config})
+
+
 def make_server(**config: Any) -> HTTP1Protocol:
-    return HTTP1Protocol(Config(**config), default_headers=lambda: DEFAULT_HEADERS)
+    return HTTP1Protocol(http1_config(**config), default_headers=lambda: DEFAULT_HEADERS)
 
 
 def request_bytes(*events: h11.Event, client: h11.Connection | None = None) -> bytes:
@@ -123,12 +132,16 @@ class Conversation:
         return self.server.start_next_cycle()
 
 
-def serve(server: HTTP1Protocol, chunks: Iterable[bytes]) -> tuple[list[Event], bytes]:
+def serve(
+    server: HTTP1Protocol, chunks: Iterable[bytes], *, finish: bool = False
+) -> tuple[list[Event], bytes]:
     """Feed ``chunks`` as a runtime would; answer every request with ``200 ok``.
 
     Each completed request is answered at once, and the next cycle started
     when the connection allows it, so pipelined requests come out one after
-    the other. Returns every event (bodies merged) and every byte written.
+    the other. With ``finish`` each exchange ends as the runtime ends it
+    (``exchange_finished``, which also closes what cannot be kept alive).
+    Returns every event (bodies merged) and every byte written.
     """
     seen: list[Event] = []
     out = bytearray()
@@ -142,7 +155,9 @@ def serve(server: HTTP1Protocol, chunks: Iterable[bytes]) -> tuple[list[Event], 
                 server.handle(StartResponse(1, 200, ((b"content-length", b"2"),)))
                 server.handle(SendData(1, b"ok", end_stream=True))
                 out.extend(server.data_to_send())
-                if server.reusable:
+                if finish:
+                    pending.extend(server.exchange_finished(1))
+                elif server.reusable:
                     pending.extend(server.start_next_cycle())
 
     for chunk in chunks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +41,16 @@ h2_harness = _load_harness("fuzz_http2")
 SEEDS = sorted(CORPUS.iterdir())
 WS_SEEDS = sorted(WS_CORPUS.iterdir())
 H2_SEEDS = sorted(H2_CORPUS.iterdir())
+
+
+@pytest.fixture(autouse=True)
+def _harness_parser(http1_parser: str) -> Iterator[None]:
+    """The harnesses drive the parser under test."""
+    previous, harness.HTTP1_PARSER = harness.HTTP1_PARSER, http1_parser
+    try:
+        yield
+    finally:
+        harness.HTTP1_PARSER = previous
 
 
 def test_the_corpus_has_a_dozen_or_more_seeds() -> None:

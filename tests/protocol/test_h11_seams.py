@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h11
+import h11._readers
 
 from tricorn._protocol import h11_seams
 
@@ -30,3 +31,21 @@ def test_chunk_bytes_expected_counts_down_the_chunk_being_read() -> None:
 def test_chunk_bytes_expected_is_zero_for_a_content_length_body() -> None:
     head = b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n0123"
     assert h11_seams.chunk_bytes_expected(_server_after(head)) == 0
+
+
+def test_buffered_and_take_read_and_consume_the_receive_buffer() -> None:
+    from h11._receivebuffer import ReceiveBuffer
+
+    buffer = ReceiveBuffer()
+    buffer += b"GET / HTTP/1.1\r\n\r\nrest"
+    assert h11_seams.buffered(buffer) == b"GET / HTTP/1.1\r\n\r\nrest"
+    assert h11_seams.take(buffer, 18) == b"GET / HTTP/1.1\r\n\r\n"
+    assert bytes(buffer) == b"rest"
+
+
+def test_chunk_bytes_left_is_what_chunk_bytes_expected_reads() -> None:
+    head = b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+    connection = _server_after(head + b"a\r\n0123")
+    reader = connection._reader
+    assert isinstance(reader, h11._readers.ChunkedReader)
+    assert h11_seams.chunk_bytes_left(reader) == h11_seams.chunk_bytes_expected(connection) == 6

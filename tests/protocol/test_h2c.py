@@ -20,6 +20,8 @@ from tricorn._protocol import (
 )
 from tricorn._protocol.http1 import H2C_BODY_LIMIT
 
+from ._client import http1_config
+
 HOST = (b"host", b"example.com")
 
 
@@ -53,7 +55,7 @@ def new_client() -> h2.connection.H2Connection:
 
 
 def test_upgrade_request_with_body_becomes_one_event_after_the_body() -> None:
-    server = HTTP1Protocol(Config(), h2c_upgrade=True)
+    server = HTTP1Protocol(http1_config(), h2c_upgrade=True)
     events = server.receive_data(upgrade_request(new_client(), b"hello"))
     assert len(events) == 1
     event = events[0]
@@ -64,14 +66,14 @@ def test_upgrade_request_with_body_becomes_one_event_after_the_body() -> None:
 
 
 def test_upgrade_is_ignored_when_turned_off() -> None:
-    server = HTTP1Protocol(Config(), h2c_upgrade=False)
+    server = HTTP1Protocol(http1_config(), h2c_upgrade=False)
     events = server.receive_data(upgrade_request(new_client()))
     assert isinstance(events[0], RequestReceived)
     assert events[0].http_version == "1.1"
 
 
 def test_body_past_the_limit_is_served_over_http1() -> None:
-    server = HTTP1Protocol(Config(), h2c_upgrade=True)
+    server = HTTP1Protocol(http1_config(), h2c_upgrade=True)
     body = b"x" * (H2C_BODY_LIMIT + 1)
     events = server.receive_data(upgrade_request(new_client(), body))
     assert isinstance(events[0], RequestReceived)
@@ -79,7 +81,7 @@ def test_body_past_the_limit_is_served_over_http1() -> None:
 
 
 def test_upgrade_without_http2_settings_is_served_over_http1() -> None:
-    server = HTTP1Protocol(Config(), h2c_upgrade=True)
+    server = HTTP1Protocol(http1_config(), h2c_upgrade=True)
     writer = h11.Connection(h11.CLIENT)
     data = writer.send(
         h11.Request(
@@ -95,7 +97,7 @@ def test_upgrade_without_http2_settings_is_served_over_http1() -> None:
 
 def test_whole_upgrade_serves_stream_one_over_http2() -> None:
     client = new_client()
-    http1 = HTTP1Protocol(Config(), h2c_upgrade=True)
+    http1 = HTTP1Protocol(http1_config(), h2c_upgrade=True)
     (event,) = http1.receive_data(upgrade_request(client, b"body"))
     assert isinstance(event, H2CUpgradeRequested)
     head = http1.data_to_send()
@@ -123,7 +125,7 @@ def test_whole_upgrade_serves_stream_one_over_http2() -> None:
 
 
 def test_bad_http2_settings_ends_the_upgraded_connection() -> None:
-    http1 = HTTP1Protocol(Config(), h2c_upgrade=True)
+    http1 = HTTP1Protocol(http1_config(), h2c_upgrade=True)
     writer = h11.Connection(h11.CLIENT)
     data = writer.send(
         h11.Request(

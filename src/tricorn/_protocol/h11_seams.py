@@ -1,4 +1,4 @@
-"""Where tricorn reaches beneath h11's public API: the size of the chunk being read.
+"""Where tricorn reaches beneath h11's public API: the chunk being read, the receive buffer.
 
 h11 parses a chunk header and then waits for that many bytes without saying
 how many it expects, so a chunk size of twenty hex digits (a number no 64-bit
@@ -7,14 +7,20 @@ the size h11 parsed. ``pyproject.toml`` bounds h11 to the versions this is
 proven on, :func:`check` runs at import so that an h11 that moved it fails
 loudly instead of switching the bound off, and tests/protocol/test_h11_seams.py
 pins what it does.
+
+The httptools wire (``http1_httptools``) reads request bodies with h11's own
+body readers over h11's own receive buffer, so a body is framed by the same
+rules whichever parser read its head; it takes heads out of that buffer whole,
+which :func:`buffered` and :func:`take` do.
 """
 
 from __future__ import annotations
 
 import h11
 import h11._readers
+import h11._receivebuffer
 
-__all__ = ["check", "chunk_bytes_expected"]
+__all__ = ["buffered", "check", "chunk_bytes_expected", "chunk_bytes_left", "take"]
 
 
 def check() -> None:
@@ -27,9 +33,15 @@ def check() -> None:
     )
     if "_reader" not in vars(h11.Connection(h11.SERVER)):
         missing.append("Connection._reader")
+    buffer = h11._receivebuffer.ReceiveBuffer()
+    if not isinstance(getattr(buffer, "_data", None), bytearray):
+        missing.append("ReceiveBuffer._data")
+    if not callable(getattr(buffer, "_extract", None)):
+        missing.append("ReceiveBuffer._extract")
     if missing:
         raise ImportError(
-            "tricorn's chunk-size bound relies on h11 internals that this h11 lacks: "
+            "tricorn's chunk-size bound and httptools wire rely on h11 internals "
+            "that this h11 lacks: "
             + ", ".join(missing)
             + "; install an h11 within the range pyproject.toml allows"
         )
@@ -41,6 +53,21 @@ def chunk_bytes_expected(connection: h11.Connection) -> int:
     if isinstance(reader, h11._readers.ChunkedReader):
         return reader._bytes_in_chunk
     return 0
+
+
+def chunk_bytes_left(reader: h11._readers.ChunkedReader) -> int:
+    """Bytes of the chunk ``reader`` has parsed the size of and not yet received."""
+    return reader._bytes_in_chunk
+
+
+def buffered(buffer: h11._receivebuffer.ReceiveBuffer) -> bytearray:
+    """The bytes ``buffer`` holds, not copied: read them, never change them."""
+    return buffer._data
+
+
+def take(buffer: h11._receivebuffer.ReceiveBuffer, count: int) -> bytearray:
+    """Remove the first ``count`` bytes of ``buffer`` and return them."""
+    return buffer._extract(count)
 
 
 check()

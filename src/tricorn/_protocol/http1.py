@@ -1,4 +1,4 @@
-"""HTTP/1.1 as a sans-IO state machine over h11.
+"""HTTP/1.1 as a sans-IO state machine over h11 (or httptools, answering as h11 does).
 
 Bytes in -> events out (``receive_data``), commands in (``handle``) -> bytes
 out (``data_to_send``). No clock, no sockets: the runtime owns those.
@@ -13,7 +13,7 @@ import h11
 
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected, PeerProtocolError
-from . import h11_seams, rules, websocket
+from . import http1_wire, rules, websocket
 from .events import (
     AcceptWebSocket,
     CloseWebSocket,
@@ -37,6 +37,7 @@ from .events import (
     StreamEnded,
     WebSocketRequest,
 )
+from .http1_wire import RequestHead
 from .http2 import PREFACE
 from .interface import Phase
 
@@ -114,9 +115,9 @@ class HTTP1Protocol:
         h2c_upgrade: bool = False,
         h2c_prior_knowledge: bool = False,
     ) -> None:
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_size
-        )
+        #: Which parser reads requests (``http1_parser``; auto resolved).
+        self._parser = http1_wire.resolve(config.http1_parser)
+        self._wire = http1_wire.new_wire(self._parser, config.h11_max_incomplete_size)
         self._max_body = config.max_request_body_size
         self._max_head = config.h11_max_incomplete_size
         self._default_headers = default_headers
@@ -178,35 +179,37 @@ class HTTP1Protocol:
     @property
     def request_complete(self) -> bool:
         """The current request's body has been received in full."""
-        return self._h11.their_state in _REQUEST_COMPLETE
+        return self._wire.their_state in _REQUEST_COMPLETE
 
     @property
     def response_complete(self) -> bool:
-        return self._h11.our_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+        return self._wire.our_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 
     @property
     def response_started(self) -> bool:
-        return self._h11.our_state is not h11.SEND_RESPONSE and self._h11.our_state is not h11.IDLE
+        return (
+            self._wire.our_state is not h11.SEND_RESPONSE and self._wire.our_state is not h11.IDLE
+        )
 
     @property
     def awaiting_request(self) -> bool:
         """No request is being processed: between requests, perhaps mid-head."""
-        return self._h11.their_state is h11.IDLE
+        return self._wire.their_state is h11.IDLE
 
     @property
     def idle(self) -> bool:
         """Between requests, with no byte of the next one received yet."""
-        return self._h11.their_state is h11.IDLE and not self._h11.trailing_data[0]
+        return self._wire.their_state is h11.IDLE and not self._wire.trailing_data[0]
 
     @property
     def keep_alive(self) -> bool:
         """The response is complete and allows another request on this connection."""
-        return not self._closed and self._keep_alive and self._h11.our_state is h11.DONE
+        return not self._closed and self._keep_alive and self._wire.our_state is h11.DONE
 
     @property
     def reusable(self) -> bool:
         """Both sides finished and the connection may carry another request."""
-        return self.keep_alive and self._h11.their_state is h11.DONE
+        return self.keep_alive and self._wire.their_state is h11.DONE
 
     @property
     def wants_data(self) -> bool:
@@ -215,7 +218,7 @@ class HTTP1Protocol:
             return not self.closed and not self._ws_lagging
         if self._closed or self._unacknowledged >= _BODY_BUFFER:
             return False
-        held = len(self._h11.trailing_data[0]) if self.request_complete else 0
+        held = len(self._wire.trailing_data[0]) if self.request_complete else 0
         return held < _PIPELINE_BUFFER
 
     @property
@@ -227,7 +230,7 @@ class HTTP1Protocol:
         """
         if self._ws is not None:
             return not self._ws.closed
-        their_state = self._h11.their_state
+        their_state = self._wire.their_state
         return their_state is not h11.IDLE and their_state not in _REQUEST_COMPLETE
 
     @property
@@ -339,7 +342,7 @@ class HTTP1Protocol:
         return events
 
     def _receive(self, data: bytes) -> list[Event]:
-        if self._h11.their_state is h11.MUST_CLOSE and data:
+        if self._wire.their_state is h11.MUST_CLOSE and data:
             return []  # RFC 9112 9.6: no further requests are processed
         if data and self.idle:
             data = data.lstrip(b"\r\n")  # RFC 9112 2.2
@@ -348,7 +351,7 @@ class HTTP1Protocol:
         if not self._method and len(self._line_start) < _LINE_START:
             self._line_start += data[: _LINE_START - len(self._line_start)]
         try:
-            self._h11.receive_data(data)
+            self._wire.receive_data(data)
         except RuntimeError:
             # h11 refuses data after the peer closed; the connection is over.
             return self._close_event()
@@ -364,22 +367,22 @@ class HTTP1Protocol:
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
         self._next_cycle()
-        buffered, eof = self._h11.trailing_data
+        buffered, eof = self._wire.trailing_data
         if not buffered and not eof:
             return []  # nothing pipelined: the next request's bytes are still to come
         return self._events()
 
     def _next_cycle(self) -> None:
-        self._h11.start_next_cycle()
-        leftover, eof = self._h11.trailing_data
+        self._wire.start_next_cycle()
+        leftover, eof = self._wire.trailing_data
         if leftover[:1] in (b"\r", b"\n"):
             # RFC 9112 2.2: ignore empty lines before a request line. h11
             # cannot drop bytes it holds, so a fresh parser takes the rest.
-            self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+            self._wire = http1_wire.new_wire(self._parser, self._max_head)
             if leftover := bytes(leftover).lstrip(b"\r\n"):
-                self._h11.receive_data(leftover)
+                self._wire.receive_data(leftover)
             if eof:
-                self._h11.receive_data(b"")
+                self._wire.receive_data(b"")
         self._head_handed_out = False
         self._method = b""
         self._body_received = 0
@@ -389,7 +392,7 @@ class HTTP1Protocol:
         self._ws_request = None
         self._h2c = None
         self._h2c_body = bytearray()
-        self._line_start = bytes(self._h11.trailing_data[0][:_LINE_START])
+        self._line_start = bytes(self._wire.trailing_data[0][:_LINE_START])
         self._in_flight = False
         self._unacknowledged = 0
 
@@ -400,12 +403,12 @@ class HTTP1Protocol:
 
     def _parse(self, events: list[Event]) -> None:
         while True:
-            if self._h11.their_state is h11.MUST_CLOSE:
-                if self._h11.trailing_data[1]:
+            if self._wire.their_state is h11.MUST_CLOSE:
+                if self._wire.trailing_data[1]:
                     events.extend(self._close_event())
                 return
             try:
-                event = self._h11.next_event()
+                event = self._wire.next_event()
             except h11.RemoteProtocolError as exc:
                 if not self._speaks_http1():
                     # Not an HTTP/1.x request line at all (no HTTP-version):
@@ -423,11 +426,11 @@ class HTTP1Protocol:
                 events.append(self._reject(status, reason, detail=rules.short_reason(exc)))
                 return
             match event:
-                case h11.Request():
+                case RequestHead():
                     if (rejected := self._check_request(event)) is not None:
                         events.append(rejected)
                         return
-                    headers = tuple(event.headers)
+                    headers = event.headers
                     try:
                         if (host := rules.absolute_form_host(event.target)) is not None:
                             headers = rules.with_host(headers, host)
@@ -453,7 +456,7 @@ class HTTP1Protocol:
                         target=event.target,
                         http_version=http_version,
                         headers=headers,
-                        expects_continue=self._h11.they_are_waiting_for_100_continue,
+                        expects_continue=self._wire.they_are_waiting_for_100_continue,
                         websocket=self._ws_request,
                         # Trailers need a chunked body and a client that
                         # asked for them (ASGI trailers extension).
@@ -498,8 +501,8 @@ class HTTP1Protocol:
                 case h11.ConnectionClosed():
                     events.extend(self._close_event())
                     return
-                case h11.PAUSED if self._h11.trailing_data[1] and (
-                    self._h11.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+                case h11.PAUSED if self._wire.trailing_data[1] and (
+                    self._wire.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
                 ):
                     # An Upgrade request waits for our answer, and h11 reports
                     # PAUSED there even once the peer has closed: the client
@@ -520,7 +523,7 @@ class HTTP1Protocol:
         A chunked body announces each chunk's size before its bytes: a chunk
         past the limit is refused then, not after it has been read.
         """
-        expected = h11_seams.chunk_bytes_expected(self._h11) if self._chunked_request else 0
+        expected = self._wire.chunk_bytes_expected() if self._chunked_request else 0
         if (fault := rules.chunk_fault(expected)) is not None:
             return self._reject(400, fault)
         if self._max_body is not None and self._body_received + expected > self._max_body:
@@ -564,18 +567,14 @@ class HTTP1Protocol:
 
         This protocol is done: the connection carries HTTP/2 from here on.
         """
-        self._send(
-            h11.InformationalResponse(
-                status_code=101,
-                headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")],
-                reason=b"Switching Protocols",
-            )
+        self._out += self._wire.send_informational(
+            101, ((b"connection", b"Upgrade"), (b"upgrade", b"h2c")), b"Switching Protocols"
         )
-        leftover = bytes(self._h11.trailing_data[0])
+        leftover = bytes(self._wire.trailing_data[0])
         self._closed = True
         return leftover
 
-    def _check_request(self, request: h11.Request) -> RequestRejected | None:
+    def _check_request(self, request: RequestHead) -> RequestRejected | None:
         self._method = request.method
         if request.http_version not in (b"1.0", b"1.1"):
             # h11 parses any HTTP/x.y; this parser serves 1.0 and 1.1 only.
@@ -607,7 +606,7 @@ class HTTP1Protocol:
         if status == 431:
             # h11 says 431 for any over-long head; when the request line
             # itself never ended, the honest answer is 414 (RFC 9112 3).
-            buffered, _ = self._h11.trailing_data
+            buffered, _ = self._wire.trailing_data
             if b"\n" not in buffered:
                 return 414
         return status
@@ -646,15 +645,11 @@ class HTTP1Protocol:
         try:
             match command:
                 case SendInformational(status_code=status_code, headers=headers):
-                    self._send(
-                        h11.InformationalResponse(
-                            status_code=status_code,
-                            headers=list(headers),
-                            reason=rules.status_phrase(status_code),
-                        )
+                    self._out += self._wire.send_informational(
+                        status_code, headers, rules.status_phrase(status_code)
                     )
                 case StartResponse(status_code=status_code, headers=headers):
-                    if self._h11.they_are_waiting_for_100_continue:
+                    if self._wire.they_are_waiting_for_100_continue:
                         # A final answer without 100 Continue: the client may
                         # never send the body h11 would wait for, so the next
                         # request could be read as this one's body. Close
@@ -668,24 +663,22 @@ class HTTP1Protocol:
                     self._chunked = self._body_allowed and not any(
                         name.lower() == b"content-length" for name, _ in headers
                     )
-                    self._send(
-                        h11.Response(
-                            status_code=status_code,
-                            headers=self._response_headers(headers),
-                            reason=rules.status_phrase(status_code),
-                        )
+                    self._out += self._wire.send_response(
+                        status_code,
+                        self._response_headers(headers),
+                        rules.status_phrase(status_code),
                     )
                 case SendData(data=data, end_stream=end_stream):
                     # HEAD, 204 and 304 responses carry no body (RFC 9110
                     # 6.4.1); the app may still send one, and it is dropped.
                     if data and self._body_allowed:
-                        self._send(h11.Data(data=data))
+                        self._out += self._wire.send_data(data)
                     if end_stream:
-                        self._send(h11.EndOfMessage())
+                        self._out += self._wire.send_end()
                 case SendTrailers(headers=headers):
                     # h11 writes trailers only after a chunked body; a
                     # response with a Content-Length ends without them.
-                    self._send(h11.EndOfMessage(headers=list(headers) if self._chunked else []))
+                    self._out += self._wire.send_end(headers if self._chunked else ())
                 case PushPromise():
                     pass  # never offered on HTTP/1.1 (can_push is False)
                 case AcceptWebSocket():
@@ -717,24 +710,22 @@ class HTTP1Protocol:
             per_message_deflate=self._config.ws_per_message_deflate,
             max_message_size=self._config.ws_max_message_size,
         )
-        self._send(
-            h11.InformationalResponse(
-                status_code=101,
-                headers=self._response_headers(
-                    (
-                        (b"upgrade", b"websocket"),
-                        (b"connection", b"Upgrade"),
-                        *headers,
-                        *command.headers,
-                    ),
-                    switching=True,
+        self._out += self._wire.send_informational(
+            101,
+            self._response_headers(
+                (
+                    (b"upgrade", b"websocket"),
+                    (b"connection", b"Upgrade"),
+                    *headers,
+                    *command.headers,
                 ),
-                reason=b"Switching Protocols",
-            )
+                switching=True,
+            ),
+            b"Switching Protocols",
         )
         self._ws = websocket.WebSocketProtocol(STREAM_ID, guard)
         # Frames the client sent right behind its handshake.
-        self._ws_held = bytes(self._h11.trailing_data[0])
+        self._ws_held = bytes(self._wire.trailing_data[0])
 
     def _response_headers(
         self, headers: Headers, *, switching: bool = False
@@ -748,11 +739,6 @@ class HTTP1Protocol:
             result.append((b"connection", b"close"))
         return result
 
-    def _send(self, event: h11.Event) -> None:
-        data = self._h11.send(event)
-        if data:
-            self._out += data
-
     @property
     def has_output(self) -> bool:
         """Bytes are waiting to be written: pongs, close replies, frames an app queued."""
@@ -765,7 +751,7 @@ class HTTP1Protocol:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer, emptied on each call."""
-        if self._out and self._h11.our_state in _RESPONSE_HEAD_SENT:
+        if self._out and self._wire.our_state in _RESPONSE_HEAD_SENT:
             self._head_handed_out = True
         data = bytes(self._out)
         self._out.clear()

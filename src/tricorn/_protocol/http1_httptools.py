@@ -1,0 +1,578 @@
+"""The httptools wire: request heads parsed by llhttp, everything else as h11 does it.
+
+h11 is the reference. This wire keeps h11's server-side state machine (the
+same states, the same transitions, the same keep-alive and protocol-switch
+rules) and changes only what costs: h11 builds and validates an event object
+for every step and parses heads with a regex per line, where llhttp parses a
+head in C.
+
+Answers must not differ from h11's, and llhttp is both stricter (it knows a
+fixed list of methods, rejects bare LF and obs-fold) and laxer (it takes a
+Content-Length of any size, a Transfer-Encoding list ending in chunked) in
+places. So a head is taken from httptools only when it also matches h11's own
+grammar in full (one regex built from h11's ABNF, CRLF line ends, no
+obs-fold) and its framing headers are of the plain kind (one Host, at most one
+all-digit Content-Length, at most one ``Transfer-Encoding: chunked``). Any
+other head is handed to a throwaway h11 connection, whose verdict (a request,
+or the error it would raise) is the answer: the uncommon and the hostile go
+through h11 itself. Request bodies are read by h11's own body readers (chunk
+sizes, chunk extensions, trailers), and response headers are validated and
+framed by h11's own header functions, so the rules have one author.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+
+import h11
+import httptools
+from h11._abnf import field_name, field_value, header_field, request_line
+from h11._headers import Headers as H11Headers
+from h11._headers import get_comma_header, normalize_and_validate, set_comma_header
+from h11._readers import ChunkedReader, ContentLengthReader
+from h11._receivebuffer import ReceiveBuffer
+from h11._util import Sentinel
+
+from . import h11_seams
+from .events import Headers
+from .http1_wire import END, Fields, RequestHead
+
+__all__ = ["HttptoolsWire"]
+
+State = type[Sentinel]
+
+IDLE: Final = h11.IDLE
+SEND_RESPONSE: Final = h11.SEND_RESPONSE
+SEND_BODY: Final = h11.SEND_BODY
+DONE: Final = h11.DONE
+MUST_CLOSE: Final = h11.MUST_CLOSE
+CLOSED: Final = h11.CLOSED
+ERROR: Final = h11.ERROR
+SWITCHED_PROTOCOL: Final = h11.SWITCHED_PROTOCOL
+# h11 exports this state but leaves it out of __all__.
+MIGHT_SWITCH_PROTOCOL: Final[State] = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+
+#: A whole head in h11's grammar (RFC 9112 as h11 reads it), CRLF line ends
+#: only: a head it matches is one h11 reads line by line to the same result.
+_STRICT_HEAD: Final = re.compile(
+    f"{request_line}\r\n(?:{header_field}\r\n)*\r\n".encode("ascii"), re.DOTALL
+)
+
+#: Where a head ends, as h11 finds it (h11._receivebuffer).
+_BLANK_LINE: Final = re.compile(b"\n\r?\n")
+
+#: h11's header field grammar (h11._headers validates with the same).
+_FIELD_NAME: Final = re.compile(field_name.encode("ascii"))
+_FIELD_VALUE: Final = re.compile(field_value.encode("ascii"))
+
+#: h11 bounds a Content-Length at this many digits (h11._headers).
+_LENGTH_DIGITS: Final = 20
+
+#: Joint-state rules h11 applies after every event (h11._state), server side.
+_JOINT: Final[dict[tuple[State, State], tuple[State, State]]] = {
+    (MIGHT_SWITCH_PROTOCOL, SWITCHED_PROTOCOL): (SWITCHED_PROTOCOL, SWITCHED_PROTOCOL),
+    (CLOSED, DONE): (CLOSED, MUST_CLOSE),
+    (CLOSED, IDLE): (CLOSED, MUST_CLOSE),
+    (ERROR, DONE): (ERROR, MUST_CLOSE),
+    (DONE, CLOSED): (MUST_CLOSE, CLOSED),
+    (IDLE, CLOSED): (MUST_CLOSE, CLOSED),
+    (DONE, ERROR): (MUST_CLOSE, ERROR),
+}
+
+_Reader = Callable[[ReceiveBuffer], h11.Data | h11.EndOfMessage | None]
+
+
+class _Head:
+    """httptools' callbacks for one head."""
+
+    __slots__ = ("complete", "headers")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp keeps a value's trailing whitespace; h11 strips it (OWS).
+        self.headers.append((name, value.rstrip(b" \t")))
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class HttptoolsWire:
+    """The server side of an HTTP/1.1 connection, heads read by httptools."""
+
+    def __init__(self, max_incomplete_event_size: int) -> None:
+        self._max_head = max_incomplete_event_size
+        self._buffer = ReceiveBuffer()
+        self._eof = False
+        #: Where the search for the blank line that ends a head goes on.
+        self._search = 0
+        self._head = _Head()
+        self._parser = httptools.HttpRequestParser(self._head)
+        self.their_state: State = IDLE
+        self.our_state: State = IDLE
+        self._keep_alive = True
+        self._switch_upgrade = False
+        self._switch_connect = False
+        self._method = b""
+        self._their_version: bytes | None = None
+        self._waiting_for_100 = False
+        #: The request body's reader while the client sends one (h11's own).
+        self._reader: _Reader | None = None
+        #: How the response body is framed: "content-length", "chunked" or "http/1.0".
+        self._framing = ""
+        self._remaining = 0
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def they_are_waiting_for_100_continue(self) -> bool:
+        return self._waiting_for_100
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        return bytes(self._buffer), self._eof
+
+    def chunk_bytes_expected(self) -> int:
+        reader = self._reader
+        return h11_seams.chunk_bytes_left(reader) if isinstance(reader, ChunkedReader) else 0
+
+    def _settle(self) -> None:
+        """h11's state-triggered transitions, to a fixed point."""
+        client, server = self.their_state, self.our_state
+        while True:
+            before = client, server
+            pending = self._switch_upgrade or self._switch_connect
+            if pending and client is DONE:
+                client = MIGHT_SWITCH_PROTOCOL
+            elif not pending and client is MIGHT_SWITCH_PROTOCOL:
+                client = DONE
+            if not self._keep_alive:
+                if client is DONE:
+                    client = MUST_CLOSE
+                if server is DONE:
+                    server = MUST_CLOSE
+            client, server = _JOINT.get((client, server), (client, server))
+            if (client, server) == before:
+                break
+        self.their_state, self.our_state = client, server
+
+    def start_next_cycle(self) -> None:
+        if self.their_state is not DONE or self.our_state is not DONE:
+            raise h11.LocalProtocolError(
+                f"not in a reusable state. self.states="
+                f"{ {h11.CLIENT: self.their_state, h11.SERVER: self.our_state} }"
+            )
+        self.their_state = self.our_state = IDLE
+        self._method = b""
+        self._reader = None
+
+    # -- bytes in ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            if self._eof:
+                raise RuntimeError("received close, then received more data?")
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        if self.their_state is ERROR:
+            raise h11.RemoteProtocolError("Can't receive data when peer state is ERROR")
+        try:
+            event = self._next()
+            if event is h11.NEED_DATA:
+                if len(self._buffer) > self._max_head:
+                    raise h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431)
+                if self._eof:
+                    raise h11.RemoteProtocolError("peer unexpectedly closed connection")
+            return event
+        except h11.ProtocolError as exc:
+            self.their_state = ERROR
+            self._settle()
+            if isinstance(exc, h11.LocalProtocolError):
+                # What the peer sent is at fault: h11 reports it as theirs.
+                raise h11.RemoteProtocolError(str(exc), exc.error_status_hint) from None
+            raise
+
+    def _next(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        state = self.their_state
+        buffer = self._buffer
+        if state is SEND_BODY:
+            assert self._reader is not None
+            body = self._reader(buffer)
+            if body is None:
+                if buffer or not self._eof:
+                    return h11.NEED_DATA
+                # Both of h11's request body readers raise here.
+                body = self._reader.read_eof()  # type: ignore[attr-defined]
+            if type(body) is h11.EndOfMessage:
+                self._request_ended()
+            else:
+                self._waiting_for_100 = False
+            return body
+        if state is IDLE:
+            request = self._read_head()
+            if request is not None:
+                return request
+        elif state is DONE and buffer:
+            return h11.PAUSED  # a pipelined request waits for the next cycle
+        elif state is MIGHT_SWITCH_PROTOCOL or state is SWITCHED_PROTOCOL:
+            return h11.PAUSED
+        elif buffer:
+            raise h11.LocalProtocolError("Got data when expecting EOF")
+        if buffer or not self._eof:
+            return h11.NEED_DATA
+        if state not in (IDLE, DONE, MUST_CLOSE, CLOSED):
+            raise h11.LocalProtocolError(
+                f"can't handle event type ConnectionClosed when role=CLIENT and state={state}"
+            )
+        self.their_state = CLOSED
+        self._settle()
+        return h11.ConnectionClosed()
+
+    def _read_head(self) -> RequestHead | None:
+        data = h11_seams.buffered(self._buffer)
+        if data[:1] == b"\n" or data[:2] == b"\r\n":
+            h11_seams.take(self._buffer, 1 if data[:1] == b"\n" else 2)
+            raise h11.LocalProtocolError("no request line received")
+        found = _BLANK_LINE.search(data, self._search)
+        if found is None:
+            self._search = max(0, len(data) - 2)
+            if data and data[0] < 0x21:
+                raise h11.LocalProtocolError("illegal request line")
+            return None
+        self._search = 0
+        head = bytes(h11_seams.take(self._buffer, found.end()))
+        request = self._parse(head) if _STRICT_HEAD.fullmatch(head) else None
+        if request is None:
+            request = _h11_verdict(head)
+        self._request_received(request)
+        return request
+
+    def _parse(self, head: bytes) -> RequestHead | None:
+        """The head as httptools reads it, or None where only h11 may judge it."""
+        callbacks = self._head
+        callbacks.headers = []
+        callbacks.complete = False
+        try:
+            self._parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            # The head is read; llhttp parses nothing after an upgrade.
+            self._renew_parser()
+        except httptools.HttpParserError:
+            self._renew_parser()
+            return None
+        else:
+            if not callbacks.complete:
+                # A body is announced: llhttp would read the next head as its bytes.
+                self._renew_parser()
+        headers: list[tuple[bytes, bytes]] = []
+        hosts = 0
+        length = framing = False
+        for raw_name, value in callbacks.headers:
+            name = raw_name.lower()
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                if length or not value.isdigit() or len(value) > _LENGTH_DIGITS:
+                    return None
+                length = True
+            elif name == b"transfer-encoding":
+                value = value.lower()
+                if framing or value != b"chunked":
+                    return None
+                framing = True
+            headers.append((name, value))
+        # The request line matched h11's grammar: METHOD SP target SP HTTP/x.y.
+        method, target, version = head[: head.index(b"\r\n")].split(b" ")
+        version = version[5:]
+        if hosts > 1 or (hosts == 0 and version == b"1.1"):
+            return None
+        return RequestHead(method, target, version, tuple(headers))
+
+    def _renew_parser(self) -> None:
+        self._head = _Head()
+        self._parser = httptools.HttpRequestParser(self._head)
+
+    def _request_received(self, request: RequestHead) -> None:
+        """h11's bookkeeping for a request: switch proposals, keep-alive, 100-continue, framing."""
+        headers = request.headers
+        version = request.http_version
+        self._method = request.method
+        self._their_version = version
+        if request.method == b"CONNECT":
+            self._switch_connect = True
+        length: bytes | None = None
+        chunked = connection = upgrade = expect = False
+        for name, value in headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"connection":
+                connection = True
+            elif name == b"upgrade":
+                upgrade = True
+            elif name == b"expect":
+                expect = True
+        if upgrade and _tokens(headers, b"upgrade"):
+            self._switch_upgrade = True
+        if version < b"1.1" or (connection and b"close" in _tokens(headers, b"connection")):
+            self._keep_alive = False
+        if expect and version >= b"1.1" and b"100-continue" in _tokens(headers, b"expect"):
+            self._waiting_for_100 = True
+        if chunked:
+            self._reader = ChunkedReader()
+        elif length is not None and int(length):
+            self._reader = ContentLengthReader(int(length))
+        else:
+            self._reader = _NO_BODY
+        if self.our_state is not IDLE:
+            raise h11.LocalProtocolError(
+                f"can't handle event type Request when role=SERVER and state={self.our_state}"
+            )
+        self.their_state = SEND_BODY
+        self.our_state = SEND_RESPONSE
+        self._settle()
+
+    def _request_ended(self) -> None:
+        self._waiting_for_100 = False
+        self.their_state = DONE
+        self._settle()
+
+    # -- bytes out -----------------------------------------------------------
+
+    def _transition(self, event: str, to: State | None) -> None:
+        if to is None:
+            raise h11.LocalProtocolError(
+                f"can't handle event type {event} when role=SERVER and state={self.our_state}"
+            )
+        self.our_state = to
+
+    def _failed(self) -> None:
+        self.our_state = ERROR
+        self._settle()
+
+    def _check_sendable(self) -> None:
+        if self.our_state is ERROR:
+            raise h11.LocalProtocolError("Can't send data when our state is ERROR")
+
+    def send_informational(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
+        checked = normalize_and_validate(list(headers))
+        if not 100 <= status_code < 200:
+            raise h11.LocalProtocolError(
+                "InformationalResponse status_code should be in range [100, 200), "
+                f"not {status_code}"
+            )
+        self._check_sendable()
+        try:
+            to: State | None
+            if status_code == 101:
+                if not self._switch_upgrade:
+                    raise h11.LocalProtocolError(
+                        "Received server _SWITCH_UPGRADE event without a pending proposal"
+                    )
+                to = SWITCHED_PROTOCOL if self.our_state is SEND_RESPONSE else None
+            else:
+                to = SEND_RESPONSE if self.our_state is SEND_RESPONSE else None
+            self._transition("InformationalResponse", to)
+            self._waiting_for_100 = False
+            self._settle()
+            return _head(status_code, reason, checked._full_items)
+        except BaseException:
+            self._failed()
+            raise
+
+    def send_response(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
+        checked = _validated(headers)
+        if not 200 <= status_code < 1000:
+            raise h11.LocalProtocolError(
+                f"Response status_code should be in range [200, 1000), not {status_code}"
+            )
+        self._check_sendable()
+        try:
+            chunked, length, connection = _scan(checked)
+            method = self._method
+            # h11 frames the head as for GET when the request was HEAD.
+            framing, _ = _framing(
+                status_code, chunked, length, b"GET" if method == b"HEAD" else method
+            )
+            if framing != "content-length" or not self._keep_alive:
+                checked = self._framed(framing, checked)
+                chunked, length, connection = _scan(checked)
+            state = self.our_state
+            to: State | None
+            if self._switch_connect and 200 <= status_code < 300:
+                to = SWITCHED_PROTOCOL if state is SEND_RESPONSE else None
+            else:
+                to = SEND_BODY if state is SEND_RESPONSE or state is IDLE else None
+                self._switch_upgrade = self._switch_connect = False
+            self._transition("Response", to)
+            if connection and b"close" in get_comma_header(checked, b"connection"):
+                self._keep_alive = False
+            self._waiting_for_100 = False
+            self._framing, self._remaining = _framing(status_code, chunked, length, method)
+            self._settle()
+            return _head(status_code, reason, checked._full_items)
+        except BaseException:
+            self._failed()
+            raise
+
+    def _framed(self, framing: str, headers: H11Headers) -> H11Headers:
+        """h11's clean-up of response headers: chunked or close-delimited framing, close."""
+        need_close = False
+        if framing in ("chunked", "http/1.0"):
+            headers = set_comma_header(headers, b"content-length", [])
+            if self._their_version is None or self._their_version < b"1.1":
+                headers = set_comma_header(headers, b"transfer-encoding", [])
+                if self._method != b"HEAD":
+                    need_close = True
+            else:
+                headers = set_comma_header(headers, b"transfer-encoding", [b"chunked"])
+        if not self._keep_alive or need_close:
+            connection = set(get_comma_header(headers, b"connection"))
+            connection.discard(b"keep-alive")
+            connection.add(b"close")
+            headers = set_comma_header(headers, b"connection", sorted(connection))
+        return headers
+
+    def send_data(self, data: bytes) -> bytes:
+        self._check_sendable()
+        try:
+            self._transition("Data", SEND_BODY if self.our_state is SEND_BODY else None)
+            framing = self._framing
+            if framing == "content-length":
+                self._remaining -= len(data)
+                if self._remaining < 0:
+                    raise h11.LocalProtocolError("Too much data for declared Content-Length")
+                return data
+            if framing == "chunked":
+                return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+            return data
+        except BaseException:
+            self._failed()
+            raise
+
+    def send_end(self, trailers: Fields = ()) -> bytes:
+        checked = normalize_and_validate(list(trailers)) if trailers else None
+        self._check_sendable()
+        try:
+            self._transition("EndOfMessage", DONE if self.our_state is SEND_BODY else None)
+            self._settle()
+            framing = self._framing
+            if framing == "content-length":
+                if self._remaining != 0:
+                    raise h11.LocalProtocolError("Too little data for declared Content-Length")
+                if checked:
+                    raise h11.LocalProtocolError("Content-Length and trailers don't mix")
+                return b""
+            if framing == "chunked":
+                return b"0\r\n" + _fields(checked._full_items if checked else [])
+            if checked:
+                raise h11.LocalProtocolError("can't send trailers to HTTP/1.0 client")
+            return b""
+        except BaseException:
+            self._failed()
+            raise
+
+
+def _validated(headers: Fields) -> H11Headers:
+    """h11's ``normalize_and_validate``, its common case (no Transfer-Encoding, one plain
+    Content-Length) taken without its per-field overhead; anything else goes to h11's.
+    """
+    items: list[tuple[bytes, bytes, bytes]] = []
+    length = False
+    for name, value in headers:
+        if not (
+            type(name) is bytes
+            and type(value) is bytes
+            and _FIELD_NAME.fullmatch(name)
+            and _FIELD_VALUE.fullmatch(value)
+        ):
+            break
+        lower = name.lower()
+        if lower == b"content-length":
+            if length or not value.isdigit() or len(value) > _LENGTH_DIGITS:
+                break
+            length = True
+        elif lower == b"transfer-encoding":
+            break
+        items.append((name, lower, value))
+    else:
+        return H11Headers(items)
+    return normalize_and_validate(list(headers))
+
+
+def _scan(headers: H11Headers) -> tuple[bool, bytes | None, bool]:
+    """Of validated headers: chunked?, the Content-Length, a Connection field?"""
+    chunked = connection = False
+    length: bytes | None = None
+    for _, name, value in headers._full_items:
+        if name == b"transfer-encoding":
+            chunked = True  # validated: "chunked", and only once
+        elif name == b"content-length":
+            length = value  # validated: one run of digits, duplicates merged
+        elif name == b"connection":
+            connection = True
+    return chunked, length, connection
+
+
+def _framing(
+    status_code: int, chunked: bool, length: bytes | None, method: bytes
+) -> tuple[str, int]:
+    """How a response body is delimited, and its declared length (h11's ``_body_framing``)."""
+    if (
+        status_code in (204, 304)
+        or method == b"HEAD"
+        or (method == b"CONNECT" and 200 <= status_code < 300)
+    ):
+        return "content-length", 0
+    if chunked:
+        return "chunked", 0
+    if length is not None:
+        return "content-length", int(length)
+    return "http/1.0", 0
+
+
+def _tokens(headers: Headers, name: bytes) -> list[bytes]:
+    """The lower-case, comma-separated elements of every ``name`` field, as h11 splits them."""
+    found: list[bytes] = []
+    for key, value in headers:
+        if key == name:
+            found.extend(
+                item for item in (part.strip() for part in value.lower().split(b",")) if item
+            )
+    return found
+
+
+def _fields(items: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    """A header block as h11 writes it: Host first, then the rest in order."""
+    lines = [b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name == b"host"]
+    lines.extend(b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name != b"host")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def _head(status_code: int, reason: bytes, items: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status_code, reason) + _fields(items)
+
+
+def _no_body(buffer: ReceiveBuffer) -> h11.EndOfMessage:
+    return END
+
+
+_NO_BODY: Final[_Reader] = _no_body
+
+
+def _h11_verdict(head: bytes) -> RequestHead:
+    """What h11 makes of a head: its request, or the error it raises."""
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=len(head) + 1)
+    connection.receive_data(head)
+    event = connection.next_event()
+    assert type(event) is h11.Request, event
+    return RequestHead(event.method, event.target, event.http_version, tuple(event.headers))

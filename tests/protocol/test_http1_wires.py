@@ -1,0 +1,208 @@
+"""The httptools wire against h11's, step by step: same events, states, bytes and errors.
+
+A request is read and a response written by both wires; after every step the
+two must agree on what came out (an event, bytes, or an error of the same
+type and message) and on both sides' states. Responses include what apps get
+wrong (bad header names and values, bodies longer or shorter than their
+Content-Length, trailers where they cannot go), so h11's refusals are
+compared too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from typing import Any
+
+import h11
+import pytest
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+
+from tricorn._protocol import http1_wire
+from tricorn._protocol.http1 import HTTP1Protocol
+from tricorn._protocol.http1_wire import H11Wire, RequestHead, new_wire
+from tricorn.config import Config
+from tricorn.errors import ConfigError
+
+if importlib.util.find_spec("httptools") is None and not os.environ.get("CI"):
+    pytest.skip("httptools not installed (pip install 'tricorn[speed]')", allow_module_level=True)
+
+REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"HEAD / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz",
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a\nX: b\r\n c\n\nrest",
+    b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n",
+    b"\x01GET",
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nab",
+]
+# No CONNECT: HTTP1Protocol refuses it (501) by hand before either wire could answer it.
+
+names = st.sampled_from(
+    [
+        b"content-type",
+        b"Content-Length",
+        b"content-length",
+        b"Transfer-Encoding",
+        b"connection",
+        b"Connection",
+        b"Host",
+        b"x-a",
+        b"bad name",
+        b"",
+    ]
+)
+values = st.sampled_from(
+    [
+        *(b"3", b"0", b"3, 3", b"3, 4", b"chunked", b"gzip", b"close", b"keep-alive"),
+        *(b"Upgrade", b"text/plain", b"", b"a\r\nb", b" x", b"\x80"),
+    ]
+)
+headers = st.lists(st.tuples(names, values), max_size=5)
+commands = st.lists(
+    st.one_of(
+        st.tuples(st.just("informational"), st.sampled_from([100, 101, 103, 199, 200]), headers),
+        st.tuples(st.just("response"), st.sampled_from([200, 204, 304, 404, 101, 1000]), headers),
+        st.tuples(st.just("data"), st.sampled_from([b"", b"abc", b"x" * 10])),
+        st.tuples(st.just("end"), headers),
+        st.tuples(st.just("next_cycle")),
+        st.tuples(st.just("read")),
+    ),
+    max_size=8,
+)
+
+
+def step(wire: Any, action: Callable[[Any], object]) -> tuple[object, ...]:
+    """What ``action`` did on ``wire``, as comparable values, and the states after it."""
+    outcome: object
+    try:
+        result = action(wire)
+        outcome = [comparable(e) for e in result] if isinstance(result, list) else result
+    except (h11.ProtocolError, RuntimeError) as exc:
+        outcome = (type(exc).__name__, str(exc), getattr(exc, "error_status_hint", None))
+    except AttributeError:
+        # h11 fails this way when told to switch protocols twice (it names the
+        # event type of a tuple); HTTP1Protocol never asks that of a wire.
+        outcome = "h11 fails"
+    return (
+        outcome,
+        wire.their_state,
+        wire.our_state,
+        wire.they_are_waiting_for_100_continue,
+        wire.trailing_data,
+        wire.chunk_bytes_expected(),
+    )
+
+
+def comparable(event: object) -> object:
+    if isinstance(event, RequestHead):
+        return (event.method, event.target, event.http_version, event.headers)
+    if isinstance(event, h11.Data):
+        return ("data", bytes(event.data))
+    if isinstance(event, h11.EndOfMessage):
+        return ("end", list(event.headers))
+    if isinstance(event, h11.ConnectionClosed):
+        return "closed"
+    return event
+
+
+def read_all(wire: Any) -> list[object]:
+    events: list[object] = []
+    for _ in range(10):
+        event = wire.next_event()
+        events.append(event)
+        if event in (h11.NEED_DATA, h11.PAUSED) or isinstance(event, h11.ConnectionClosed):
+            break
+    return events
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=st.sampled_from(REQUESTS), script=commands, eof=st.booleans())
+def test_the_httptools_wire_moves_exactly_as_h11s(
+    request: bytes, script: list[tuple[Any, ...]], eof: bool
+) -> None:
+    wires = [new_wire("h11", 1024), new_wire("httptools", 1024)]
+    for wire in wires:
+        wire.receive_data(request)
+        if eof:
+            wire.receive_data(b"")
+
+    def both(action: Callable[[Any], object]) -> None:
+        reference, candidate = (step(wire, action) for wire in wires)
+        if reference[0] == "h11 fails":
+            reject()
+        assert candidate == reference
+
+    both(read_all)
+    for command in script:
+        match command:
+            case ("informational", status, fields):
+                both(lambda wire: wire.send_informational(status, fields, b"Info"))
+            case ("response", status, fields):
+                both(lambda wire: wire.send_response(status, fields, b"Reason"))
+            case ("data", data):
+                both(lambda wire: wire.send_data(data))
+            case ("end", fields):
+                both(lambda wire: wire.send_end(fields))
+            case ("next_cycle",):
+                both(lambda wire: wire.start_next_cycle())
+            case ("read",):
+                both(read_all)
+
+
+def test_auto_picks_httptools_where_it_is_installed() -> None:
+    assert http1_wire.resolve("auto") == "httptools"
+    assert http1_wire.resolve("httptools") == "httptools"
+    assert http1_wire.resolve("h11") == "h11"
+
+
+def test_without_httptools_auto_is_h11_and_httptools_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http1_wire, "_httptools_installed", lambda: False)
+    assert http1_wire.resolve("auto") == "h11"
+    assert http1_wire.resolve("h11") == "h11"
+    with pytest.raises(ConfigError, match=r"http1_parser: httptools is not installed"):
+        http1_wire.resolve("httptools")
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_the_protocol_runs_on_the_wire_its_config_names(parser: str) -> None:
+    protocol = HTTP1Protocol(Config(http1_parser=parser))  # type: ignore[arg-type]
+    wire = protocol._wire
+    assert isinstance(wire, H11Wire) is (parser == "h11")
+
+
+def test_httptools_reads_the_head_after_a_body_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llhttp is fed heads alone: after a head that announced a body it starts afresh."""
+    from tricorn._protocol import http1_httptools
+
+    def no_fallback(head: bytes) -> RequestHead:
+        raise AssertionError(f"h11 was asked about {head!r}")
+
+    monkeypatch.setattr(http1_httptools, "_h11_verdict", no_fallback)
+    wire = new_wire("httptools", 1024)
+    wire.receive_data(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    wire.receive_data(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
+    wire.receive_data(b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    targets = []
+    for _ in range(3):
+        events = read_all(wire)
+        targets += [event.target for event in events if isinstance(event, RequestHead)]
+        wire.send_response(200, [(b"content-length", b"0")], b"OK")
+        wire.send_end()
+        wire.start_next_cycle()
+    assert targets == [b"/1", b"/2", b"/3"]
