@@ -28,6 +28,7 @@ from .events import (
     WindowOpened,
 )
 from .http1 import HTTP1Protocol
+from .http1_wire import resolve as resolve_http1_parser
 from .http2 import PREFACE, HTTP2Protocol
 from .interface import Phase, ServerProtocol
 from .proxy import ProxyHeader, ProxyHeaderReader
@@ -35,6 +36,7 @@ from .proxy import ProxyHeader, ProxyHeaderReader
 __all__ = [
     "ProxyHeader",
     "ProxyHeaderReader",
+    "resolve_http1_parser",
     "AcceptWebSocket",
     "CloseWebSocket",
     "Command",

@@ -15,6 +15,7 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .._asgi.types import ASGI3App
+from .._protocol import resolve_http1_parser
 from ..config import Config
 from ..errors import LifespanFailure
 from .asyncio_apps import guard_requests
@@ -124,6 +125,8 @@ class _Server:
             self.stopped.set()
 
     async def _run(self, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
+        # A parser that is not installed is a bad config, said before anything binds.
+        resolve_http1_parser(self._config.http1_parser)
         # Bind first: an address in use should fail before the app's startup
         # opens its database pools. Connections wait in the backlog meanwhile.
         sockets = bind_sockets(self._config)
