@@ -36,11 +36,6 @@ ABNORMAL_CLOSURE: Final = 1006
 _GOING_AWAY: Final = 1001
 _INTERNAL_ERROR: Final = 1011
 _PING_PAYLOAD: Final = b"tricorn keepalive"
-#: How long a keepalive helper started while messages come and go waits
-#: before it looks whether the app is back in ``receive()``: a busy WebSocket
-#: starts about one helper a second, not one a message. After a quiet spell
-#: the app's next wait in ``receive()`` sends the helper off at once.
-_HANDOVER_BUSY: Final = 1.0
 
 _CONNECTED = WebSocketCycleState.CONNECTED
 
@@ -52,39 +47,7 @@ def _message(data: bytes | str) -> Message:
 
 
 class WebSocketExchange:
-    """Runs ``app(scope, receive, send)`` for one WebSocket and keeps its books.
-
-    The keepalive is a deadline (the next ping, or the pong a ping awaits)
-    kept by whoever waits: the app's own task while it waits in
-    ``receive()``, where an idle WebSocket spends its life, and a helper task
-    only while the app may be elsewhere (its own work, a send held by
-    backpressure, another event). An idle WebSocket so costs no task of its
-    own; the pings, the timeout and the 1006 are the same either way.
-    """
-
-    __slots__ = (
-        "_app",
-        "_busy_until",
-        "_config",
-        "_connect_sent",
-        "_cycle",
-        "_eager",
-        "_end",
-        "_handover",
-        "_helper",
-        "_inbox",
-        "_logged",
-        "_nap",
-        "_ping_due",
-        "_pong_due",
-        "_shutting_down",
-        "_started",
-        "_stream_id",
-        "_tasks",
-        "_transport",
-        "_wait",
-        "scope",
-    )
+    """Runs ``app(scope, receive, send)`` for one WebSocket and keeps its books."""
 
     def __init__(
         self,
@@ -105,22 +68,7 @@ class WebSocketExchange:
         self._connect_sent = False
         #: (code, reason) for ``websocket.disconnect``, once the WebSocket is over.
         self._end: tuple[int, str] | None = None
-        #: When the next keepalive ping is due (never until accepted).
-        self._ping_due = math.inf
-        #: While a ping awaits its pong: when the peer is given up on.
-        self._pong_due: float | None = None
-        #: A helper task keeps the keepalive's time (the app may be away).
-        self._helper = False
-        #: When the helper next looks whether the app waits in ``receive()``.
-        self._handover = math.inf
-        #: The app's next wait in ``receive()`` sends the helper off.
-        self._eager = False
-        #: Until when the WebSocket counts as busy (see _HANDOVER_BUSY).
-        self._busy_until = -math.inf
-        #: The scope of the app's wait in ``receive()``, while it waits there.
-        self._wait: anyio.CancelScope | None = None
-        #: The helper's sleep until its next look, while it sleeps.
-        self._nap: anyio.CancelScope | None = None
+        self._pong: anyio.Event | None = None
         self._shutting_down = False
         self._tasks: anyio.abc.TaskGroup | None = None
         self._started = time.perf_counter()
@@ -148,14 +96,8 @@ class WebSocketExchange:
         self._finish(ABNORMAL_CLOSURE, "")
 
     def pong_received(self) -> None:
-        if self._pong_due is not None:
-            self._pong_due = None
-            self._ping_due = due = anyio.current_time() + self._config.ws_ping_interval
-            # The next ping may be due before the pong's time would have run out.
-            # Whoever keeps the time (the helper, else the app's wait) wakes then.
-            sleeper = self._nap if self._helper else self._wait
-            if sleeper is not None and sleeper.deadline > due:
-                sleeper.deadline = due
+        if self._pong is not None:
+            self._pong.set()
 
     async def shutdown(self) -> None:
         """The server is stopping: close with 1001 (now, or as soon as accepted)."""
@@ -167,6 +109,8 @@ class WebSocketExchange:
         if self._end is None:
             self._end = (code, reason)
         self._inbox.close(keep=True)
+        if self._pong is not None:
+            self._pong.set()
 
     # -- the app's side ----------------------------------------------------
 
@@ -174,32 +118,7 @@ class WebSocketExchange:
         if not self._connect_sent:
             self._connect_sent = True
             return {"type": "websocket.connect"}
-        if self._ping_due == math.inf:
-            return self._delivered(await self._inbox.get())  # no keepalive (yet)
-        # The keepalive's time is kept here while the app waits (see the class).
-        # One frame less than a helper coroutine, for every idle WebSocket.
-        try:
-            while not self._inbox.ready and self._end is None:
-                deadline = math.inf if self._helper else self._keepalive_deadline()
-                with anyio.CancelScope(deadline=deadline) as wait:
-                    self._wait = wait
-                    if self._helper and self._eager:
-                        self._send_helper_off()
-                    try:
-                        return self._delivered(await self._inbox.get())
-                    finally:
-                        self._wait = None
-                self._keepalive_due()  # only reached when the deadline passed
-            return self._delivered(await self._inbox.get())
-        finally:
-            # The app goes back to its own business: someone must keep time.
-            if not self._helper and self._end is None and self._tasks is not None:
-                now = anyio.current_time()
-                quiet = now >= self._busy_until
-                self._busy_until = now + _HANDOVER_BUSY
-                self._start_helper(eager=quiet)
-
-    def _delivered(self, message: Message | None) -> Message:
+        message = await self._inbox.get()
         if message is not None:
             self._transport.consumed(len(message.get("bytes") or message.get("text") or ""))
             return message
@@ -247,102 +166,28 @@ class WebSocketExchange:
 
     def _start_keepalive(self) -> None:
         if self._config.ws_ping_interval > 0 and self._tasks is not None:
-            self._ping_due = anyio.current_time() + self._config.ws_ping_interval
-            self._start_helper(eager=True)
+            self._tasks.start_soon(self._keepalive)
 
-    def _keepalive_deadline(self) -> float:
-        if self._end is not None:
-            return math.inf
-        return self._ping_due if self._pong_due is None else self._pong_due
-
-    def _keepalive_due(self) -> None:
-        """The deadline passed while the app waits in ``receive()``: ping, or give up."""
-        if self._end is not None:
-            return
-        now = anyio.current_time()
-        if self._pong_due is not None:
-            if now >= self._pong_due:
-                self._ping_timed_out()
-        elif now >= self._ping_due:
-            self._pong_due = now + (self._config.ws_ping_timeout or math.inf)
-            if not self._transport.queue_commands(SendPing(self._stream_id, _PING_PAYLOAD)):
-                # Enough unwritten output is held already: the helper waits on
-                # the transport with the ping, as the pong's time runs.
-                self._pong_due = None
-                self._start_helper(eager=False)
-
-    def _start_helper(self, *, eager: bool) -> None:
-        tasks = self._tasks
-        if self._helper or tasks is None or tasks.cancel_scope.cancel_called:
-            return
-        self._helper = True
-        self._eager = eager
-        self._handover = math.inf if eager else anyio.current_time() + _HANDOVER_BUSY
-        tasks.start_soon(self._keep_time)
-
-    def _send_helper_off(self) -> None:
-        """The app waits in ``receive()`` again: the helper hands the time over now."""
-        self._eager = False
-        self._handover = anyio.current_time()
-        if self._nap is not None:
-            self._nap.deadline = self._handover
-
-    async def _keep_time(self) -> None:
-        """Keep the keepalive's time while the app may be away from ``receive()``.
-
-        Whenever it looks (at ``_handover``, and after each ping) and finds the
-        app waiting in ``receive()``, the helper leaves the time to that wait
-        and ends.
-        """
-        try:
-            while self._end is None:
-                now = anyio.current_time()
-                if now >= self._keepalive_deadline():
-                    if not await self._ping():
-                        return
-                    self._handover = now
-                    continue
-                if now >= self._handover:
-                    if self._wait is not None:
-                        return
-                    self._handover = math.inf
-                with anyio.CancelScope(
-                    deadline=min(self._keepalive_deadline(), self._handover)
-                ) as nap:
-                    self._nap = nap
-                    try:
-                        await anyio.sleep_forever()
-                    finally:
-                        self._nap = None
-        finally:
-            self._helper = False
-            if self._wait is not None:
-                self._wait.deadline = self._keepalive_deadline()
-
-    async def _ping(self) -> bool:
-        """The deadline passed: ping and start the pong's time, or give up. False once over."""
-        if self._pong_due is not None:
-            self._ping_timed_out()
-            return False
-        self._pong_due = anyio.current_time() + (self._config.ws_ping_timeout or math.inf)
-        with anyio.CancelScope(deadline=self._pong_due) as scope:
-            try:
-                await self._transport.send_commands(SendPing(self._stream_id, _PING_PAYLOAD))
-            except ClientDisconnected:
-                return False
-        if scope.cancelled_caught and self._end is None:
-            self._ping_timed_out()
-            return False
-        return True
-
-    def _ping_timed_out(self) -> None:
-        error_logger.info(
-            "WebSocket %s: no pong within %gs; closing the connection",
-            self.scope["path"],
-            self._config.ws_ping_timeout,
-        )
-        self._finish(ABNORMAL_CLOSURE, "keepalive ping timeout")
-        self._transport.abort()
+    async def _keepalive(self) -> None:
+        timeout = self._config.ws_ping_timeout or math.inf
+        while self._end is None:
+            await anyio.sleep(self._config.ws_ping_interval)
+            self._pong = anyio.Event()
+            with anyio.move_on_after(timeout) as scope:
+                try:
+                    await self._transport.send_commands(SendPing(self._stream_id, _PING_PAYLOAD))
+                except ClientDisconnected:
+                    return
+                await self._pong.wait()
+            if scope.cancelled_caught and self._end is None:
+                error_logger.info(
+                    "WebSocket %s: no pong within %gs; closing the connection",
+                    self.scope["path"],
+                    timeout,
+                )
+                self._finish(ABNORMAL_CLOSURE, "keepalive ping timeout")
+                self._transport.abort()
+                return
 
     async def _server_close(self, code: int, reason: str) -> None:
         if self._end is not None:
@@ -354,9 +199,6 @@ class WebSocketExchange:
     # -- the task ----------------------------------------------------------
 
     async def run(self) -> None:
-        if self._config.ws_ping_interval <= 0:
-            await self._run_app()  # no keepalive: no helper, so no task group
-            return
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             try:
