@@ -402,24 +402,8 @@ class HTTP2Protocol:
         self, stream_id: int, raw: list[tuple[bytes, bytes]], ended: bool, events: list[Event]
     ) -> None:
         self._last_stream_id = max(self._last_stream_id, stream_id)
-        pseudo: dict[bytes, bytes] = {}
-        headers: list[tuple[bytes, bytes]] = []
-        cookies: list[bytes] = []
-        for name, value in raw:
-            if name.startswith(b":"):
-                pseudo[name] = value
-            elif name == b"cookie":
-                cookies.append(value)
-            else:
-                headers.append((name, value))
-        if cookies:
-            # RFC 9113 8.2.3: split cookie fields are joined with "; " before
-            # they reach an application that expects one (as HTTP/1.1 has).
-            headers.append((b"cookie", b"; ".join(cookies)))
+        pseudo, headers = rules.split_fields(raw)
         authority = pseudo.get(b":authority")
-        if authority is not None and not any(name == b"host" for name, _ in headers):
-            # RFC 9113 8.3.1: :authority stands in for Host; ASGI apps read Host.
-            headers.insert(0, (b"host", authority))
         method = pseudo.get(b":method", b"")
         stream = Stream(stream_id, method, authority or b"", request_done=ended)
         self._streams[stream_id] = stream
@@ -433,11 +417,8 @@ class HTTP2Protocol:
             self._spend(self._resets, "streams reset")
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
-        if sum(len(name) + len(value) + 32 for name, value in raw) > (
-            self._config.h2_max_header_list_size
-        ):
-            # The size as RFC 9113 6.5.2 counts it; see __init__ for why a
-            # list over the limit gets this far.
+        if rules.field_section_size(raw) > self._config.h2_max_header_list_size:
+            # See __init__ for why a list over the limit gets this far.
             self._refuse(stream_id, 431, "request header fields too large")
             return
         request = self._check_request(stream_id, stream, pseudo, headers)
@@ -625,7 +606,8 @@ class HTTP2Protocol:
         match command:
             case SendInformational(status_code=status_code, headers=headers):
                 self._h2.send_headers(
-                    stream_id, [(b":status", str(status_code).encode()), *_clean(headers)]
+                    stream_id,
+                    [(b":status", str(status_code).encode()), *rules.response_fields(headers)],
                 )
             case StartResponse(status_code=status_code, headers=headers):
                 stream.advance(StreamEvent.RESPONSE_STARTED)
@@ -645,7 +627,7 @@ class HTTP2Protocol:
                 self._let_out_stream(stream)
             case SendTrailers(headers=headers):
                 self._send_head(stream, end_stream=False)
-                stream.held_trailers = tuple(_clean(headers))
+                stream.held_trailers = tuple(rules.response_fields(headers))
                 stream.advance(StreamEvent.RESPONSE_ENDING)
                 self._let_out_stream(stream)
             case PushPromise(path=path, headers=headers):
@@ -669,7 +651,7 @@ class HTTP2Protocol:
             self._settle(stream)
 
     def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
-        result = _clean(headers)
+        result = rules.response_fields(headers)
         present = {name for name, _ in result}
         result.extend(
             (name, value) for name, value in self._default_headers() if name not in present
@@ -700,7 +682,7 @@ class HTTP2Protocol:
             return  # ASGI: a push the connection cannot make is not made
         authority = parent.authority
         clean: list[tuple[bytes, bytes]] = []
-        for name, value in _clean(headers):
+        for name, value in rules.response_fields(headers):
             if name == b"host":
                 authority = value
             else:
@@ -827,7 +809,7 @@ class HTTP2Protocol:
                 [
                     (b":status", str(status).encode()),
                     *head,
-                    *_clean(headers),
+                    *rules.response_fields(headers),
                     *self._default_headers(),
                 ],
             )
@@ -918,24 +900,6 @@ class HTTP2Protocol:
         data = bytes(self._out)
         self._out.clear()
         return data
-
-
-def _clean(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """App headers as HTTP/2 wants them: lower-case names, no connection-specific ones.
-
-    RFC 9113 8.2.1 asks for lower-case field names and 8.2.2 forbids the
-    HTTP/1.1 connection headers; an app written for HTTP/1.1 may send
-    either, so they are fixed or dropped here rather than failing the app.
-    """
-    result: list[tuple[bytes, bytes]] = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in rules.CONNECTION_HEADERS or lowered.startswith(b":"):
-            continue
-        if lowered == b"te" and value.strip().lower() != b"trailers":
-            continue
-        result.append((lowered, value))
-    return result
 
 
 def _no_clock() -> float:

@@ -390,24 +390,8 @@ class HTTP3Protocol:
         self, stream_id: int, raw: list[tuple[bytes, bytes]], ended: bool, events: list[Event]
     ) -> None:
         self._last_stream_id = max(self._last_stream_id, stream_id)
-        pseudo: dict[bytes, bytes] = {}
-        headers: list[tuple[bytes, bytes]] = []
-        cookies: list[bytes] = []
-        for name, value in raw:
-            if name.startswith(b":"):
-                pseudo[name] = value
-            elif name == b"cookie":
-                cookies.append(value)
-            else:
-                headers.append((name, value))
-        if cookies:
-            # RFC 9114 4.2.1: split cookie fields are joined with "; " for
-            # an application that expects one, as on HTTP/2.
-            headers.append((b"cookie", b"; ".join(cookies)))
+        pseudo, headers = rules.split_fields(raw)
         authority = pseudo.get(b":authority")
-        if authority is not None and not any(name == b"host" for name, _ in headers):
-            # RFC 9114 4.3.1: :authority stands in for Host; ASGI apps read Host.
-            headers.insert(0, (b"host", authority))
         method = pseudo.get(b":method", b"")
         stream = Stream(stream_id, method, authority or b"", request_done=ended)
         self._streams[stream_id] = stream
@@ -427,10 +411,7 @@ class HTTP3Protocol:
             self._spend(self._resets, "streams reset")
             self._reset(stream, _E.H3_MESSAGE_ERROR)
             return
-        if sum(len(name) + len(value) + 32 for name, value in raw) > (
-            self._config.h2_max_header_list_size
-        ):
-            # The size as RFC 9114 4.2.2 counts it.
+        if rules.field_section_size(raw) > self._config.h2_max_header_list_size:
             self._refuse(stream, 431, "request header fields too large")
             return
         request = self._check_request(stream, pseudo, headers)
@@ -944,20 +925,10 @@ def _pseudo_fault(pseudo: dict[bytes, bytes]) -> str | None:
 
 
 def _clean(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """App headers as HTTP/3 wants them: lower-case names, no connection-specific ones.
-
-    RFC 9114 4.2 asks for lower-case field names and forbids the HTTP/1.1
-    connection headers; an app written for HTTP/1.1 may send either, so they
-    are fixed or dropped here. Anything else invalid raises aioquic's MessageError.
-    """
-    result: list[tuple[bytes, bytes]] = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in rules.CONNECTION_HEADERS or lowered.startswith(b":"):
-            continue
-        if lowered == b"te" and value.strip().lower() != b"trailers":
-            continue
-        validate_header_name(lowered)
-        _validate_value(lowered, value)
-        result.append((lowered, value))
+    """The rule book's response fields, each also checked as aioquic would
+    (anything invalid raises its MessageError)."""
+    result = rules.response_fields(headers)
+    for name, value in result:
+        validate_header_name(name)
+        _validate_value(name, value)
     return result

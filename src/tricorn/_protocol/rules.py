@@ -24,12 +24,15 @@ __all__ = [
     "chunk_fault",
     "connect_fault",
     "declared_length_exceeds",
+    "field_section_size",
     "framing_fault",
     "header_tokens",
     "parse_fault",
     "refusal",
     "response_allows_body",
+    "response_fields",
     "short_reason",
+    "split_fields",
     "status_phrase",
     "with_host",
 ]
@@ -104,6 +107,59 @@ def absolute_form_host(target: bytes) -> bytes | None:
 def with_host(headers: Headers, host: bytes) -> Headers:
     """``headers`` with every Host field replaced by one carrying ``host``."""
     return ((b"host", host), *((name, value) for name, value in headers if name != b"host"))
+
+
+def split_fields(
+    raw: Fields,
+) -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes]]]:
+    """An HTTP/2 or HTTP/3 request's field section: (pseudo-headers, headers).
+
+    The headers come out as HTTP/1.1 would give them to an app: split
+    cookie fields joined with "; " (RFC 9113 8.2.3, RFC 9114 4.2.1), and
+    ``:authority`` standing in for a missing Host (RFC 9113 8.3.1, RFC 9114
+    4.3.1), since ASGI apps read Host.
+    """
+    pseudo: dict[bytes, bytes] = {}
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    for name, value in raw:
+        if name.startswith(b":"):
+            pseudo[name] = value
+        elif name == b"cookie":
+            cookies.append(value)
+        else:
+            headers.append((name, value))
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    authority = pseudo.get(b":authority")
+    if authority is not None and not any(name == b"host" for name, _ in headers):
+        headers.insert(0, (b"host", authority))
+    return pseudo, headers
+
+
+def field_section_size(raw: Fields) -> int:
+    """A field section's size as HTTP/2 and HTTP/3 count it against their limit:
+    each field's name and value, plus 32 (RFC 9113 6.5.2, RFC 9114 4.2.2)."""
+    return sum(len(name) + len(value) + 32 for name, value in raw)
+
+
+def response_fields(headers: Fields) -> list[tuple[bytes, bytes]]:
+    """An app's response headers as HTTP/2 and HTTP/3 want them.
+
+    Field names lower-case (RFC 9113 8.2.1, RFC 9114 4.2), no HTTP/1.1
+    connection-specific field and no pseudo-header; an app written for
+    HTTP/1.1 may send either, so they are fixed or dropped rather than
+    failing the app. ``TE`` survives only as ``trailers``.
+    """
+    result: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in CONNECTION_HEADERS or lowered.startswith(b":"):
+            continue
+        if lowered == b"te" and value.strip().lower() != b"trailers":
+            continue
+        result.append((lowered, value))
+    return result
 
 
 #: The largest chunk of a chunked request body accepted (1 GiB). No client
