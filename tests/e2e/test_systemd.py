@@ -8,6 +8,7 @@ does, and binds the NOTIFY_SOCKET datagram socket that systemd would read.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -262,3 +263,57 @@ def test_pid_file_of_a_dead_process_is_replaced(app_dir: Path, tmp_path: Path) -
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
         assert not pid_file.exists()
+
+
+# -- the documented units --------------------------------------------------
+
+DEPLOYMENT_DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.rst"
+
+
+def _unit(caption: str) -> dict[str, str]:
+    """``Key=value`` lines of the ``.. code-block:: ini`` with ``:caption: caption``."""
+    lines = DEPLOYMENT_DOC.read_text().splitlines()
+    start = lines.index(f"   :caption: {caption}") + 1
+    settings: dict[str, str] = {}
+    for line in lines[start:]:
+        if line and not line.startswith("   "):
+            break
+        text = line.strip()
+        if "=" in text and not text.startswith("#"):
+            key, value = text.split("=", 1)
+            settings[key] = value
+    return settings
+
+
+def test_documented_exec_start_options_parse() -> None:
+    from tricorn._cli import build_parser, config_from_args
+
+    command = shlex.split(_unit("tricorn.service")["ExecStart"])
+    assert os.path.basename(command[0]) == "tricorn"
+    args = build_parser().parse_args(command[1:])
+    config, error = config_from_args(args, {})
+    assert config is not None, error
+
+
+def test_documented_units_start_tricorn_by_socket_activation(
+    app_dir: Path, listener: socket.socket, notify_socket: NotifySocket
+) -> None:
+    """The documented service, started the way systemd starts it (the test's app, port 0)."""
+    service = _unit("tricorn.service")
+    socket_unit = _unit("tricorn.socket")
+    assert service["Type"] == "notify"
+    assert int(service["WatchdogSec"]) > 0
+    host, _, _ = socket_unit["ListenStream"].rpartition(":")
+    assert listener.getsockname()[0] == host
+    _, _app, *options = shlex.split(service["ExecStart"])
+    with server_processes() as started:
+        server = _activated(app_dir, listener, *options, NOTIFY_SOCKET=notify_socket.address)
+        started.append(server)
+        [*_, ready] = notify_socket.receive_until("READY=1")
+        assert ready["MAINPID"] == str(server.process.pid)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        assert ready["STATUS"].startswith(f"serving on {address}")
+        assert httpx.get(f"http://{address}/", timeout=10).status_code == 200
+        server.send_signal(signal.Signals[service["KillSignal"]])
+        notify_socket.receive_until("STOPPING=1")
+        assert server.wait() == 0
