@@ -546,6 +546,9 @@ class _Supervisor:
                     replacement.pid,
                 )
                 self._workers[index] = replacement
+                self._notifier.notify(
+                    STATUS=f"worker {worker.pid} {how}; worker {replacement.pid} replaces it"
+                )
 
     def _read_pipe(self, worker: _Worker, announced: bool) -> None:
         if worker.ready or worker.hung_up or not worker.pipe.poll():
@@ -564,6 +567,8 @@ class _Supervisor:
             )
         elif announced:
             error_logger.info("worker %s is ready", worker.pid)  # after a reload
+        if announced and all(w.ready for w in self._workers):
+            self._notifier.notify(STATUS=f"serving with {len(self._workers)} workers")
         else:
             error_logger.debug("worker %s is ready", worker.pid)
 
