@@ -94,10 +94,24 @@ def run(app_path: str, config: Config) -> None:
 def _socket_activated(config: Config) -> Config:
     """Serve the sockets systemd passed (LISTEN_FDS), in place of --bind.
 
-    A --bind made only of fd://N addresses says which of them to serve and
-    is kept as it is.
+    --systemd-socket picks some by name. A --bind made only of fd://N
+    addresses says which of them to serve and is kept as it is.
     """
     passed = listen_fds()
+    wanted = config.systemd_socket
+    if wanted:
+        names = [fd.name for fd in passed]
+        if missing := [name for name in wanted if name not in names]:
+            offered = ", ".join(names) if names else "none (LISTEN_FDS is not set for us)"
+            fail(
+                EXIT_USAGE,
+                f"--systemd-socket: systemd passed no socket named {missing[0]!r};"
+                f" it passed: {offered}",
+            )
+        for fd in passed:
+            if fd.name not in wanted:
+                os.close(fd.fd)  # not to be served: not to be held open either
+        passed = [fd for fd in passed if fd.name in wanted]
     if not passed or all(address.startswith("fd://") for address in config.bind):
         return config
     return dataclasses.replace(config, bind=tuple(f"fd://{fd.fd}" for fd in passed))

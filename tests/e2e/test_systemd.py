@@ -47,10 +47,14 @@ async def app(scope, receive, send):
 #: and LISTEN_PID names the process that will serve it (known only here,
 #: after the fork, and unchanged by exec).
 LAUNCHER = """
-import os, sys
-fd = int(sys.argv[1])
-if fd != 3:
-    os.dup2(fd, 3)
+import fcntl, os, sys
+fds = [int(fd) for fd in sys.argv[1].split(",")]
+# Out of the way first, so that moving one to 3, 4, ... never overwrites another.
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+for fd in fds:
+    os.close(fd)
+for index, fd in enumerate(high):
+    os.dup2(fd, 3 + index)
     os.close(fd)
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.executable, [sys.executable, "-m", "tricorn", *sys.argv[2:]])
@@ -68,11 +72,15 @@ def app_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
+    with _listener() as sock:
+        yield sock
+
+
+def _listener() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    yield sock
-    sock.close()
+    return sock
 
 
 class NotifySocket:
@@ -317,3 +325,41 @@ def test_documented_units_start_tricorn_by_socket_activation(
         server.send_signal(signal.Signals[service["KillSignal"]])
         notify_socket.receive_until("STOPPING=1")
         assert server.wait() == 0
+
+
+def test_systemd_socket_serves_only_the_named_sockets(app_dir: Path) -> None:
+    with _listener() as web, _listener() as admin, server_processes() as started:
+        fds = (web.fileno(), admin.fileno())
+        server = ServerProcess(
+            ["svc:app", "--systemd-socket", "admin"],
+            cwd=app_dir,
+            command=(sys.executable, "-c", LAUNCHER, ",".join(map(str, fds))),
+            env=clean_environ(LISTEN_FDS="2", LISTEN_FDNAMES="web:admin"),
+            pass_fds=fds,
+        )
+        started.append(server)
+        server.wait_for_line(r"ready: ")
+        assert server.addresses() == [f"127.0.0.1:{admin.getsockname()[1]}"]
+        assert f"serving on http://127.0.0.1:{web.getsockname()[1]}" not in server.stderr
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_systemd_socket_with_an_unknown_name_is_a_usage_error(
+    app_dir: Path, listener: socket.socket
+) -> None:
+    fd = listener.fileno()
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(fd), "svc:app", "--systemd-socket", "admin"],
+        cwd=app_dir,
+        env=clean_environ(LISTEN_FDS="1", LISTEN_FDNAMES="web"),
+        pass_fds=(fd,),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--systemd-socket: systemd passed no socket named 'admin'; it passed: web" in (
+        result.stderr
+    )
