@@ -97,7 +97,10 @@ def _socket_activated(config: Config) -> Config:
     --systemd-socket picks some by name. A --bind made only of fd://N
     addresses says which of them to serve and is kept as it is.
     """
-    passed = listen_fds()
+    try:
+        passed = listen_fds()
+    except BindError as exc:
+        fail(EXIT_FAILURE, str(exc))
     wanted = config.systemd_socket
     if wanted:
         names = [fd.name for fd in passed]

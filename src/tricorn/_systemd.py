@@ -25,6 +25,8 @@ import time
 from collections.abc import MutableMapping
 from typing import Final
 
+from .errors import BindError
+
 __all__ = ["LISTEN_FDS_START", "ListenFd", "Notifier", "listen_fds"]
 
 #: sd_listen_fds(3): the first passed socket is fd 3.
@@ -56,8 +58,11 @@ def listen_fds(environ: MutableMapping[str, str] | None = None) -> list[ListenFd
     passed = []
     for index in range(int(count)):
         fd = LISTEN_FDS_START + index
-        # As sd_listen_fds does: the listeners are ours, not the app's children's.
-        os.set_inheritable(fd, False)
+        try:
+            # As sd_listen_fds does: the listeners are ours, not the app's children's.
+            os.set_inheritable(fd, False)
+        except OSError as exc:
+            raise BindError(f"LISTEN_FDS={count}, but fd {fd} is not open: {exc.strerror}") from exc
         name = names[index] if index < len(names) else "unknown"
         passed.append(ListenFd(fd, name))
     return passed

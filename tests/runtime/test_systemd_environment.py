@@ -6,7 +6,10 @@ import os
 import socket
 import uuid
 
+import pytest
+
 from tricorn._systemd import Notifier, listen_fds
+from tricorn.errors import BindError
 
 
 def test_listen_fds_for_another_process_are_ignored_and_unset() -> None:
@@ -19,6 +22,14 @@ def test_listen_fds_without_a_count_are_ignored() -> None:
     environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "0"}
     assert listen_fds(environ) == []
     assert environ == {}
+
+
+def test_listen_fds_that_are_not_open_are_a_bind_error() -> None:
+    # fd 1000 is above anything this test process has open.
+    count = 1000 - 3 + 1
+    environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": str(count)}
+    with pytest.raises(BindError, match="is not open"):
+        listen_fds(environ)
 
 
 def test_notifier_without_notify_socket_does_nothing() -> None:
