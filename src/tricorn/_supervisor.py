@@ -43,6 +43,7 @@ from ._runtime.sockets import (
     remove_unix_sockets,
     unix_paths,
 )
+from ._systemd import Notifier, listen_fds
 from .config import Config
 from .errors import AppLoadError, BindError, LifespanFailure
 
@@ -76,10 +77,90 @@ def fail(status: int, message: str) -> NoReturn:
 
 def run(app_path: str, config: Config) -> None:
     """Serve from the command line: in this process, or under a supervisor."""
-    if config.workers > 1 or config.reload:
-        _Supervisor(app_path, config).run()
-    else:
-        run_worker(app_path, config)
+    # Read (and unset) systemd's variables first, before any worker is
+    # spawned: only this process is the service's main process.
+    notifier = Notifier()
+    config = _socket_activated(config)
+    try:
+        with _pid_file(config.pid_file):
+            if config.workers > 1 or config.reload:
+                _Supervisor(app_path, config, notifier).run()
+            else:
+                run_worker(app_path, config, notifier=notifier)
+    finally:
+        notifier.close()
+
+
+def _socket_activated(config: Config) -> Config:
+    """Serve the sockets systemd passed (LISTEN_FDS), in place of --bind.
+
+    --systemd-socket picks some by name. A --bind made only of fd://N
+    addresses says which of them to serve and is kept as it is.
+    """
+    try:
+        passed = listen_fds()
+    except BindError as exc:
+        fail(EXIT_FAILURE, str(exc))
+    wanted = config.systemd_socket
+    if wanted:
+        names = [fd.name for fd in passed]
+        if missing := [name for name in wanted if name not in names]:
+            offered = ", ".join(names) if names else "none (LISTEN_FDS is not set for us)"
+            fail(
+                EXIT_USAGE,
+                f"--systemd-socket: systemd passed no socket named {missing[0]!r};"
+                f" it passed: {offered}",
+            )
+        for fd in passed:
+            if fd.name not in wanted:
+                os.close(fd.fd)  # not to be served: not to be held open either
+        passed = [fd for fd in passed if fd.name in wanted]
+    if not passed or all(address.startswith("fd://") for address in config.bind):
+        return config
+    return dataclasses.replace(config, bind=tuple(f"fd://{fd.fd}" for fd in passed))
+
+
+@contextlib.contextmanager
+def _pid_file(path: str | None) -> Iterator[None]:
+    """Write our pid to ``path`` for the run; refuse if it names a live process."""
+    if path is None:
+        yield
+        return
+    try:
+        with open(path) as file:
+            text = file.read().strip()
+    except FileNotFoundError:
+        text = ""
+    except OSError as exc:
+        fail(EXIT_USAGE, f"--pid-file: cannot read {path!r}: {exc.strerror or exc}")
+    if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
+        fail(EXIT_USAGE, f"--pid-file: {path!r} names process {text}, which is running")
+    pid = str(os.getpid())
+    try:
+        with open(path, "w") as file:
+            file.write(pid + "\n")
+    except OSError as exc:
+        fail(EXIT_USAGE, f"--pid-file: cannot write {path!r}: {exc.strerror or exc}")
+    try:
+        yield
+    finally:
+        # Only our own file: a second server that replaced it owns it now.
+        ours = False
+        with contextlib.suppress(OSError), open(path) as file:
+            ours = file.read().strip() == pid
+        if ours:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True
 
 
 def _summary(config: Config, pids: list[int], *, supervisor: int | None = None) -> str:
@@ -109,12 +190,14 @@ def run_worker(
     *,
     multiprocess: bool = False,
     supervisor: Connection | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
     """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure.
 
     Under a supervisor, ``sockets`` are the listeners it bound,
     ``multiprocess`` says whether other workers serve the same app, and
-    ``supervisor`` is this worker's pipe to it.
+    ``supervisor`` is this worker's pipe to it. ``notifier`` tells systemd
+    (when this process is the service's main process).
     """
     configure_logging(config)
     signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
@@ -146,6 +229,7 @@ def run_worker(
             config,
             signals,
             supervisor,
+            notifier or Notifier({}),
             backend=backend,
             backend_options=options,
         )
@@ -189,6 +273,7 @@ async def _serve_until_signal(
     config: Config,
     signals: tuple[signal.Signals, ...],
     supervisor: Connection | None,
+    notifier: Notifier,
 ) -> None:
     """Serve until one of ``signals`` arrives, then shut down gracefully.
 
@@ -204,6 +289,7 @@ async def _serve_until_signal(
 
             def shut_down(reason: str, hint: str = "") -> None:
                 if not serving.cancel_called:
+                    notifier.stopping(reason)
                     error_logger.info(
                         "%s, shutting down (graceful timeout %gs)%s",
                         reason,
@@ -220,15 +306,18 @@ async def _serve_until_signal(
                 try:
                     with serving:
                         async with anyio.create_task_group() as inner:
-                            await inner.start(server.serve)
+                            addresses = await inner.start(server.serve)
                             if supervisor is None:
                                 error_logger.info(_summary(config, [os.getpid()]))
+                                notifier.ready(f"serving on {', '.join(addresses)}")
                             else:
                                 supervisor.send_bytes(_READY)
                 finally:
                     task_group.cancel_scope.cancel()  # stop listening for signals
 
             task_group.start_soon(run)
+            if notifier.watchdog_due_in() is not None:
+                task_group.start_soon(_ping_watchdog, notifier)
             if supervisor is not None:
                 task_group.start_soon(_obey_supervisor, supervisor, shut_down, stop_now)
             async for signum in received:
@@ -237,6 +326,13 @@ async def _serve_until_signal(
                     shut_down(f"received {name}", "; send it again to stop at once")
                 else:
                     stop_now(f"received {name} again")
+
+
+async def _ping_watchdog(notifier: Notifier) -> None:
+    """WATCHDOG=1 from the event loop itself: a loop that hangs stops the pings."""
+    while (due := notifier.watchdog_due_in()) is not None:
+        await anyio.sleep(due)
+        notifier.ping_watchdog()
 
 
 async def _obey_supervisor(
@@ -303,7 +399,8 @@ def _describe_exit(code: int | None) -> str:
 
 
 class _Supervisor:
-    def __init__(self, app_path: str, config: Config) -> None:
+    def __init__(self, app_path: str, config: Config, notifier: Notifier) -> None:
+        self._notifier = notifier
         self._app_path = app_path
         self._config = config
         self._count = 1 if config.reload else config.workers
@@ -375,6 +472,16 @@ class _Supervisor:
             error_logger.info("serving on %s", format_url(sock, tls=tls))
         pids = [worker.pid for worker in self._workers]
         error_logger.info(_summary(self._config, pids, supervisor=os.getpid()))
+        addresses = ", ".join(format_address(sock) for sock in sockets)
+        self._notifier.ready(f"serving on {addresses} with {len(pids)} workers")
+
+    def _wait(self, waitables: list[Any], timeout: float | None) -> None:
+        """Wait for any of ``waitables``, waking in time for the next watchdog ping."""
+        due = self._notifier.watchdog_due_in()
+        if due is not None:
+            timeout = due if timeout is None else min(timeout, due)
+        multiprocessing.connection.wait(waitables, timeout=timeout)
+        self._notifier.ping_watchdog()
 
     def _watch(self, sockets: list[socket.socket]) -> int:
         """Keep the workers alive until told to stop; return the exit status."""
@@ -389,12 +496,11 @@ class _Supervisor:
                 waitables.append(worker.process.sentinel)
                 if not worker.ready and not worker.hung_up:
                     waitables.append(worker.pipe)
-            multiprocessing.connection.wait(
-                waitables, timeout=_POLL if self._config.reload else None
-            )
+            self._wait(waitables, _POLL if self._config.reload else None)
             self._drain_wakeups()
             if self._signals:
                 error_logger.info("supervisor received %s, stopping workers", self._signal_name)
+                self._notifier.stopping(f"received {self._signal_name}, stopping workers")
                 return 0
             if self._config.reload:
                 current = dict(_source_mtimes())
@@ -457,6 +563,9 @@ class _Supervisor:
                     replacement.pid,
                 )
                 self._workers[index] = replacement
+                self._notifier.notify(
+                    STATUS=f"worker {worker.pid} {how}; worker {replacement.pid} replaces it"
+                )
 
     def _read_pipe(self, worker: _Worker, announced: bool) -> None:
         if worker.ready or worker.hung_up or not worker.pipe.poll():
@@ -475,6 +584,8 @@ class _Supervisor:
             )
         elif announced:
             error_logger.info("worker %s is ready", worker.pid)  # after a reload
+        if announced and all(w.ready for w in self._workers):
+            self._notifier.notify(STATUS=f"serving with {len(self._workers)} workers")
         else:
             error_logger.debug("worker %s is ready", worker.pid)
 
@@ -504,9 +615,7 @@ class _Supervisor:
                 )
                 for worker in alive:
                     worker.tell(_STOP_NOW)
-            multiprocessing.connection.wait(
-                [self._wake_read, *(w.process.sentinel for w in alive)], timeout=remaining
-            )
+            self._wait([self._wake_read, *(w.process.sentinel for w in alive)], remaining)
             self._drain_wakeups()
         for worker in self._workers:
             if worker.process.is_alive():

@@ -345,6 +345,20 @@ class Config:
     uds_group: str | None = _option(
         None, "Group of unix socket files: a group name or id.", metavar="GROUP"
     )
+    systemd_socket: tuple[str, ...] = _option(
+        (),
+        "With systemd socket activation, serve only the passed socket with this "
+        "FileDescriptorName= (as listed in LISTEN_FDNAMES) in place of --bind; repeat for "
+        "several. Unset: every passed socket.",
+        metavar="NAME",
+        repeatable=True,
+    )
+    pid_file: str | None = _option(
+        None,
+        "Write the server's process id (the supervisor's, with --workers) to this file, and "
+        "remove it at exit. A file naming a process that is still running refuses the start.",
+        metavar="FILE",
+    )
     server_header: bool = _option(True, "Add a Server header to responses that do not carry one.")
     server_name: str = _option("tricorn", "The value of the Server header.", metavar="NAME")
     date_header: bool = _option(True, "Add a Date header to responses that do not carry one.")
