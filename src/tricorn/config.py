@@ -91,6 +91,13 @@ class Config:
         "pip install 'tricorn[uvloop]' or 'tricorn[trio]'.",
         flags=("--worker-class", "-k"),
     )
+    metrics_bind: str | None = _option(
+        None,
+        "Serve Prometheus metrics at GET /metrics on this address of its own "
+        "(HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N), plain HTTP. Unset: no metrics, "
+        "at no cost. Needs pip install 'tricorn[metrics]'.",
+        metavar="ADDRESS",
+    )
     workers: int = _option(
         1,
         "Worker processes. Each runs its own event loop and lifespan; they share the "
@@ -407,6 +414,12 @@ class Config:
             )
         for address in self.bind:
             parse_bind(address)
+        if self.metrics_bind is not None:
+            parse_bind(self.metrics_bind, key="metrics_bind")
+            if self.workers > 1:
+                # Each worker would bind the address; one endpoint across
+                # workers (prometheus-client's multiprocess mode) is to come.
+                raise ConfigError("metrics_bind", "works with one worker only for now (workers 1)")
         for key in (
             "graceful_timeout",
             "keep_alive_timeout",
@@ -643,23 +656,24 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
     return value
 
 
-def parse_bind(address: str) -> tuple[str, str | int, int | None]:
+def parse_bind(address: str, *, key: str = "bind") -> tuple[str, str | int, int | None]:
     """Split a bind address into ``(kind, target, port)``.
 
     ``kind`` is ``"tcp"`` (target is the host), ``"unix"`` (target is the
-    path) or ``"fd"`` (target is the file descriptor number).
+    path) or ``"fd"`` (target is the file descriptor number). A bad address
+    is a ConfigError naming ``key``.
     """
     if address.startswith("unix:"):
         path = address[len("unix:") :]
         if not path:
-            raise ConfigError("bind", f"{address!r} names no socket path")
+            raise ConfigError(key, f"{address!r} names no socket path")
         return ("unix", path, None)
     if match := _FD_BIND.fullmatch(address):
         return ("fd", int(match.group(1)), None)
     match = _IPV6_BIND.fullmatch(address) or _HOST_BIND.fullmatch(address)
     if match is None:
         raise ConfigError(
-            "bind",
+            key,
             f"{address!r} is not an address",
             allowed=("HOST:PORT", "[IPv6]:PORT", "unix:PATH", "fd://N"),
         )
@@ -668,9 +682,9 @@ def parse_bind(address: str) -> tuple[str, str | int, int | None]:
             ipaddress.IPv6Address(match.group(1).split("%")[0])
         except ValueError:
             raise ConfigError(
-                "bind", f"{match.group(1)!r} in {address!r} is not an IPv6 address"
+                key, f"{match.group(1)!r} in {address!r} is not an IPv6 address"
             ) from None
     port = int(match.group(2))
     if port > 65535:
-        raise ConfigError("bind", f"port {port} in {address!r} is out of range (0-65535)")
+        raise ConfigError(key, f"port {port} in {address!r} is out of range (0-65535)")
     return ("tcp", match.group(1) or "0.0.0.0", port)

@@ -192,6 +192,7 @@ class Connection:
         self._context = context
         self._config = context.config
         self._peer = context.peer(stream)
+        self._metrics = context.metrics  # None when off: each hook is one check
         self._protocol: ServerProtocol = self._http2() if http2 else self._http1()
         if isinstance(self._protocol, HTTP2Protocol):
             self._protocol.initiate()
@@ -384,6 +385,8 @@ class Connection:
         data = self._protocol.data_to_send()
         if self._carried:
             data, self._carried = self._carried + data, b""
+        if self._metrics is not None and data:
+            self._metrics.sent.inc(len(data))
         return data
 
     async def _write(self, data: bytes) -> None:
@@ -483,6 +486,8 @@ class Connection:
 
     async def run(self) -> None:
         self._context.connections.add(self)
+        if self._metrics is not None:
+            self._metrics.connection_opened(self._protocol)
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
@@ -504,6 +509,8 @@ class Connection:
         finally:
             self._task_group = None
             self._context.connections.discard(self)
+            if self._metrics is not None:
+                self._metrics.connection_closed(self._protocol)
             if self._protocol.error is not None:
                 error_logger.info("connection ended: %s", self._protocol.error)
             # Reached with the transport open only when cancelled (a forced
@@ -533,6 +540,8 @@ class Connection:
                     self._parked = False
                 if not data:
                     self._eof = True
+                elif self._metrics is not None:
+                    self._metrics.received.inc(len(data))
                 started = self._started
                 self._dispatch(self._protocol.receive_data(data))
                 self._arm()
@@ -702,6 +711,8 @@ class Connection:
     def _switch_to_http2(self, data: bytes, upgrade: H2CUpgradeRequested | None = None) -> None:
         """Carry on as HTTP/2 (h2c): after the preface, or after the 101 of an upgrade."""
         self._carried += self._protocol.data_to_send()  # the 101
+        if self._metrics is not None:
+            self._metrics.connection_switched()
         protocol = self._http2()
         self._protocol = protocol
         if upgrade is None:
@@ -788,6 +799,8 @@ class Connection:
         self._task_group.start_soon(self._run_exchange, stream_id, exchange)
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
+        metrics = self._metrics
+        started = 0.0 if metrics is None else metrics.exchange_started(self._protocol, exchange)
         try:
             if isinstance(self._protocol, HTTP2Protocol):
                 # Streams outlive one another: each gets its own scope, so an
@@ -800,6 +813,8 @@ class Connection:
             else:
                 await exchange.run()
         finally:
+            if metrics is not None:
+                metrics.exchange_finished(self._protocol, exchange, started)
             if stream_id in self._counted:
                 self._counted.discard(stream_id)
                 self._context.running_apps -= 1

@@ -22,6 +22,7 @@ from .._asgi.scope import ConnectionInfo
 from .._asgi.types import ASGI3App
 from .._protocol import Headers, ProxyHeader, RequestReceived
 from ..config import Config
+from .metrics import open_metrics
 from .tls import tls_extension
 
 __all__ = ["ConnectionContext", "Member", "Peer", "connection_info", "default_headers"]
@@ -179,6 +180,8 @@ class ConnectionContext:
         self.state = state
         self.default_headers = default_headers(config)
         self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
+        #: None unless metrics_bind is set (see metrics.py).
+        self.metrics = open_metrics(config)
         self.shutting_down = False
         self.connections: set[Member] = set()
         #: Apps still running for a client that is gone, with an unfinished

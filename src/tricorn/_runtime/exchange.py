@@ -241,6 +241,11 @@ class HTTPExchange:
     def response_complete(self) -> bool:
         return self._cycle.done
 
+    @property
+    def status(self) -> int | None:
+        """The status sent, once its head went out (the app's, or our 500 / 503)."""
+        return self._cycle.status if self._cycle.flushed else self._error_status
+
     # -- the app's side ----------------------------------------------------
 
     async def receive(self) -> Message:

@@ -23,6 +23,7 @@ from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
+from .metrics import check_metrics, serve_metrics
 from .proxy_protocol import accept_proxy_header
 from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
@@ -127,6 +128,7 @@ class _Server:
     async def _run(self, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
         # A parser that is not installed is a bad config, said before anything binds.
         resolve_http1_parser(self._config.http1_parser)
+        check_metrics(self._config)
         # Bind first: an address in use should fail before the app's startup
         # opens its database pools. Connections wait in the backlog meanwhile.
         sockets = bind_sockets(self._config)
@@ -172,6 +174,8 @@ class _Server:
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
                 async with anyio.create_task_group() as accepting:
+                    if context.metrics is not None:  # stops when accepting does
+                        await accepting.start(serve_metrics, context.metrics, self._config)
                     for listener in listeners:
                         accepting.start_soon(
                             _accept, listener, connections, context, self._ssl_context
