@@ -39,16 +39,17 @@ def tests_backend(session: nox.Session, backend: str) -> None:
 
 
 def _requirements() -> list[str]:
-    """tricorn's runtime requirements and the optional backends, as pyproject.toml has them."""
+    """tricorn's runtime requirements and its optional extras, as pyproject.toml has them."""
     project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [*project["dependencies"], *extras["trio"], *extras["uvloop"]]
+    optional = ("trio", "uvloop", "speed", "h3", "metrics")
+    return [*project["dependencies"], *(item for name in optional for item in extras[name])]
 
 
 def _lowest(requirement: str) -> str:
     """``name>=1.2,<2; marker`` -> ``name==1.2; marker``."""
     spec, _, marker = requirement.partition(";")
-    match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([^,\s]+).*", spec)
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+(?:\[[^\]]*\])?)\s*>=\s*([^,\s]+).*", spec)
     if match is None:
         raise ValueError(f"no lower bound to test in {requirement!r}")
     pinned = f"{match.group(1)}=={match.group(2)}"
