@@ -64,7 +64,7 @@ from .h2_seams import (
     reopen_after_graceful_goaway,
 )
 from .http2_flow import OutboundFlow
-from .http2_guard import Budget, Clock
+from .http2_guard import Budget, Clock, Stillborn
 from .http2_stream import Stream, StreamEvent
 from .interface import Phase
 
@@ -145,8 +145,7 @@ class HTTP2Protocol:
         self._max_header_block = max(4 * config.h2_max_header_list_size, 64 * 1024)
         #: Streams whose RequestReceived is among the events of this read,
         #: and those of them reset within it (see _drop_stillborn).
-        self._announcing: set[int] = set()
-        self._stillborn: set[int] = set()
+        self._stillborn = Stillborn()
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
         self._flow = OutboundFlow(self._h2)
@@ -279,8 +278,7 @@ class HTTP2Protocol:
         if not data:
             return self._connection_lost()
         events: list[Event] = []
-        self._announcing.clear()
-        self._stillborn.clear()
+        self._stillborn.begin()
         try:
             for h2_events in self._h2.receive_frames(data):
                 # Frame by frame, so that a budget is exact: once one is spent
@@ -333,16 +331,9 @@ class HTTP2Protocol:
         the cancellation would outlive its stream. Its body bytes are
         credited back, since nobody will take them.
         """
-        self._announcing.clear()
-        if not self._stillborn:
-            return events
-        stillborn, self._stillborn = self._stillborn, set()
-        kept: list[Event] = []
-        for event in events:
-            stream_id = getattr(event, "stream_id", None)
-            if stream_id not in stillborn:
-                kept.append(event)
-            elif isinstance(event, DataReceived):
+        kept, dropped = self._stillborn.take_out(events)
+        for event in dropped:
+            if isinstance(event, DataReceived):
                 self._acknowledge(event.stream_id, len(event.data))
         return kept
 
@@ -425,7 +416,7 @@ class HTTP2Protocol:
         if request is None:
             return
         self._active.add(stream_id)
-        self._announcing.add(stream_id)
+        self._stillborn.announced(stream_id)
         events.append(request)  # h2 reports END_STREAM as its own event next
 
     def _check_request(
@@ -847,11 +838,9 @@ class HTTP2Protocol:
     def _lost(self, stream_id: int, code: int, events: list[Event]) -> None:
         """Tell the stream's exchange its stream is gone; or, if its request is
         still in this read's events, see that no exchange ever starts."""
-        if stream_id in self._announcing:
-            # Stillborn: it stops counting against the concurrency limit now,
-            # and _drop_stillborn takes its events out.
-            self._announcing.discard(stream_id)
-            self._stillborn.add(stream_id)
+        if self._stillborn.lost(stream_id):
+            # It stops counting against the concurrency limit now, and
+            # _drop_stillborn takes its events out.
             self._active.discard(stream_id)
             if (stream := self._streams.get(stream_id)) is not None:
                 self._settle(stream)

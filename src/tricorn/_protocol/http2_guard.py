@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["BUDGET_PERIOD", "Budget", "Clock"]
+from .events import Event
+
+__all__ = ["BUDGET_PERIOD", "Budget", "Clock", "Stillborn"]
 
 Clock = Callable[[], float]
 
@@ -41,3 +43,49 @@ class Budget:
             return False
         self._tokens -= 1.0
         return True
+
+
+class Stillborn:
+    """Streams opened and reset within one batch of input: they never reach an app.
+
+    Such a stream (a rapid reset, or a request followed by a fault that resets
+    it) is gone before its app could run: starting an app only to cancel it is
+    work an attacker gets for free, and an app that ignores the cancellation
+    would outlive its stream. HTTP/2 and HTTP/3 keep these books alike: a
+    stream is *announced* when its RequestReceived joins the batch's events;
+    if it is *lost* before the batch is handed on, its events are taken out.
+    """
+
+    __slots__ = ("_announcing", "_stillborn")
+
+    def __init__(self) -> None:
+        self._announcing: set[int] = set()
+        self._stillborn: set[int] = set()
+
+    def begin(self) -> None:
+        """A new batch of input starts."""
+        self._announcing.clear()
+        self._stillborn.clear()
+
+    def announced(self, stream_id: int) -> None:
+        self._announcing.add(stream_id)
+
+    def lost(self, stream_id: int) -> bool:
+        """The stream was reset: True if its request is still in this batch (stillborn)."""
+        if stream_id not in self._announcing:
+            return False
+        self._announcing.discard(stream_id)
+        self._stillborn.add(stream_id)
+        return True
+
+    def take_out(self, events: list[Event]) -> tuple[list[Event], list[Event]]:
+        """The batch's events without the stillborn streams', and the ones taken out."""
+        self._announcing.clear()
+        if not self._stillborn:
+            return events, []
+        stillborn, self._stillborn = self._stillborn, set()
+        kept: list[Event] = []
+        dropped: list[Event] = []
+        for event in events:
+            (dropped if getattr(event, "stream_id", None) in stillborn else kept).append(event)
+        return kept, dropped

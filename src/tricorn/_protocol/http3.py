@@ -62,7 +62,7 @@ from .events import (
     WebSocketRequest,
     WindowOpened,
 )
-from .http2_guard import Budget
+from .http2_guard import Budget, Stillborn
 from .http2_stream import Stream, StreamEvent
 from .interface import Phase
 from .quic_seams import (
@@ -181,8 +181,7 @@ class HTTP3Protocol:
         #: The first stream ID our GOAWAY refuses (RFC 9114 5.2), once sent.
         self._goaway_id: int | None = None
         self._last_stream_id = -4
-        self._announcing: set[int] = set()
-        self._stillborn: set[int] = set()
+        self._stillborn = Stillborn()
         self._resets = Budget(config.h2_max_resets, self._clock)
         self._control = Budget(config.h2_max_control_frames, self._clock)
         self._issued: list[bytes] = []
@@ -288,8 +287,7 @@ class HTTP3Protocol:
 
     def _process(self) -> list[Event]:
         events: list[Event] = []
-        self._announcing.clear()
-        self._stillborn.clear()
+        self._stillborn.begin()
         touched: set[int] = set()
         while (event := self._quic.next_event()) is not None:
             if self._closed:
@@ -375,11 +373,7 @@ class HTTP3Protocol:
         As on HTTP/2: starting an app only to cancel it is work an attacker
         gets for free. Its body bytes count as taken.
         """
-        self._announcing.clear()
-        if not self._stillborn:
-            return events
-        stillborn, self._stillborn = self._stillborn, set()
-        return [event for event in events if getattr(event, "stream_id", None) not in stillborn]
+        return self._stillborn.take_out(events)[0]
 
     def pending_events(self) -> list[Event]:
         """Events produced outside ``receive_datagram``: WindowOpened as held data leaves."""
@@ -418,7 +412,7 @@ class HTTP3Protocol:
         if request is None:
             return
         self._active.add(stream_id)
-        self._announcing.add(stream_id)
+        self._stillborn.announced(stream_id)
         events.append(request)
         if ended:
             events.append(StreamEnded(stream_id))
@@ -541,9 +535,9 @@ class HTTP3Protocol:
     def _lost(self, stream_id: int, code: int, events: list[Event]) -> None:
         """Tell the stream's exchange its stream is gone; or, if its request is
         in this input's events, see that no exchange ever starts."""
-        if stream_id in self._announcing:
-            self._announcing.discard(stream_id)
-            self._stillborn.add(stream_id)
+        if self._stillborn.lost(stream_id):
+            # It stops counting against the concurrency limit now, and
+            # _drop_stillborn takes its events out.
             self._active.discard(stream_id)
             if (stream := self._streams.get(stream_id)) is not None:
                 self._settle(stream)
