@@ -618,6 +618,14 @@ async def in_lifespan(scope, receive, send):
     asyncio.get_running_loop()
 
 
+async def in_websocket(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await in_requests(scope, receive, send)
+    await receive()  # websocket.connect
+    await asyncio.sleep(0.01)
+    await send({"type": "websocket.accept"})
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app):
     await asyncio.sleep(0.01)
@@ -647,6 +655,26 @@ def test_asyncio_only_request_on_trio_is_a_500_and_one_clear_line(
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0, server.stderr
     _assert_one_clear_line(server.stderr)
+
+
+def test_asyncio_only_websocket_on_trio_is_a_500_and_one_clear_line(
+    start: Start, tmp_path: Path
+) -> None:
+    write_module(tmp_path, "asyncio_only", ASYNCIO_ONLY_APPS)
+    server = start("asyncio_only:in_websocket", *LOCAL, "-k", "trio", "--no-access-log")
+    handshake = {
+        "connection": "upgrade",
+        "upgrade": "websocket",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+    }
+    response = httpx.get(server.url("/ws"), headers=handshake, timeout=10)
+    assert response.status_code == 500
+    server.wait_for_line(r"the app needs asyncio")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0, server.stderr
+    _assert_one_clear_line(server.stderr)
+    assert "WebSocket /ws" in server.stderr
 
 
 @pytest.mark.parametrize("target", ["in_lifespan", "starlette_app"])

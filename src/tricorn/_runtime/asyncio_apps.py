@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._asgi.types import ASGI3App, ASGIReceive, ASGISend, Message, Scope
+from .._asgi.types import Scope
 from .logging import error_logger
 from .transport import on_asyncio
 
-__all__ = ["NEEDS_ASYNCIO", "guard_requests", "needs_asyncio", "on_asyncio", "says_needs_asyncio"]
+__all__ = [
+    "NEEDS_ASYNCIO",
+    "log_needs_asyncio",
+    "needs_asyncio",
+    "on_asyncio",
+    "says_needs_asyncio",
+]
 
 NEEDS_ASYNCIO: Final = (
     "the app needs asyncio (it called asyncio, which has no running event loop here); "
@@ -36,53 +42,17 @@ def says_needs_asyncio(text: str) -> bool:
     return f"RuntimeError: {_NO_LOOP}" in text and not on_asyncio()
 
 
-def guard_requests(app: ASGI3App) -> ASGI3App:
-    """``app``, with that error answered 500 and logged in one line.
+def log_needs_asyncio(scope: Scope, error: BaseException) -> bool:
+    """Log the one clear line when ``error`` is an asyncio app's on another loop.
 
-    Only worth its wrapper off asyncio. An error after the response started
-    is left to the exchange, as any other.
+    The exchanges ask this of an app's exception: True means it was that
+    error and is logged (the traceback at debug); the exchange answers it as
+    any other failure (500, or 1011 once a WebSocket is accepted). Asking
+    there, rather than wrapping the app, costs nothing per message.
     """
-
-    async def guarded(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] == "lifespan":
-            await app(scope, receive, send)  # Lifespan reports it itself
-            return
-        sent = False
-
-        async def watched_send(message: Message) -> None:
-            nonlocal sent
-            sent = True
-            await send(message)
-
-        try:
-            await app(scope, receive, watched_send)
-        except Exception as exc:
-            if sent or not needs_asyncio(exc):
-                raise
-            error_logger.error("%s %s: %s", _kind(scope), scope.get("path", ""), NEEDS_ASYNCIO)
-            error_logger.debug("the exception", exc_info=exc)
-            await _answer_500(scope, send)
-
-    return guarded
-
-
-def _kind(scope: Scope) -> str:
-    return "WebSocket" if scope["type"] == "websocket" else "request"
-
-
-async def _answer_500(scope: Scope, send: ASGISend) -> None:
-    body = b"Internal Server Error"
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": 500, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-    elif isinstance(extensions := scope.get("extensions"), dict) and (
-        "websocket.http.response" in extensions
-    ):
-        await send({"type": "websocket.http.response.start", "status": 500, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1011})
+    if not needs_asyncio(error):
+        return False
+    kind = "WebSocket" if scope["type"] == "websocket" else "request"
+    error_logger.error("%s %s: %s", kind, scope.get("path", ""), NEEDS_ASYNCIO)
+    error_logger.debug("the exception", exc_info=error)
+    return True

@@ -19,6 +19,7 @@ from .._asgi.cycle import HTTPCycle
 from .._asgi.types import ASGI3App, HTTPScope, Message
 from .._protocol import Command, SendData, SendInformational, StartResponse, rules
 from ..errors import AppProtocolError, ClientDisconnected
+from .asyncio_apps import log_needs_asyncio
 from .logging import DEFAULT_ACCESS_FORMAT, error_logger, log_access
 
 __all__ = ["HTTPExchange", "Inbox", "Transport", "internal_error", "only_disconnects"]
@@ -366,7 +367,7 @@ class HTTPExchange:
                 error_logger.debug("the exception", exc_info=exc)
             elif isinstance(exc, AppProtocolError):
                 error_logger.error("ASGI app broke the HTTP message cycle: %s", exc, exc_info=exc)
-            else:
+            elif not log_needs_asyncio(self.scope, exc):
                 error_logger.error("exception in ASGI app", exc_info=exc)
             await self._fail("the app raised an exception")
         else:

@@ -18,7 +18,6 @@ from .._asgi.types import ASGI3App
 from .._protocol import resolve_http1_parser
 from ..config import Config
 from ..errors import LifespanFailure
-from .asyncio_apps import guard_requests
 from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
@@ -27,7 +26,7 @@ from .metrics import check_metrics, serve_metrics
 from .proxy_protocol import accept_proxy_header
 from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
-from .transport import on_asyncio, open_socket_stream, with_write_timeout
+from .transport import open_socket_stream, with_write_timeout
 
 __all__ = ["Server", "serve"]
 
@@ -169,8 +168,7 @@ class _Server:
         state: dict[str, Any],
         task_status: anyio.abc.TaskStatus[list[str]],
     ) -> None:
-        app = self._app if on_asyncio() else guard_requests(self._app)
-        context = self._context = ConnectionContext(app, self._config, state)
+        context = self._context = ConnectionContext(self._app, self._config, state)
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
                 async with anyio.create_task_group() as accepting:

@@ -21,6 +21,7 @@ from .._asgi.types import ASGI3App, Message, WebSocketScope
 from .._protocol import AcceptWebSocket, CloseWebSocket, SendMessage, SendPing
 from ..config import Config
 from ..errors import AppProtocolError, ClientDisconnected
+from .asyncio_apps import log_needs_asyncio
 from .exchange import Inbox, Transport, internal_error, only_disconnects
 from .logging import error_logger, log_access
 
@@ -221,7 +222,7 @@ class WebSocketExchange:
                 error_logger.error(
                     "ASGI app broke the WebSocket message cycle: %s", exc, exc_info=exc
                 )
-            else:
+            elif not log_needs_asyncio(self.scope, exc):
                 error_logger.error("exception in ASGI WebSocket app", exc_info=exc)
             await self._fail()
         else:
