@@ -26,19 +26,29 @@ tests/runtime/test_transport.py checks against every transport:
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
+import math
 import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
-__all__ = ["WriteTimeout", "on_asyncio", "open_socket_stream", "with_write_timeout"]
+__all__ = [
+    "Timer",
+    "WriteTimeout",
+    "call_later",
+    "on_asyncio",
+    "open_socket_stream",
+    "with_write_timeout",
+]
 
 #: Bytes the asyncio transport reads ahead of the runner before it pauses.
 _READ_AHEAD: Final = 64 * 1024
@@ -74,19 +84,39 @@ def with_write_timeout(stream: anyio.abc.ByteStream, write_timeout: float) -> an
     return _TimedStream(stream, write_timeout)
 
 
+class Timer(Protocol):
+    """What :func:`call_later` returns: a callback that may still be called off."""
+
+    def cancel(self) -> None: ...
+
+
+def call_later(delay: float, callback: Callable[[], None]) -> Timer:
+    """Run the plain ``callback`` after ``delay`` seconds (of the loop's clock).
+
+    For deadlines that need no task of their own, such as a WebSocket's
+    keepalive: a timer costs a few hundred bytes where a sleeping task with
+    its cancel scopes costs kilobytes. ``callback`` runs outside any task, so
+    it must not wait; what it starts goes through ``call_soon`` and the like.
+    """
+    if on_asyncio():
+        return asyncio.get_running_loop().call_later(delay, callback)
+    return _trio_runner().call_later(delay, callback)
+
+
 def _soon_runner() -> Callable[[Callable[[], None]], object]:
     """How this event loop runs a plain callback once the running task yields."""
     if on_asyncio():
         return asyncio.get_running_loop().call_soon
-    return _trio_soon()
+    return _trio_runner().call_soon
 
 
-def _trio_soon() -> Callable[[Callable[[], None]], None]:
-    """trio's answer to ``loop.call_soon``: one system task per run takes the callbacks.
+def _trio_runner() -> _TrioSoon:
+    """trio's answer to ``loop.call_soon`` and ``call_later``: one system task per run.
 
-    ``TrioToken.run_sync_soon`` would do, but it is made for threads and
-    writes to the wake-up socket each time (about 9 us); a parked task is
-    woken with a reschedule, and runs every callback queued by then at once.
+    ``TrioToken.run_sync_soon`` would do for the first, but it is made for
+    threads and writes to the wake-up socket each time (about 9 us); a parked
+    task is woken with a reschedule, and runs every callback queued by then
+    at once. Timers wake the same task, at the earliest deadline.
     """
     import trio  # the only other loop tricorn runs on
 
@@ -98,16 +128,44 @@ def _trio_soon() -> Callable[[Callable[[], None]], None]:
         soon = _TrioSoon()
         _TRIO_SOON.set(soon)
         trio.lowlevel.spawn_system_task(soon.run, name="tricorn call_soon")
-    return soon.call_soon
+    return soon
+
+
+class _TrioTimer:
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self.callback = None  # left in the heap until its deadline passes
 
 
 class _TrioSoon:
     def __init__(self) -> None:
         self._callbacks: deque[Callable[[], None]] = deque()
         self._parked: Any = None
+        #: (deadline, order, timer): a heap, earliest first.
+        self._timers: list[tuple[float, int, _TrioTimer]] = []
+        self._order = itertools.count()
+        #: The deadline the parked task sleeps until.
+        self._wake_at = math.inf
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+        self._wake()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _TrioTimer:
+        import trio
+
+        timer = _TrioTimer(callback)
+        deadline = trio.current_time() + delay
+        heapq.heappush(self._timers, (deadline, next(self._order), timer))
+        if deadline < self._wake_at:
+            self._wake()  # to sleep again until this earlier deadline
+        return timer
+
+    def _wake(self) -> None:
         if self._parked is not None:
             import trio
 
@@ -119,13 +177,26 @@ class _TrioSoon:
 
         while True:
             while self._callbacks:
-                callback = self._callbacks.popleft()
-                try:
-                    callback()
-                except Exception:  # a bug in one connection must not end the run
-                    logging.getLogger("tricorn.error").exception("error in a deferred write")
+                self._call(self._callbacks.popleft())
+            timers = self._timers
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                callback = heapq.heappop(timers)[2].callback
+                if callback is not None:
+                    self._call(callback)
+            if self._callbacks:
+                continue
+            self._wake_at = timers[0][0] if timers else math.inf
             self._parked = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            with trio.move_on_at(self._wake_at):
+                await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    @staticmethod
+    def _call(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:  # a bug in one connection must not end the run
+            logging.getLogger("tricorn.error").exception("error in a deferred callback")
 
     def _abort(self, raise_cancel: Any) -> Any:
         import trio

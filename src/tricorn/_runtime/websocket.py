@@ -9,12 +9,8 @@ same code.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from typing import Final
-
-import anyio
-import anyio.abc
 
 from .._asgi.cycle import WebSocketCycle, WebSocketCycleState
 from .._asgi.types import ASGI3App, Message, WebSocketScope
@@ -24,6 +20,7 @@ from ..errors import AppProtocolError, ClientDisconnected
 from .asyncio_apps import log_needs_asyncio
 from .exchange import Inbox, Transport, internal_error, only_disconnects
 from .logging import error_logger, log_access
+from .transport import Timer, call_later
 
 __all__ = ["WebSocketExchange"]
 
@@ -69,9 +66,10 @@ class WebSocketExchange:
         self._connect_sent = False
         #: (code, reason) for ``websocket.disconnect``, once the WebSocket is over.
         self._end: tuple[int, str] | None = None
-        self._pong: anyio.Event | None = None
+        #: The keepalive's next deadline: the next ping, or the pong's.
+        self._timer: Timer | None = None
+        self._awaiting_pong = False
         self._shutting_down = False
-        self._tasks: anyio.abc.TaskGroup | None = None
         self._started = time.perf_counter()
         self._logged = False
 
@@ -97,8 +95,10 @@ class WebSocketExchange:
         self._finish(ABNORMAL_CLOSURE, "")
 
     def pong_received(self) -> None:
-        if self._pong is not None:
-            self._pong.set()
+        if self._awaiting_pong:
+            self._awaiting_pong = False
+            self._stop_keepalive()
+            self._start_keepalive()
 
     async def shutdown(self) -> None:
         """The server is stopping: close with 1001 (now, or as soon as accepted)."""
@@ -110,8 +110,7 @@ class WebSocketExchange:
         if self._end is None:
             self._end = (code, reason)
         self._inbox.close(keep=True)
-        if self._pong is not None:
-            self._pong.set()
+        self._stop_keepalive()
 
     # -- the app's side ----------------------------------------------------
 
@@ -164,31 +163,39 @@ class WebSocketExchange:
             self._finish(ABNORMAL_CLOSURE, "")
 
     # -- keepalive ---------------------------------------------------------
+    #
+    # Timers, not a task: every ws_ping_interval a ping goes out (written
+    # when the current task yields, like a held head), and a pong must come
+    # within ws_ping_timeout. An idle WebSocket keeps two small timer handles
+    # instead of a sleeping task with its task group and cancel scopes.
 
     def _start_keepalive(self) -> None:
-        if self._config.ws_ping_interval > 0 and self._tasks is not None:
-            self._tasks.start_soon(self._keepalive)
+        if self._config.ws_ping_interval > 0 and self._end is None:
+            self._timer = call_later(self._config.ws_ping_interval, self._ping)
 
-    async def _keepalive(self) -> None:
-        timeout = self._config.ws_ping_timeout or math.inf
-        while self._end is None:
-            await anyio.sleep(self._config.ws_ping_interval)
-            self._pong = anyio.Event()
-            with anyio.move_on_after(timeout) as scope:
-                try:
-                    await self._transport.send_commands(SendPing(self._stream_id, _PING_PAYLOAD))
-                except ClientDisconnected:
-                    return
-                await self._pong.wait()
-            if scope.cancelled_caught and self._end is None:
-                error_logger.info(
-                    "WebSocket %s: no pong within %gs; closing the connection",
-                    self.scope["path"],
-                    timeout,
-                )
-                self._finish(ABNORMAL_CLOSURE, "keepalive ping timeout")
-                self._transport.abort()
-                return
+    def _ping(self) -> None:
+        if self._end is not None:
+            return
+        self._awaiting_pong = True
+        self._transport.soon(lambda: (SendPing(self._stream_id, _PING_PAYLOAD),))
+        if self._config.ws_ping_timeout:
+            self._timer = call_later(self._config.ws_ping_timeout, self._no_pong)
+
+    def _no_pong(self) -> None:
+        if self._end is not None or not self._awaiting_pong:
+            return
+        error_logger.info(
+            "WebSocket %s: no pong within %gs; closing the connection",
+            self.scope["path"],
+            self._config.ws_ping_timeout,
+        )
+        self._finish(ABNORMAL_CLOSURE, "keepalive ping timeout")
+        self._transport.abort()
+
+    def _stop_keepalive(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _server_close(self, code: int, reason: str) -> None:
         if self._end is not None:
@@ -200,14 +207,6 @@ class WebSocketExchange:
     # -- the task ----------------------------------------------------------
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tasks:
-            self._tasks = tasks
-            try:
-                await self._run_app()
-            finally:
-                tasks.cancel_scope.cancel()
-
-    async def _run_app(self) -> None:
         try:
             await self._app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -229,6 +228,7 @@ class WebSocketExchange:
             await self._returned()
         finally:
             self._inbox.close()
+            self._stop_keepalive()
 
     async def _returned(self) -> None:
         state = self._cycle.state
