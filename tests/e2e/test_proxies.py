@@ -26,11 +26,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,6 +57,10 @@ PROXY_TIMEOUT = 15.0
 #: Echoes what the app was told about its connection, as JSON.
 ECHO_APP = """
 import json
+import pathlib
+import sys
+
+import anyio
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -79,6 +86,11 @@ async def app(scope, receive, send):
         return
     while (await receive()).get("more_body"):
         pass
+    if scope["path"] == "/hold":
+        # Answers once the test creates the file the query names.
+        print("holding", scope["query_string"].decode(), file=sys.stderr, flush=True)
+        while not pathlib.Path(scope["query_string"].decode()).exists():
+            await anyio.sleep(0.01)
     body = view.encode()
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"application/json"),
@@ -269,9 +281,9 @@ class Nginx:
     stream_port: int
 
 
-@pytest.fixture
-def nginx(
-    tmp_path: Path, tricorn_http: Tricorn, tricorn_tcp: Tricorn, certificates: Certificates
+@contextmanager
+def _nginx(
+    tmp_path: Path, http_upstream: int, tcp_upstream: int, certificates: Certificates
 ) -> Iterator[Nginx]:
     """nginx with nginx-http.conf in its http block and nginx-stream.conf in its stream block."""
     binary = _binary("nginx", "nginx")
@@ -282,7 +294,7 @@ def nginx(
         {
             "listen 80;": f"listen 127.0.0.1:{ports.http_port};",
             "listen 443 ssl http2;": f"listen 127.0.0.1:{ports.https_port} ssl http2;",
-            "server 127.0.0.1:8000;": f"server 127.0.0.1:{tricorn_http.port};",
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{http_upstream};",
             "/etc/ssl/example.com/fullchain.pem": str(certificates.server),
             "/etc/ssl/example.com/privkey.pem": str(certificates.server),
         },
@@ -291,7 +303,7 @@ def nginx(
         "nginx-stream.conf",
         {
             "listen 443;": f"listen 127.0.0.1:{ports.stream_port};",
-            "proxy_pass 127.0.0.1:8443;": f"proxy_pass 127.0.0.1:{tricorn_tcp.port};",
+            "proxy_pass 127.0.0.1:8443;": f"proxy_pass 127.0.0.1:{tcp_upstream};",
         },
     )
     (tmp_path / "site.conf").write_text(site)
@@ -329,6 +341,14 @@ def nginx(
         yield ports
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def nginx(
+    tmp_path: Path, tricorn_http: Tricorn, tricorn_tcp: Tricorn, certificates: Certificates
+) -> Iterator[Nginx]:
+    with _nginx(tmp_path, tricorn_http.port, tricorn_tcp.port, certificates) as ports:
+        yield ports
 
 
 StartHAProxy = Callable[..., int]
@@ -473,6 +493,33 @@ def test_nginx_stream_with_proxy_protocol_names_the_client(
     assert seen.scope["client"] == [CLIENT_HOST, seen.client_port]
     assert seen.scope["scheme"] == "https"
     assert seen.scope["server"] == ["127.0.0.1", nginx.stream_port]
+
+
+def test_sigterm_lets_a_request_in_flight_through_nginx_finish(
+    tmp_path: Path, app_dir: Path, worker_class: str, certificates: Certificates
+) -> None:
+    """What a pod's termination does once preStop is over (docs/proxies.rst)."""
+    server = ServerProcess(["echo:app", "--bind", "127.0.0.1:0", "-k", worker_class], cwd=app_dir)
+    release = app_dir / f"release-{worker_class}"
+    try:
+        _, port = _host_port(server.addresses()[0])
+        with (
+            _nginx(tmp_path, port, port, certificates) as ports,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            held = pool.submit(_get, f"http://127.0.0.1:{ports.http_port}/hold?{release}")
+            server.wait_for_line(f"holding {release}")
+            server.send_signal(signal.SIGTERM)
+            server.wait_for_line(r"shutting down: \d+ open connection")
+            release.touch()
+            seen = held.result(PROXY_TIMEOUT)
+            assert seen.scope["client"] == [CLIENT_HOST, 0]
+            assert server.wait() == 0
+            # Nothing listens any more: nginx says so rather than hang.
+            with _client() as client:
+                assert client.get(f"http://127.0.0.1:{ports.http_port}/").status_code == 502
+    finally:
+        server.close()
 
 
 # --- HAProxy ---------------------------------------------------------------------
