@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import struct
 from typing import Any
 
 import anyio
@@ -119,3 +120,43 @@ async def test_serve_installs_no_signal_handlers() -> None:
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://{address}/")).status_code == 200
     assert during == before
+
+
+async def test_a_client_that_resets_before_it_is_accepted_leaves_the_server_serving() -> None:
+    """A connection reset in the backlog is accepted with no peer any more.
+
+    On trio, anyio's socket stream checks the peer's name, which such a
+    socket no longer has (ENOTCONN); that is one client gone, never a reason
+    to stop the server. HAProxy's health checks do this all day: connect,
+    send a PROXY header, reset. The lifespan startup holds the accept loop
+    back until the reset is done, so the order is certain.
+    """
+    release = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await release.wait()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await ok_app(scope, receive, send)
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    host, port = listener.getsockname()
+    # tricorn owns (and closes) a socket it serves as fd://N.
+    config = tricorn.Config(bind=(f"fd://{listener.detach()}",), access_log=False, lifespan="on")
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(tricorn.serve, app, config)
+            with socket.create_connection((host, port)) as leaving:
+                # SO_LINGER with a zero timeout: close() sends RST.
+                leaving.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            release.set()
+            async with raw_client(f"{host}:{port}") as client:
+                await client.send(request())
+                assert (await client.response()).body == b"ok"
+            task_group.cancel_scope.cancel()

@@ -64,7 +64,15 @@ async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio
     """The runner's stream over an accepted, non-blocking socket (plain TCP or unix)."""
     if on_asyncio():
         return await _AsyncioStream.open(sock, write_timeout)
-    stream = await anyio.abc.SocketStream.from_socket(sock)
+    try:
+        stream = await anyio.abc.SocketStream.from_socket(sock)
+    except ValueError as exc:
+        # anyio first asks for the peer's name, which a connection reset
+        # while it waited in the backlog no longer has (ENOTCONN), and says
+        # so with a ValueError: that is a client gone, an OSError as anywhere else.
+        if isinstance(exc.__cause__, OSError):
+            raise ConnectionResetError(exc.__cause__.errno, str(exc.__cause__)) from exc
+        raise
     return _SocketFirstStream(stream, sock, write_timeout)
 
 
