@@ -133,7 +133,7 @@ async def test_head_answers_the_file_s_length_and_sends_no_byte_of_it(tmp_path: 
     async with serving(pathsend_app(path)) as address, raw_client(address) as client:
         before = sendfile_bytes()
         await client.send(request("HEAD"))
-        head = await client.response("HEAD")
+        head = await client.response(b"HEAD")
         await client.send(request())
         response = await client.response()  # the connection is still in step
     assert head.header(b"content-length") == str(ODD_SIZE).encode()
