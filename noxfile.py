@@ -108,9 +108,23 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmark tricorn beside Uvicorn and Hypercorn with wrk (needs Debian's wrk)."""
-    session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn")
+    """Benchmark tricorn beside Uvicorn, Hypercorn and Granian with wrk (needs Debian's wrk).
+
+    Uvicorn gets httptools (its fast parser) and tricorn its speed extra.
+    nox -s bench -- --duration 20 --rst bench.rst   (options: python bench/http1.py -h)
+    """
+    session.install("-e", ".[speed,trio]", "uvicorn", "httptools", "hypercorn", "granian")
     session.run("python", "bench/http1.py", *session.posargs)
+
+
+@nox.session(name="bench-download")
+def bench_download(session: nox.Session) -> None:
+    """A 100 MiB download: pathsend (sendfile) against an app's read-and-send loop.
+
+    nox -s bench-download -- --size 100 --downloads 10   (options: python bench/download.py -h)
+    """
+    session.install("-e", ".[speed,trio]")
+    session.run("python", "bench/download.py", *session.posargs)
 
 
 @nox.session(name="bench-ws")

@@ -1,4 +1,4 @@
-"""HTTP/1.1 hello-world throughput: tricorn beside Uvicorn and Hypercorn, measured with wrk.
+"""HTTP/1.1 hello-world throughput: tricorn beside Uvicorn, Hypercorn and Granian, with wrk.
 
 Each server runs alone, with one worker, on 127.0.0.1 and a port the OS picked,
 serving ``bench.app:app``. After a short warm-up, ``wrk --latency`` loads it for
@@ -65,21 +65,36 @@ class Server:
         return [sys.executable, *(arg.format(port=port) for arg in self.argv_template)]
 
 
-def tricorn(loop: str) -> Server:
+def tricorn(loop: str, parser: str | None = None) -> Server:
+    """tricorn on ``loop``; ``parser`` names its HTTP/1.1 parser (None: its default, auto)."""
+    chosen = () if parser is None else ("--http1-parser", parser)
     return Server(
         "tricorn",
         loop,
         ("-m", "tricorn", APP, "--bind", "127.0.0.1:{port}", "--worker-class", loop,
-         "--no-access-log", "--log-level", "warning"),
+         "--no-access-log", "--log-level", "warning", *chosen),
+        impl=parser,
     )  # fmt: skip
 
 
-def uvicorn(loop: str) -> Server:
+def uvicorn(loop: str, http: str = "h11") -> Server:
     return Server(
         "uvicorn",
         loop,
-        ("-m", "uvicorn", APP, "--http", "h11", "--loop", loop, "--no-access-log",
+        ("-m", "uvicorn", APP, "--http", http, "--loop", loop, "--no-access-log",
          "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--log-level", "warning"),
+        impl=http,
+    )  # fmt: skip
+
+
+def granian(loop: str, http: str = "1") -> Server:
+    """Granian's ASGI interface, one worker (its HTTP runs in Rust; the app on ``loop``)."""
+    return Server(
+        "granian",
+        loop,
+        ("-m", "granian", APP, "--interface", "asgi", "--http", http, "--host", "127.0.0.1",
+         "--port", "{port}", "--workers", "1", "--loop", loop, "--no-access-log",
+         "--log-level", "warning"),
     )  # fmt: skip
 
 
@@ -94,9 +109,16 @@ def hypercorn(loop: str) -> Server:
 
 
 def servers(uvloop: bool, trio: bool = True) -> list[Server]:
-    rows = [tricorn("asyncio"), uvicorn("asyncio"), hypercorn("asyncio")]
+    rows = [
+        tricorn("asyncio", "h11"),
+        tricorn("asyncio", "httptools"),
+        uvicorn("asyncio", "h11"),
+        uvicorn("asyncio", "httptools"),
+        hypercorn("asyncio"),
+        granian("asyncio"),
+    ]
     if uvloop:
-        rows += [tricorn("uvloop"), uvicorn("uvloop")]
+        rows += [tricorn("uvloop", "httptools"), uvicorn("uvloop", "httptools"), granian("uvloop")]
     if trio:
         # Uvicorn has no trio support; Hypercorn does.
         rows += [tricorn("trio"), hypercorn("trio")]
@@ -116,6 +138,7 @@ class Result:
     )
     non_2xx_3xx: int = 0
     error: str | None = None  # why the server could not be measured
+    impl: str | None = None  # the server's choice of library (its HTTP/1.1 parser)
     # CPU during the measured run, in cores (1.0 = one core busy the whole time):
     server_cpu: float | None = None  # the server's process group
     wrk_cpu: float | None = None
@@ -124,7 +147,8 @@ class Result:
 
     @property
     def label(self) -> str:
-        return f"{self.server} ({self.loop})"
+        inside = f"{self.impl}, {self.loop}" if self.impl else self.loop
+        return f"{self.server} ({inside})"
 
     @property
     def errors(self) -> int:
@@ -310,7 +334,7 @@ def tail(file: IO[bytes]) -> str:
 
 
 def measure(server: Server, args: argparse.Namespace) -> Result:
-    result = Result(server.name, server.loop, ok=False)
+    result = Result(server.name, server.loop, ok=False, impl=server.impl)
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -390,7 +414,8 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "busy_before_start": busy_fraction(),
         "wrk": wrk_version(),
         "versions": {
-            name: version(name) for name in ("tricorn", "uvicorn", "hypercorn", "uvloop", "h11")
+            name: version(name)
+            for name in ("tricorn", "uvicorn", "hypercorn", "granian", "uvloop", "h11", "httptools")
         },
         "wrk_args": {
             "threads": args.threads,
@@ -412,10 +437,20 @@ def _cores(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f}"
 
 
-def table(results: list[Result]) -> str:
+def _cpu_us(r: Result) -> str:
+    """The server's CPU time per request, in microseconds."""
+    if r.server_cpu is None or not r.requests_per_sec:
+        return "?"
+    return f"{r.server_cpu / r.requests_per_sec * 1e6:.0f}"
+
+
+def table_rows(results: list[Result]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The table's header and rows, as text cells."""
     base = baseline_rps(results)
-    header = ("server", "req/s", "p99 ms", "errors", f"vs {BASELINE}", "cpu", "other cpu")
-    rows = []
+    header = (
+        "server", "req/s", "p99 ms", "errors", f"vs {BASELINE}", "cpu", "cpu us/req", "other cpu",
+    )  # fmt: skip
+    rows: list[tuple[str, ...]] = []
     for r in results:
         if not r.ok or r.requests_per_sec is None or r.p99_ms is None:
             rows.append((r.label, "FAILED", *("-" * (len(header) - 2))))
@@ -430,10 +465,24 @@ def table(results: list[Result]) -> str:
                 str(r.errors),
                 ratio,
                 _cores(r.server_cpu),
+                _cpu_us(r),
                 _cores(r.other_cpu),
             )
         )
-    return render_table(header, rows)
+    return header, rows
+
+
+def table(results: list[Result]) -> str:
+    return render_table(*table_rows(results))
+
+
+def rst_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The table as a reStructuredText list-table, for the docs."""
+    lines = [f".. list-table:: {title}", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines.append(f"   * - {row[0]}")
+        lines.extend(f"     - {cell}" for cell in row[1:])
+    return "\n".join(lines) + "\n"
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -494,7 +543,9 @@ def write_json(path: str, document: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/http1.py",
-        description="Benchmark tricorn beside Uvicorn and Hypercorn (HTTP/1.1, one worker, wrk).",
+        description=(
+            "Benchmark tricorn beside Uvicorn, Hypercorn and Granian (HTTP/1.1, one worker, wrk)."
+        ),
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds of load (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (default 2)")
@@ -502,7 +553,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--connections", "-c", type=int, default=64, help="wrk connections (default 64)"
     )
     parser.add_argument("--threads", "-t", type=int, default=2, help="wrk threads (default 2)")
-    add_selection_options(parser, example="tricorn,uvicorn")
+    add_selection_options(parser, example="tricorn,uvicorn,granian")
+    parser.add_argument(
+        "--rst",
+        metavar="PATH",
+        help="also write the table to PATH as a reStructuredText list-table (for the docs)",
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 0:
         parser.error("--duration must be at least 1 and --warmup at least 0")
@@ -565,8 +621,12 @@ def main(argv: list[str] | None = None) -> int:
     versions = ", ".join(f"{name} {v}" for name, v in env["versions"].items())
     sys.stderr.flush()
     print()
-    print(f"HTTP/1.1 hello world, {env['wrk']}, Python {env['python']}, {versions}")
+    title = f"HTTP/1.1 hello world, {env['wrk']}, Python {env['python']}, {versions}"
+    print(title)
     print(table(results))
+    if args.rst:
+        Path(args.rst).write_text(rst_table(title, *table_rows(results)))
+        print(f"wrote {args.rst}", file=sys.stderr)
     if (failed := [r for r in results if not r.ok]) and not baseline_rps(results):
         print(f"({BASELINE} (asyncio) was not measured, so there are no ratios)")
     if any(r.ok and r.other_cpu is not None and r.other_cpu > NOISE_WARNING for r in results):

@@ -95,13 +95,7 @@ Row = http1.Server
 
 
 def granian(loop: str) -> Row:
-    return Row(
-        "granian",
-        loop,
-        ("-m", "granian", APP, "--interface", "asgi", "--http", "2", "--host", HOST,
-         "--port", "{port}", "--workers", "1", "--loop", loop, "--no-access-log",
-         "--log-level", "warning"),
-    )  # fmt: skip
+    return http1.granian(loop, http="2")
 
 
 def rows(args: argparse.Namespace) -> list[Row]:

@@ -20,6 +20,7 @@ from . import _client
 PARSED = frozenset(
     {
         "test_http1",
+        "test_http1_file_data",
         "test_http1_properties",
         "test_websocket",
         "test_h2c",

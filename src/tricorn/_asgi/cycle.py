@@ -8,7 +8,9 @@ whole rule set: a ``(state, message type)`` pair that is not in it is an error.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -27,6 +29,8 @@ from .._protocol.events import (
 from ..errors import AppProtocolError
 
 __all__ = [
+    "FILE_MESSAGES",
+    "FileBody",
     "HTTPCycle",
     "HTTPCycleState",
     "WebSocketCycle",
@@ -62,6 +66,13 @@ _TRANSITIONS: Final[dict[tuple[HTTPCycleState, str], HTTPCycleState]] = {
     (_S.SENDING_BODY, "http.response.early_hint"): _S.SENDING_BODY,
     (_S.START_HELD, "http.response.push"): _S.START_HELD,
     (_S.SENDING_BODY, "http.response.push"): _S.SENDING_BODY,
+    # A file as the body (ASGI extensions spec): pathsend is the whole body,
+    # once, never mixed with http.response.body; zerocopysend is a body
+    # message like any other. Their last one ends the body as the last
+    # http.response.body does (see file_sent).
+    (_S.START_HELD, "http.response.pathsend"): _S.DONE,
+    (_S.START_HELD, "http.response.zerocopysend"): _S.SENDING_BODY,
+    (_S.SENDING_BODY, "http.response.zerocopysend"): _S.SENDING_BODY,
 }
 
 #: The extension a message needs offered before it may be sent.
@@ -69,6 +80,36 @@ _NEEDS_EXTENSION: Final = {
     "http.response.early_hint": "early_hints",
     "http.response.push": "push",
 }
+
+#: The messages whose body is a file: the runtime reads it (or has the
+#: kernel send it), so they go through ``file_for`` / ``file_sent``.
+FILE_MESSAGES: Final = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """A file the app hands over as (a piece of) the response body.
+
+    ``path`` for pathsend (the runtime opens it), else ``fd``, the
+    zerocopysend file's descriptor (the app's, which the runtime never
+    closes). ``offset`` None means the file's current position, ``count``
+    None up to its end.
+    """
+
+    path: str | None
+    fd: int | None
+    offset: int | None
+    count: int | None
+    more_body: bool
+
+
+def _optional_size(message: Mapping[str, Any], key: str) -> int | None:
+    value = message.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise AppProtocolError(f"{key!r} must be an int >= 0 in {_describe(message)}")
+    return value
 
 
 def _describe(message: object) -> str:
@@ -115,11 +156,13 @@ class HTTPCycle:
         "_early_hints",
         "_head_released",
         "_held",
+        "_pathsend",
         "_prefix",
         "_push",
         "_trailers",
         "_trailers_announced",
         "_trailers_held",
+        "_zerocopysend",
         "bytes_sent",
         "headers",
         "state",
@@ -135,8 +178,12 @@ class HTTPCycle:
         trailers: bool = False,
         push: bool = False,
         early_hints: bool = False,
+        pathsend: bool = False,
+        zerocopysend: bool = False,
     ) -> None:
         self.stream_id = stream_id
+        self._pathsend = pathsend
+        self._zerocopysend = zerocopysend
         self._prefix = prefix
         self._trailers = trailers
         self._push = push
@@ -192,6 +239,11 @@ class HTTPCycle:
             raise AppProtocolError(
                 f"unexpected ASGI message {name!r} while {self.state.value}: {_describe(message)}"
             )
+        if kind in FILE_MESSAGES:
+            # Only the runtime can read a file: it takes these (file_for).
+            raise AppProtocolError(
+                f"{name!r} cannot be sent on this exchange: {_describe(message)}"
+            )
         extension = _NEEDS_EXTENSION.get(kind)
         if extension is not None:
             if not getattr(self, "_" + extension):
@@ -235,6 +287,72 @@ class HTTPCycle:
                 )
         self.state = next_state
         return commands
+
+    def file_for(self, message: Mapping[str, Any]) -> FileBody:
+        """Check a pathsend or zerocopysend message; the state moves only in :meth:`file_sent`.
+
+        The runtime opens the file in between; if that fails, the response
+        has not begun and the app's error can still become a 500.
+        """
+        name = message["type"]
+        if not self._prefix and not getattr(self, "_" + name.rpartition(".")[2]):
+            raise AppProtocolError(
+                f"{name!r} needs its extension, which is not offered on this connection: "
+                f"{_describe(message)}"
+            )
+        if self._prefix or (self.state, name) not in _TRANSITIONS:
+            raise AppProtocolError(
+                f"unexpected ASGI message {name!r} while {self.state.value}: {_describe(message)}"
+            )
+        if name == "http.response.pathsend":
+            path = message.get("path")
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise AppProtocolError(
+                    f"'path' must be an absolute path (a str) in {_describe(message)}"
+                )
+            return FileBody(path, None, 0, None, more_body=False)
+        file = message.get("file")
+        fileno = getattr(file, "fileno", None)
+        try:
+            fd = fileno() if callable(fileno) else file
+        except (OSError, ValueError) as exc:  # io.UnsupportedOperation is both
+            raise AppProtocolError(
+                f"'file' has no file descriptor ({exc}) in {_describe(message)}"
+            ) from None
+        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+            raise AppProtocolError(
+                f"'file' must be a file object with a fileno() in {_describe(message)}"
+            )
+        more_body = message.get("more_body", False)
+        if not isinstance(more_body, bool):
+            raise AppProtocolError(f"'more_body' must be a bool in {_describe(message)}")
+        return FileBody(
+            None,
+            fd,
+            _optional_size(message, "offset"),
+            _optional_size(message, "count"),
+            more_body=more_body,
+        )
+
+    def file_sent(self, body: FileBody, size: int) -> tuple[list[Command], bool]:
+        """The file's ``size`` bytes go out now.
+
+        Returns the commands that go before them (the held head) and whether
+        they end the stream.
+        """
+        commands: list[Command] = []
+        if self._held is not None:
+            commands.append(self._held)
+            self._held = None
+        self.bytes_sent += size
+        if body.more_body:
+            self.state = HTTPCycleState.SENDING_BODY
+            return commands, False
+        if self._trailers_announced:
+            self.state = HTTPCycleState.AWAITING_TRAILERS
+            return commands, False
+        self.state = HTTPCycleState.DONE
+        return commands, True
 
     def _extension_commands(self, kind: str, message: Mapping[str, Any]) -> list[Command]:
         if kind == "http.response.early_hint":

@@ -114,8 +114,15 @@ def build_http_scope(
 
 
 def _extensions(request: RequestReceived) -> dict[str, dict[object, object]]:
-    """The ASGI extensions this request's response may use: only those that work."""
-    extensions: dict[str, dict[object, object]] = {}
+    """The ASGI extensions this request's response may use: only those that work.
+
+    A file body works on every protocol: the kernel sends it (sendfile) on
+    cleartext HTTP/1.1, the runtime reads it in pieces elsewhere.
+    """
+    extensions: dict[str, dict[object, object]] = {
+        "http.response.pathsend": {},
+        "http.response.zerocopysend": {},
+    }
     if request.can_send_trailers:
         extensions["http.response.trailers"] = {}
     if request.can_push:

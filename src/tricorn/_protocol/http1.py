@@ -156,6 +156,8 @@ class HTTP1Protocol:
         self._unacknowledged = 0
         #: WebSocket messages were delivered and the app has not caught up.
         self._ws_lagging = False
+        #: The framing that follows body bytes written out of band.
+        self._after_file = b""
         #: Why the connection ended on our side, for the log.
         self.error: str | None = None
 
@@ -688,17 +690,56 @@ class HTTP1Protocol:
                 case _:
                     assert_never(command)
         except h11.LocalProtocolError as exc:
-            # h11 refused what the app asked for (a bad header value, a body
-            # shorter or longer than its Content-Length ...). Nothing sane can
-            # follow on this connection; if no byte of the response has been
-            # handed out yet, the client still gets an honest 500.
-            self._closed = True
-            if not self._head_handed_out:
-                self._out.clear()
-                self._out += error_response(
-                    500, "the application sent an invalid response", self._default_headers()
-                )
-            raise AppProtocolError(f"invalid response: {exc}") from None
+            raise self._invalid_response(exc) from None
+
+    def _invalid_response(self, exc: h11.LocalProtocolError) -> AppProtocolError:
+        """h11 refused what the app asked for (a bad header value, a body
+        shorter or longer than its Content-Length ...). Nothing sane can
+        follow on this connection; if no byte of the response has been handed
+        out yet, the client still gets an honest 500."""
+        self._closed = True
+        if not self._head_handed_out:
+            self._out.clear()
+            self._out += error_response(
+                500, "the application sent an invalid response", self._default_headers()
+            )
+        return AppProtocolError(f"invalid response: {exc}")
+
+    # -- body bytes written by the caller (sendfile) -------------------------
+
+    @property
+    def sends_file_data(self) -> bool:
+        """The response body may be written out of band now (not on a WebSocket)."""
+        return self._ws is None and not self.closed
+
+    def send_file_data(self, size: int) -> int:
+        """Account ``size`` body bytes the caller writes itself, after ``data_to_send()``.
+
+        Their framing (a chunk's size line) joins the output; returns how
+        many bytes the caller writes: ``size``, or 0 for a response that
+        carries no body (HEAD, 204, 304). :meth:`file_data_sent` follows.
+        """
+        if self.closed:
+            raise ClientDisconnected("the connection is closed")
+        if not self._body_allowed:
+            self._after_file = b""
+            return 0
+        try:
+            before, self._after_file = self._wire.send_data_elsewhere(size)
+        except h11.LocalProtocolError as exc:
+            raise self._invalid_response(exc) from None
+        self._out += before
+        return size
+
+    def file_data_sent(self, *, end_stream: bool) -> None:
+        """The caller wrote the bytes :meth:`send_file_data` accounted."""
+        self._out += self._after_file
+        self._after_file = b""
+        if end_stream:
+            try:
+                self._out += self._wire.send_end()
+            except h11.LocalProtocolError as exc:
+                raise self._invalid_response(exc) from None
 
     def _accept_websocket(self, command: AcceptWebSocket) -> None:
         request = self._ws_request

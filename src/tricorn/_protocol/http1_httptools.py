@@ -458,6 +458,27 @@ class HttptoolsWire:
             self._failed()
             raise
 
+    def send_data_elsewhere(self, size: int) -> tuple[bytes, bytes]:
+        """Account ``size`` body bytes the caller writes itself (sendfile).
+
+        Returns the framing that goes before and after them (a chunk's size
+        line and its CRLF; nothing for Content-Length or HTTP/1.0 framing).
+        """
+        self._check_sendable()
+        try:
+            self._transition("Data", SEND_BODY if self.our_state is SEND_BODY else None)
+            framing = self._framing
+            if framing == "content-length":
+                self._remaining -= size
+                if self._remaining < 0:
+                    raise h11.LocalProtocolError("Too much data for declared Content-Length")
+            elif framing == "chunked" and size:
+                return b"%x\r\n" % size, b"\r\n"
+            return b"", b""
+        except BaseException:
+            self._failed()
+            raise
+
     def send_end(self, trailers: Fields = ()) -> bytes:
         checked = normalize_and_validate(list(trailers)) if trailers else None
         self._check_sendable()

@@ -20,7 +20,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, cast
 
 import h11
 
@@ -83,8 +83,33 @@ class H11Wire(h11.Connection):
     def send_end(self, trailers: Fields = ()) -> bytes:
         return self.send(h11.EndOfMessage(headers=list(trailers)) if trailers else END)
 
+    def send_data_elsewhere(self, size: int) -> tuple[bytes, bytes]:
+        """Account ``size`` body bytes the caller writes itself (sendfile).
+
+        h11's data passthrough frames a stand-in of that length (h11's own
+        sendfile recipe); returns the framing before and after it.
+        """
+        stand_in = _Elsewhere(size)
+        parts = self.send_with_data_passthrough(h11.Data(data=cast(bytes, stand_in))) or []
+        for index, part in enumerate(parts):
+            if part is cast(object, stand_in):
+                return b"".join(parts[:index]), b"".join(parts[index + 1 :])
+        return b"".join(parts), b""  # an empty chunk: nothing framed, nothing to write
+
     def chunk_bytes_expected(self) -> int:
         return h11_seams.chunk_bytes_expected(self)
+
+
+class _Elsewhere:
+    """A body piece h11 frames but never sees: only its length is real."""
+
+    __slots__ = ("_size",)
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
 
 
 Wire: TypeAlias = "H11Wire | HttptoolsWire"

@@ -165,6 +165,13 @@ class _StreamTransport:
     def queue_commands(self, *commands: Command) -> bool:
         return self._connection.queue(self._stream_id, commands)
 
+    async def send_file(
+        self, commands: tuple[Command, ...], fd: int, offset: int, count: int, *, end_stream: bool
+    ) -> bool:
+        return await self._connection.send_file(
+            self._stream_id, commands, fd, offset, count, end_stream=end_stream
+        )
+
     def consumed(self, size: int) -> None:
         self._connection.acknowledge(self._stream_id, size)
 
@@ -280,6 +287,69 @@ class Connection:
         if waited and self._protocol.closed:
             # The connection ended with data still held for the window.
             raise ClientDisconnected("the connection closed")
+
+    async def send_file(
+        self,
+        stream_id: int,
+        commands: tuple[Command, ...],
+        fd: int,
+        offset: int,
+        count: int,
+        *,
+        end_stream: bool,
+    ) -> bool:
+        """Write the commands, then a file range by the kernel; False where it cannot.
+
+        Only HTTP/1.1 over a stream that can hand a file to the kernel (a
+        cleartext socket) can: the protocol frames the bytes without seeing
+        them. A sendfile cut short (the client left, write_timeout, a
+        cancelled app) leaves the response unfinishable, so the connection
+        closes.
+        """
+        protocol = self._protocol
+        sendfile = getattr(self._stream, "sendfile", None)
+        if sendfile is None or not isinstance(protocol, HTTP1Protocol):
+            return False
+        if not protocol.sends_file_data:
+            return False
+        await self._lock_for_writing()
+        try:
+            try:
+                for command in commands:
+                    protocol.handle(command)
+                size = protocol.send_file_data(count)
+            finally:
+                await self._write(self._take_output())
+            if size:
+                finished = False
+                try:
+                    await sendfile(fd, offset, size)
+                    finished = True
+                except WriteTimeout:
+                    self._stuck = True
+                    error_logger.info(
+                        "closed a connection whose client read nothing for %gs (write_timeout)",
+                        self._config.write_timeout,
+                    )
+                    raise ClientDisconnected("the client stopped reading (write_timeout)") from None
+                except EOFError as exc:
+                    raise AppProtocolError(f"the file to send {exc}") from None
+                except STREAM_ERRORS as exc:
+                    raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
+                finally:
+                    if not finished:
+                        protocol.reset_stream(stream_id)
+                        self._stop_reading()
+                if self._metrics is not None:
+                    self._metrics.sent.inc(size)
+            protocol.file_data_sent(end_stream=end_stream)
+            await self._write(self._take_output())
+        finally:
+            self._write_lock.release()
+        if events := protocol.pending_events():
+            self._dispatch(events)
+        self._refresh()
+        return True
 
     def soon(self, stream_id: int, action: Callable[[], tuple[Command, ...]]) -> None:
         """Run ``action`` when the current task yields, and write the commands it returns.

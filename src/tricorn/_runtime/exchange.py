@@ -8,13 +8,15 @@ small :class:`Transport` protocol and turns app messages into commands with
 from __future__ import annotations
 
 import math
+import os
+import stat
 import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
 import anyio
 
-from .._asgi.cycle import HTTPCycle
+from .._asgi.cycle import FILE_MESSAGES, FileBody, HTTPCycle
 from .._asgi.types import ASGI3App, HTTPScope, Message
 from .._protocol import Command, SendData, SendInformational, StartResponse, rules
 from ..errors import AppProtocolError, ClientDisconnected
@@ -128,6 +130,9 @@ class Inbox:
 
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
+#: The piece of a file body read per write where the kernel cannot send it:
+#: no more than a sender may queue (connection.QUEUE_LIMIT).
+_FILE_PIECE: Final = 64 * 1024
 _INTERNAL_ERROR_BODY: Final = b"Internal Server Error\n"
 #: Body bytes that count as progress for the body timeout: a client must send
 #: at least this much (or the rest of its body) per body_timeout.
@@ -177,6 +182,16 @@ class Transport(Protocol):
         """
         ...
 
+    async def send_file(
+        self, commands: tuple[Command, ...], fd: int, offset: int, count: int, *, end_stream: bool
+    ) -> bool:
+        """Write the commands, then ``count`` bytes of ``fd`` from ``offset``, by the kernel.
+
+        Returns False, having done nothing, where the connection cannot
+        write a file itself (TLS, HTTP/2): the caller sends it as data.
+        """
+        ...
+
     def consumed(self, size: int) -> None:
         """The app took ``size`` bytes the peer sent (HTTP/2 opens its window again)."""
         ...
@@ -223,6 +238,8 @@ class HTTPExchange:
             trailers="http.response.trailers" in extensions,
             push="http.response.push" in extensions,
             early_hints="http.response.early_hint" in extensions,
+            pathsend="http.response.pathsend" in extensions,
+            zerocopysend="http.response.zerocopysend" in extensions,
         )
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
@@ -331,6 +348,9 @@ class HTTPExchange:
             raise ClientDisconnected("the client has disconnected")
         if self._head_error is not None:
             raise self._head_error  # the head the app sent could not go out
+        if type(message) is dict and message.get("type") in FILE_MESSAGES:
+            await self._send_file(self._cycle.file_for(message))
+            return
         commands = self._cycle.commands_for(message)
         if commands:
             try:
@@ -344,6 +364,76 @@ class HTTPExchange:
             self._transport.soon(self._release_head)
         if self._cycle.done:
             self._inbox.close()
+
+    async def _send_file(self, body: FileBody) -> None:
+        """Send a pathsend or zerocopysend file: by the kernel where it can, else in pieces.
+
+        A pathsend file is opened here and closed when sent; a zerocopysend
+        file is the app's (ASGI: the app closes it). A file that cannot be
+        read is the app's error, raised before anything goes out, so the
+        client still gets a 500.
+        """
+        if body.path is not None:
+            try:
+                fd = os.open(body.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise AppProtocolError(
+                    f"http.response.pathsend: cannot open {body.path!r}: {exc.strerror}"
+                ) from None
+            try:
+                await self._send_file_range(body, fd)
+            finally:
+                os.close(fd)
+        else:
+            assert body.fd is not None
+            await self._send_file_range(body, body.fd)
+
+    async def _send_file_range(self, body: FileBody, fd: int) -> None:
+        try:
+            info = os.fstat(fd)
+            offset = os.lseek(fd, 0, os.SEEK_CUR) if body.offset is None else body.offset
+        except OSError as exc:
+            raise AppProtocolError(f"cannot read the file to send: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise AppProtocolError("a file body must be a regular file")
+        available = max(0, info.st_size - offset)
+        count = available if body.count is None else min(body.count, available)
+        commands, end_stream = self._cycle.file_sent(body, count)
+        try:
+            if not await self._transport.send_file(
+                tuple(commands), fd, offset, count, end_stream=end_stream
+            ):
+                await self._send_file_pieces(commands, fd, offset, count, end_stream)
+        except ClientDisconnected:
+            self.disconnect()
+            raise
+        if body.offset is None:
+            # Sent "from the current position" (ASGI): the position moves on,
+            # as it would had the app read the file.
+            os.lseek(fd, offset + count, os.SEEK_SET)
+        if self._cycle.done:
+            self._inbox.close()
+
+    async def _send_file_pieces(
+        self, commands: list[Command], fd: int, offset: int, count: int, end_stream: bool
+    ) -> None:
+        """The file as data, a piece at a time: each waits for the transport and the window."""
+        sent = 0
+        while True:
+            size = min(_FILE_PIECE, count - sent)
+            data = os.pread(fd, size, offset + sent) if size else b""
+            if len(data) < size:
+                # The file shrank under us: the response cannot be completed.
+                self._transport.stop_keep_alive()
+                self._transport.abort()
+                raise AppProtocolError(f"the file to send ended {count - sent} bytes early")
+            sent += size
+            last = sent == count
+            commands.append(SendData(self._stream_id, data, end_stream=end_stream and last))
+            await self._transport.send_commands(*commands)
+            if last:
+                return
+            commands = []
 
     def _release_head(self) -> tuple[Command, ...]:
         if self._disconnected or (head := self._cycle.release_head()) is None:

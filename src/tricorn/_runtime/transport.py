@@ -21,6 +21,11 @@ tests/runtime/test_transport.py checks against every transport:
   nothing for ``write_timeout`` seconds; the stream is then unusable;
 * cancellation and ``aclose()`` mean what they mean on an anyio
   ``ByteStream``.
+
+A stream over a plain socket (not TLS, not behind a PROXY header reader)
+also has ``sendfile(fd, offset, count)``: the kernel copies a file range to
+the socket (``os.sendfile``), with the same write timeout and cancellation;
+the runner writes file bodies (ASGI pathsend, zerocopysend) with it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import socket
 import threading
 from collections import deque
@@ -47,6 +53,7 @@ __all__ = [
     "call_later",
     "on_asyncio",
     "open_socket_stream",
+    "sendfile_bytes",
     "with_write_timeout",
 ]
 
@@ -56,8 +63,53 @@ _READ_AHEAD: Final = 64 * 1024
 _TRIO_SOON: Any = None
 
 
+#: The most one ``os.sendfile`` call is asked for: a fast reader gets a
+#: file in these pieces, with a checkpoint between them, so one download
+#: never holds the loop for long.
+_SENDFILE_PIECE: Final = 1024 * 1024
+#: Bytes this process has had the kernel send from files (see sendfile_bytes).
+_sendfile_total = 0
+
+
 class WriteTimeout(anyio.BrokenResourceError):
     """A write waited ``write_timeout`` seconds for a peer that read nothing."""
+
+
+def sendfile_bytes() -> int:
+    """How many bytes this process has sent with ``os.sendfile`` so far (for tests and benches)."""
+    return _sendfile_total
+
+
+async def _sendfile(
+    out: int, fd: int, offset: int, count: int, write_timeout: float, lost: Callable[[], bool]
+) -> None:
+    """``count`` bytes of ``fd`` from ``offset`` to the non-blocking socket ``out``.
+
+    Waits for the socket to drain when the kernel takes no more, for
+    ``write_timeout`` at most without progress (WriteTimeout). A file
+    shorter than the range raises EOFError; a dead peer BrokenResourceError.
+    """
+    global _sendfile_total
+    while count:
+        if lost():
+            raise anyio.BrokenResourceError
+        try:
+            sent = os.sendfile(out, fd, offset, min(count, _SENDFILE_PIECE))
+        except (BlockingIOError, InterruptedError):
+            with anyio.move_on_after(write_timeout) as scope:
+                await anyio.wait_writable(out)
+            if scope.cancelled_caught:
+                raise WriteTimeout from None
+            continue
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+        if not sent:
+            raise EOFError(f"ended {count} bytes early")
+        _sendfile_total += sent
+        offset += sent
+        count -= sent
+        if count:
+            await anyio.lowlevel.checkpoint()
 
 
 async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio.abc.ByteStream:
@@ -267,6 +319,14 @@ class _SocketFirstStream(_TimedStream):
         if sent < len(item):
             await super().send(item[sent:] if sent else item)
 
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """``count`` bytes of the file ``fd`` from ``offset``, by the kernel."""
+        await _sendfile(self._sock.fileno(), fd, offset, count, self._write_timeout, _never)
+
+
+def _never() -> bool:
+    return False
+
 
 # -- asyncio and uvloop ----------------------------------------------------------------
 
@@ -407,8 +467,12 @@ class _AsyncioStream(anyio.abc.ByteStream):
         self._transport.write(item)
         if not self._transport.get_write_buffer_size():
             return  # the kernel took it all: no wait, no timer
-        # The peer is slow: wait until the kernel has taken everything, for
-        # write_timeout at most. Only now is a timer armed.
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the kernel has taken everything, for write_timeout at most."""
+        protocol = self._protocol
+        # The peer is slow: only now is a timer armed.
         deadline = self._loop.time() + self._write_timeout
         while self._transport.get_write_buffer_size() and not protocol.lost:
             protocol.writable = self._loop.create_future()
@@ -425,6 +489,33 @@ class _AsyncioStream(anyio.abc.ByteStream):
             raise anyio.ClosedResourceError
         if protocol.lost and self._transport.get_write_buffer_size():
             raise anyio.BrokenResourceError from protocol.error
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """``count`` bytes of the file ``fd`` from ``offset``, by the kernel.
+
+        What the transport still buffers goes first. The socket is written
+        through a duplicate of its descriptor: the loop lets nobody else
+        wait on a transport's own, and a transport closed meanwhile cannot
+        leave us writing to a descriptor number reused by another file.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        protocol = self._protocol
+        if protocol.lost or self._transport.is_closing():
+            raise anyio.BrokenResourceError from protocol.error
+        if self._transport.get_write_buffer_size():
+            await self._drain()
+        out = os.dup(self._transport.get_extra_info("socket").fileno())
+        try:
+            await _sendfile(out, fd, offset, count, self._write_timeout, self._lost)
+        except WriteTimeout:
+            self._transport.abort()
+            raise
+        finally:
+            os.close(out)
+
+    def _lost(self) -> bool:
+        return self._closed or self._protocol.lost
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the running task yields (at the loop's next turn)."""
