@@ -36,13 +36,17 @@ class StreamRecord:
 
     @property
     def status(self) -> int:
-        finals = [head for head in self.heads if not dict(head)[b":status"].startswith(b"1")]
-        return int(dict(finals[0])[b":status"])
+        return int(self.headers[b":status"])
 
     @property
     def headers(self) -> dict[bytes, bytes]:
-        finals = [head for head in self.heads if not dict(head)[b":status"].startswith(b"1")]
-        return dict(finals[0])
+        """The final response head (not informational ones, not trailers)."""
+        finals = [
+            dict(head)
+            for head in self.heads
+            if not dict(head).get(b":status", b"1").startswith(b"1")
+        ]
+        return finals[0]
 
     @property
     def done(self) -> bool:

@@ -39,7 +39,7 @@ from .transport import on_asyncio, open_socket_stream, with_write_timeout
 if TYPE_CHECKING:
     from .quic import QuicEndpoint, QuicSetup
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "quic_setup", "serve"]
 
 
 async def serve(
@@ -109,7 +109,7 @@ class _Server:
                 ", ".join(forbidden),
             )
         # HTTP/3: the extra, the certificate and key as QUIC loads them.
-        self._quic = _quic_setup(config)
+        self._quic = quic_setup(config)
         self._shutdown_requested = anyio.Event()
         self._protected: anyio.CancelScope | None = None
         self._lifespan: Lifespan | None = None
@@ -258,7 +258,7 @@ class _Server:
         return endpoints
 
 
-def _quic_setup(config: Config) -> QuicSetup | None:
+def quic_setup(config: Config) -> QuicSetup | None:
     """HTTP/3's setup when a quic_bind is configured (aioquic is only imported then)."""
     if not config.quic_bind:
         return None
