@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
+from ._runtime.serve import quic_setup
 from ._runtime.tls import create_ssl_context
 from ._supervisor import run
 from .config import Config, choices_of, flags_of, option_specs
@@ -122,6 +123,7 @@ def config_from_args(
         # one a usage error like any other, before the app is imported or a
         # worker spawned (each worker builds its own context again).
         create_ssl_context(config)
+        quic_setup(config)  # HTTP/3: the h3 extra, the key pair as QUIC loads it
         return config, ""
     except ConfigError as exc:
         where = origin.get(exc.key.replace("-", "_"), flag_for_key(exc.key))

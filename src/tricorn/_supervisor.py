@@ -282,7 +282,7 @@ async def _serve_until_signal(
     second Ctrl+C is a KeyboardInterrupt on asyncio but, on trio, only a
     cancellation that the graceful shutdown's shield absorbs.)
     """
-    server = Server(app, config, announce=supervisor is None)
+    server = Server(app, config, announce=supervisor is None, reuse_port=supervisor is not None)
     with anyio.open_signal_receiver(*signals) as received:
         async with anyio.create_task_group() as task_group:
             serving = anyio.CancelScope()

@@ -23,6 +23,7 @@ __all__ = [
     "Interface",
     "LifespanMode",
     "LogLevel",
+    "QuicRetry",
     "VerifyMode",
     "WebSocketMode",
     "WorkerClass",
@@ -40,6 +41,7 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 WebSocketMode = Literal["auto", "none"]
 VerifyMode = Literal["none", "optional", "required"]
 HTTP1Parser = Literal["auto", "h11", "httptools"]
+QuicRetry = Literal["auto", "always", "never"]
 
 #: The access log line when none is configured: client, request line, status,
 #: bytes and milliseconds.
@@ -297,6 +299,36 @@ class Config:
         "GOAWAY(ENHANCE_YOUR_CALM).",
         metavar="N",
     )
+    quic_bind: tuple[str, ...] = _option(
+        (),
+        "Serve HTTP/3 over QUIC on this UDP address (HOST:PORT or [IPv6]:PORT), beside the "
+        "TCP binds; repeatable. Needs --certfile (QUIC is always TLS 1.3) and "
+        "pip install 'tricorn[h3]'. With --workers, each worker binds its own socket "
+        "(SO_REUSEPORT), so the port must not be 0.",
+        metavar="ADDRESS",
+        repeatable=True,
+    )
+    quic_retry: QuicRetry = _option(
+        "auto",
+        "Validate a QUIC client's address with a Retry round trip before serving it "
+        "(RFC 9000 8.1). auto does so once half of --quic-max-connections are in use, "
+        "so that spoofed handshakes cannot fill the rest; always costs every new "
+        "connection one round trip; never trusts every address.",
+    )
+    quic_max_connections: int = _option(
+        4096,
+        "Most QUIC connections per worker; a client past it is refused "
+        "(CONNECTION_REFUSED) and falls back to TCP.",
+        metavar="N",
+    )
+    alt_svc: str = _option(
+        "auto",
+        "The Alt-Svc header on TCP responses, which tells browsers HTTP/3 is served. "
+        'auto advertises each --quic-bind port (h3=":PORT"; ma=86400) and nothing without '
+        "one; off sends none; any other value is sent as it is (a port that a load "
+        "balancer maps, say).",
+        metavar="VALUE",
+    )
     certfile: str | None = _option(
         None,
         "Serve HTTPS: the PEM file with the server certificate, followed by any "
@@ -420,6 +452,7 @@ class Config:
                 # Each worker would bind the address; one endpoint across
                 # workers (prometheus-client's multiprocess mode) is to come.
                 raise ConfigError("metrics_bind", "works with one worker only for now (workers 1)")
+        self._check_quic()
         for key in (
             "graceful_timeout",
             "keep_alive_timeout",
@@ -452,6 +485,7 @@ class Config:
             "h2_max_header_list_size",
             "h2_max_resets",
             "h2_max_control_frames",
+            "quic_max_connections",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
@@ -491,6 +525,29 @@ class Config:
             raise ConfigError(
                 "root_path", f"must start with '/' and not end with one, not {self.root_path!r}"
             )
+
+    def _check_quic(self) -> None:
+        """HTTP/3 needs TLS, UDP host:port binds, and a fixed port across workers."""
+        for address in self.quic_bind:
+            kind, _, port = parse_bind(address, key="quic_bind")
+            if kind != "tcp":
+                raise ConfigError(
+                    "quic_bind",
+                    f"{address!r} is not a UDP address",
+                    allowed=("HOST:PORT", "[IPv6]:PORT"),
+                )
+            if port == 0 and self.workers > 1:
+                raise ConfigError(
+                    "quic_bind",
+                    f"{address!r}: with workers > 1 each worker binds the port itself, "
+                    "so it cannot be 0",
+                )
+        if self.quic_bind and self.certfile is None:
+            raise ConfigError(
+                "quic_bind", "needs certfile (and keyfile): QUIC always runs over TLS 1.3"
+            )
+        if any(char in self.alt_svc for char in "\r\n\0") or not self.alt_svc.isascii():
+            raise ConfigError("alt_svc", f"{self.alt_svc!r} is not a valid header value")
 
     def _check_tls(self) -> None:
         """Cross-field TLS rules; the files themselves are read when serving starts."""
@@ -563,6 +620,7 @@ _NAMES: Final = {
     "WebSocketMode": WebSocketMode,
     "VerifyMode": VerifyMode,
     "HTTP1Parser": HTTP1Parser,
+    "QuicRetry": QuicRetry,
 }
 
 

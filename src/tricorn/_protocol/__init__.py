@@ -1,4 +1,12 @@
-"""Sans-IO protocol state machines: bytes in -> events out, commands in -> bytes out."""
+"""Sans-IO protocol state machines: bytes in -> events out, commands in -> bytes out.
+
+HTTP/3 (:mod:`.http3`, :mod:`.quic_endpoint`) needs aioquic, an optional
+extra: its names are imported on first use (see ``__getattr__``), and
+:func:`require_http3` says clearly when the extra is missing.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .events import (
     AcceptWebSocket,
@@ -33,7 +41,45 @@ from .http2 import PREFACE, HTTP2Protocol
 from .interface import Phase, ServerProtocol
 from .proxy import ProxyHeader, ProxyHeaderReader
 
+if TYPE_CHECKING:
+    from .http3 import HTTP3Protocol, server_configuration
+    from .quic_endpoint import Opened, QuicRouter
+
+#: The HTTP/3 names, and the module each comes from.
+_HTTP3: dict[str, str] = {
+    "HTTP3Protocol": ".http3",
+    "server_configuration": ".http3",
+    "Opened": ".quic_endpoint",
+    "QuicRouter": ".quic_endpoint",
+}
+
+
+def require_http3() -> None:
+    """Raise ConfigError (naming quic_bind) unless aioquic, the h3 extra, is usable."""
+    from ..errors import ConfigError
+
+    try:
+        importlib.import_module(".quic_endpoint", __name__)
+    except ImportError as exc:
+        raise ConfigError(
+            "quic_bind",
+            f"HTTP/3 needs aioquic: pip install 'tricorn[h3]' ({exc})",
+        ) from None
+
+
+def __getattr__(name: str) -> Any:
+    module = _HTTP3.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
 __all__ = [
+    "HTTP3Protocol",
+    "Opened",
+    "QuicRouter",
+    "require_http3",
+    "server_configuration",
     "ProxyHeader",
     "ProxyHeaderReader",
     "resolve_http1_parser",

@@ -68,6 +68,7 @@ from .interface import Phase
 from .quic_seams import (
     CreditedQuicConnection,
     ServerH3Connection,
+    cipher_suite,
     close_event,
     has_peer,
     is_request_stream,
@@ -241,6 +242,15 @@ class HTTP3Protocol:
     def stream_open(self, stream_id: int) -> bool:
         stream = self._streams.get(stream_id)
         return stream is not None and not stream.ended and not self._closed
+
+    @property
+    def cipher_suite(self) -> int | None:
+        """The TLS 1.3 cipher suite of the handshake, for the ASGI TLS extension."""
+        return cipher_suite(self._quic)
+
+    def close(self) -> None:
+        """End the connection now (CONNECTION_CLOSE, H3_NO_ERROR): a forced shutdown."""
+        self._close(_E.H3_NO_ERROR, "server stopping")
 
     def stop_keep_alive(self) -> None:
         """Other streams go on; an unfinished response is reset when its exchange ends."""

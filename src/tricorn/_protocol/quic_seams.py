@@ -29,6 +29,7 @@ __all__ = [
     "CreditedQuicConnection",
     "ServerH3Connection",
     "check",
+    "cipher_suite",
     "close_event",
     "has_peer",
     "is_request_stream",
@@ -274,6 +275,14 @@ def close_event(quic: QuicConnection) -> ConnectionTerminated | None:
 def terminated(quic: QuicConnection) -> bool:
     """The closing (or draining) period is over: nothing more passes, the state can go."""
     return quic._state is QuicConnectionState.TERMINATED
+
+
+def cipher_suite(quic: QuicConnection) -> int | None:
+    """The TLS 1.3 cipher suite the handshake chose (None before it did)."""
+    tls = getattr(quic, "tls", None)
+    schedule = getattr(tls, "key_schedule", None)
+    suite = getattr(schedule, "cipher_suite", None)
+    return None if suite is None else int(suite)
 
 
 def unsent(quic: QuicConnection, stream_id: int) -> int:

@@ -57,7 +57,7 @@ from .._protocol import (
     rules,
 )
 from ..errors import AppProtocolError, ClientDisconnected
-from .context import ConnectionContext
+from .context import ConnectionContext, Peer
 from .exchange import HTTPExchange
 from .logging import error_logger
 from .transport import WriteTimeout
@@ -193,14 +193,24 @@ class Connection:
     """
 
     def __init__(
-        self, stream: anyio.abc.ByteStream, context: ConnectionContext, *, http2: bool = False
+        self,
+        stream: anyio.abc.ByteStream,
+        context: ConnectionContext,
+        *,
+        http2: bool = False,
+        peer: Peer | None = None,
+        protocol: ServerProtocol | None = None,
     ) -> None:
+        """``peer`` and ``protocol`` are for a variant that brings its own
+        (HTTP/3, see quic.py); otherwise both come from the stream."""
         self._stream = stream
         self._context = context
         self._config = context.config
-        self._peer = context.peer(stream)
+        self._peer = context.peer(stream) if peer is None else peer
         self._metrics = context.metrics  # None when off: each hook is one check
-        self._protocol: ServerProtocol = self._http2() if http2 else self._http1()
+        if protocol is None:
+            protocol = self._http2() if http2 else self._http1()
+        self._protocol: ServerProtocol = protocol
         if isinstance(self._protocol, HTTP2Protocol):
             self._protocol.initiate()
         self._write_lock = anyio.Lock(fast_acquire=True)
@@ -272,7 +282,7 @@ class Connection:
             try:
                 # Also when the protocol refused a command: what it queued
                 # (the 500 that replaces an invalid response) must go out.
-                await self._write(self._take_output())
+                await self._write_output()
             finally:
                 self._write_lock.release()
         if events := self._protocol.pending_events():
@@ -480,11 +490,15 @@ class Connection:
             self._stop_reading()
             raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
 
+    async def _write_output(self) -> None:
+        """Write what the protocol has to send (the write lock is held)."""
+        await self._write(self._take_output())
+
     async def _flush(self) -> None:
         """Write what the protocol produced on its own."""
         async with self._write_lock:
             with contextlib.suppress(ClientDisconnected):
-                await self._write(self._take_output())
+                await self._write_output()
 
     def _refresh(self) -> None:
         """Act on a protocol state change made outside the read loop."""
@@ -856,11 +870,16 @@ class Connection:
         scope = self._scopes.get(stream_id)
         if scope is not None:
             scope.deadline = min(scope.deadline, deadline)
-        elif self._task_group is not None and not isinstance(self._protocol, HTTP2Protocol):
+        elif self._task_group is not None and not self._multiplexed:
             # HTTP/1.1: one exchange at a time, so the connection's own
             # task group is this exchange's scope.
             tg_scope = self._task_group.cancel_scope
             tg_scope.deadline = min(tg_scope.deadline, deadline)
+
+    @property
+    def _multiplexed(self) -> bool:
+        """Streams side by side (HTTP/2, HTTP/3), each exchange in a scope of its own."""
+        return not isinstance(self._protocol, HTTP1Protocol)
 
     def _begin(self, stream_id: int, exchange: Exchange) -> None:
         self._started += 1
@@ -872,7 +891,7 @@ class Connection:
         metrics = self._metrics
         started = 0.0 if metrics is None else metrics.exchange_started(self._protocol, exchange)
         try:
-            if isinstance(self._protocol, HTTP2Protocol):
+            if self._multiplexed:
                 # Streams outlive one another: each gets its own scope, so an
                 # orphan can be cancelled alone (HTTP/1.1 uses the task group's).
                 with anyio.CancelScope() as scope:

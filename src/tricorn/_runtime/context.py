@@ -19,25 +19,32 @@ from anyio import TypedAttributeSet, typed_attribute
 
 from .._asgi.proxy import ProxyTrust
 from .._asgi.scope import ConnectionInfo
-from .._asgi.types import ASGI3App
+from .._asgi.types import ASGI3App, TLSExtension
 from .._protocol import Headers, ProxyHeader, RequestReceived
 from ..config import Config
 from .metrics import open_metrics
 from .tls import tls_extension
 
-__all__ = ["ConnectionContext", "Member", "Peer", "connection_info", "default_headers"]
+__all__ = [
+    "ConnectionContext",
+    "Member",
+    "Peer",
+    "alt_svc",
+    "connection_info",
+    "default_headers",
+]
 
 
 def default_headers(
-    config: Config, clock: Callable[[], float] = time.time
+    config: Config, clock: Callable[[], float] = time.time, *, extra: Headers = ()
 ) -> Callable[[], Headers]:
-    """The ``date`` / ``server`` headers added to responses that lack them.
+    """The ``date`` / ``server`` headers (and ``extra``) added to responses that lack them.
 
     The Date value is formatted once per second, not once per response.
     """
     server: Headers = (
         ((b"server", config.server_name.encode("latin-1")),) if config.server_header else ()
-    )
+    ) + extra
     if not config.date_header:
         return lambda: server
     cache: list[object] = [None, server]
@@ -53,6 +60,19 @@ def default_headers(
         return result
 
     return headers
+
+
+def alt_svc(config: Config, quic_ports: list[int]) -> Headers:
+    """The Alt-Svc field advertising HTTP/3 (RFC 7838, RFC 9114 3.1.1) on TCP responses."""
+    value = config.alt_svc
+    if value in ("", "off"):
+        return ()
+    if value == "auto":
+        if not quic_ports:
+            return ()
+        ports = dict.fromkeys(quic_ports)  # each once, in bind order
+        value = ", ".join(f'h3=":{port}"; ma=86400' for port in ports)
+    return ((b"alt-svc", value.encode("ascii")),)
 
 
 def _address(value: object) -> tuple[str, int] | None:
@@ -174,11 +194,20 @@ class Peer:
 class ConnectionContext:
     """What every connection of one server shares: app, config, state, shutdown."""
 
-    def __init__(self, app: ASGI3App, config: Config, state: dict[str, object] | None) -> None:
+    def __init__(
+        self,
+        app: ASGI3App,
+        config: Config,
+        state: dict[str, object] | None,
+        *,
+        quic_ports: list[int] | None = None,
+    ) -> None:
         self.app = app
         self.config = config
         self.state = state
-        self.default_headers = default_headers(config)
+        #: TCP responses advertise HTTP/3 when it is served; HTTP/3 ones need not.
+        self.default_headers = default_headers(config, extra=alt_svc(config, quic_ports or []))
+        self.quic_default_headers = default_headers(config)
         self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
         #: None unless metrics_bind is set (see metrics.py).
         self.metrics = open_metrics(config)
@@ -198,6 +227,14 @@ class ConnectionContext:
     def peer(self, stream: anyio.abc.ByteStream) -> Peer:
         """What is known of a new connection's peer, proxy trust included."""
         info = connection_info(stream)
+        proxy = self.proxy
+        return Peer(info, proxy if proxy is not None and proxy.trusts_peer(info) else None)
+
+    def datagram_peer(self, client: object, server: object, tls: TLSExtension) -> Peer:
+        """What is known of a QUIC connection's peer (HTTP/3 is always https)."""
+        info = ConnectionInfo(
+            client=_address(client), server=_address(server), scheme="https", tls=tls
+        )
         proxy = self.proxy
         return Peer(info, proxy if proxy is not None and proxy.trusts_peer(info) else None)
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .._asgi.types import ASGI3App
-from .._protocol import resolve_http1_parser
+from .._protocol import require_http3, resolve_http1_parser
 from ..config import Config
 from ..errors import LifespanFailure
 from .connection import Connection
@@ -24,11 +24,21 @@ from .lifespan import Lifespan
 from .logging import error_logger
 from .metrics import check_metrics, serve_metrics
 from .proxy_protocol import accept_proxy_header
-from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
+from .sockets import (
+    bind_sockets,
+    bind_udp_sockets,
+    format_address,
+    format_url,
+    remove_unix_sockets,
+    unix_paths,
+)
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 from .transport import open_socket_stream, with_write_timeout
 
-__all__ = ["Server", "serve"]
+if TYPE_CHECKING:
+    from .quic import QuicEndpoint, QuicSetup
+
+__all__ = ["Server", "quic_setup", "serve"]
 
 
 async def serve(
@@ -58,9 +68,13 @@ class Server:
     shutdown is skipped.
     """
 
-    def __init__(self, app: ASGI3App, config: Config, *, announce: bool = True) -> None:
-        """``announce``: log "serving on URL" at info level (else at debug)."""
-        self._server = _Server(app, config, announce=announce)
+    def __init__(
+        self, app: ASGI3App, config: Config, *, announce: bool = True, reuse_port: bool = False
+    ) -> None:
+        """``announce``: log "serving on URL" at info level (else at debug).
+        ``reuse_port``: one of several workers, each binding the QUIC ports
+        itself (SO_REUSEPORT)."""
+        self._server = _Server(app, config, announce=announce, reuse_port=reuse_port)
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED
@@ -79,8 +93,9 @@ class Server:
 
 
 class _Server:
-    def __init__(self, app: ASGI3App, config: Config, *, announce: bool) -> None:
+    def __init__(self, app: ASGI3App, config: Config, *, announce: bool, reuse_port: bool) -> None:
         self._announce = announce
+        self._reuse_port = reuse_port
         self._app = app
         self._config = config
         # Before anything is bound or started: a bad certificate is a
@@ -92,6 +107,8 @@ class _Server:
                 "(RFC 9113 9.2.2): %s",
                 ", ".join(forbidden),
             )
+        # HTTP/3: the extra, the certificate and key as QUIC loads them.
+        self._quic = quic_setup(config)
         self._shutdown_requested = anyio.Event()
         self._protected: anyio.CancelScope | None = None
         self._lifespan: Lifespan | None = None
@@ -133,6 +150,13 @@ class _Server:
         sockets = bind_sockets(self._config)
         paths = unix_paths(self._config)
         try:
+            sockets += bind_udp_sockets(self._config, reuse_port=self._reuse_port)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            remove_unix_sockets(paths)
+            raise
+        try:
             lifespan = self._lifespan = Lifespan(self._app, self._config)
             failure: str | None = None
             async with anyio.create_task_group() as lifespan_group:
@@ -149,7 +173,11 @@ class _Server:
                     # deadline set on `grace` in _serve bounds how long.
                     lifespan_group.cancel_scope.shield = True
                     try:
-                        addresses = [format_address(sock) for sock in sockets]
+                        addresses = [
+                            ("quic:" if sock.type == socket.SOCK_DGRAM else "")
+                            + format_address(sock)
+                            for sock in sockets
+                        ]
                         await self._serve(sockets, addresses, lifespan.state, task_status)
                     finally:
                         await lifespan.shutdown()
@@ -168,9 +196,17 @@ class _Server:
         state: dict[str, Any],
         task_status: anyio.abc.TaskStatus[list[str]],
     ) -> None:
-        context = self._context = ConnectionContext(self._app, self._config, state)
+        datagram = [sock for sock in listeners if sock.type == socket.SOCK_DGRAM]
+        listeners = [sock for sock in listeners if sock.type != socket.SOCK_DGRAM]
+        context = self._context = ConnectionContext(
+            self._app,
+            self._config,
+            state,
+            quic_ports=[sock.getsockname()[1] for sock in datagram],
+        )
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
+                endpoints = await self._open_quic(datagram, context, connections)
                 async with anyio.create_task_group() as accepting:
                     if context.metrics is not None:  # stops when accepting does
                         await accepting.start(serve_metrics, context.metrics, self._config)
@@ -184,6 +220,8 @@ class _Server:
                     tls = self._ssl_context is not None
                     for listener in listeners:
                         announce("serving on %s", format_url(listener, tls=tls))
+                    for endpoint in endpoints:
+                        announce("serving on %s", endpoint.describe())
                     await self._shutdown_requested.wait()
                     accepting.cancel_scope.cancel()
                 # Stop accepting before winding down: close the listeners now
@@ -192,12 +230,40 @@ class _Server:
                     listener.close()
                 error_logger.info("shutting down: %d open connection(s)", len(context.connections))
                 context.begin_shutdown()
+                for endpoint in endpoints:
+                    endpoint.shutdown()  # refuse new QUIC clients, route the rest
                 grace.deadline = anyio.current_time() + self._config.graceful_timeout
         if grace.cancelled_caught:
             error_logger.warning(
                 "graceful timeout (%gs) passed; closed the remaining connections",
                 self._config.graceful_timeout,
             )
+
+    async def _open_quic(
+        self,
+        sockets: list[socket.socket],
+        context: ConnectionContext,
+        connections: anyio.abc.TaskGroup,
+    ) -> list[QuicEndpoint]:
+        """Start an HTTP/3 endpoint on each bound UDP socket, in the connections' group."""
+        if not sockets or self._quic is None:
+            return []
+        from .quic import open_endpoints
+
+        endpoints = await open_endpoints(sockets, context, self._quic, connections)
+        for endpoint in endpoints:
+            connections.start_soon(endpoint.run)
+        return endpoints
+
+
+def quic_setup(config: Config) -> QuicSetup | None:
+    """HTTP/3's setup when a quic_bind is configured (aioquic is only imported then)."""
+    if not config.quic_bind:
+        return None
+    require_http3()
+    from .quic import QuicSetup
+
+    return QuicSetup(config)
 
 
 class _Handshake:

@@ -17,7 +17,14 @@ import stat
 from ..config import Config, parse_bind, uds_mode_bits
 from ..errors import BindError, ConfigError
 
-__all__ = ["bind_sockets", "format_address", "format_url", "remove_unix_sockets", "unix_paths"]
+__all__ = [
+    "bind_udp_sockets",
+    "bind_sockets",
+    "format_address",
+    "format_url",
+    "remove_unix_sockets",
+    "unix_paths",
+]
 
 
 def bind_sockets(config: Config) -> list[socket.socket]:
@@ -37,6 +44,59 @@ def bind_sockets(config: Config) -> list[socket.socket]:
         for sock in sockets:
             sock.close()
         remove_unix_sockets([path for path in unix_paths(config) if path in created])
+        raise
+    return sockets
+
+
+def bind_udp_sockets(config: Config, *, reuse_port: bool = False) -> list[socket.socket]:
+    """Bind a UDP socket for every ``quic_bind`` address; BindError names the one that failed.
+
+    ``reuse_port``: each of several workers binds the same port with
+    SO_REUSEPORT, and the kernel keeps a client's datagrams (hashed by
+    address) on one worker's socket. Never set for a lone server, so that
+    a second server on the port fails to bind rather than take half of it.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for address in config.quic_bind:
+            _, host, port = parse_bind(address, key="quic_bind")
+            assert isinstance(host, str)
+            assert port is not None
+            try:
+                sockets.extend(_bind_udp(host, port, reuse_port=reuse_port))
+            except OSError as exc:
+                raise BindError(f"could not bind {address} (UDP): {exc.strerror or exc}") from exc
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bind_udp(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
+            sock.bind(sockaddr)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
         raise
     return sockets
 
