@@ -735,6 +735,7 @@ class Connection:
         config, context = self._config, self._context
         transport = _StreamTransport(self, request.stream_id)
         app = context.app
+        context.count_request()
         if config.limit_concurrency is not None:
             if context.running_apps >= config.limit_concurrency:
                 app = _at_capacity  # answers 503 itself, and does not count

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -59,9 +60,28 @@ class Server:
     shutdown is skipped.
     """
 
-    def __init__(self, app: ASGI3App, config: Config, *, announce: bool = True) -> None:
-        """``announce``: log "serving on URL" at info level (else at debug)."""
-        self._server = _Server(app, config, announce=announce)
+    def __init__(
+        self,
+        app: ASGI3App,
+        config: Config,
+        *,
+        announce: bool = True,
+        metrics_endpoint: bool = True,
+        on_max_requests: Callable[[], None] | None = None,
+    ) -> None:
+        """``announce``: log "serving on URL" at info level (else at debug).
+
+        Under a supervisor: ``metrics_endpoint`` False counts the metrics
+        but leaves serving them to the supervisor, and ``on_max_requests``
+        is called once ``config.max_requests`` requests have started.
+        """
+        self._server = _Server(
+            app,
+            config,
+            announce=announce,
+            metrics_endpoint=metrics_endpoint,
+            on_max_requests=on_max_requests,
+        )
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED
@@ -80,8 +100,18 @@ class Server:
 
 
 class _Server:
-    def __init__(self, app: ASGI3App, config: Config, *, announce: bool) -> None:
+    def __init__(
+        self,
+        app: ASGI3App,
+        config: Config,
+        *,
+        announce: bool,
+        metrics_endpoint: bool,
+        on_max_requests: Callable[[], None] | None,
+    ) -> None:
         self._announce = announce
+        self._metrics_endpoint = metrics_endpoint
+        self._on_max_requests = on_max_requests
         self._app = app
         self._config = config
         # Before anything is bound or started: a bad certificate is a
@@ -170,12 +200,15 @@ class _Server:
         task_status: anyio.abc.TaskStatus[list[str]],
     ) -> None:
         app = self._app if on_asyncio() else guard_requests(self._app)
-        context = self._context = ConnectionContext(app, self._config, state)
+        context = self._context = ConnectionContext(
+            app, self._config, state, on_max_requests=self._on_max_requests
+        )
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
                 async with anyio.create_task_group() as accepting:
-                    if context.metrics is not None:  # stops when accepting does
-                        await accepting.start(serve_metrics, context.metrics, self._config)
+                    if context.metrics is not None and self._metrics_endpoint:
+                        # Stops when accepting does.
+                        await accepting.start(serve_metrics, context.metrics.registry, self._config)
                     for listener in listeners:
                         accepting.start_soon(
                             _accept, listener, connections, context, self._ssl_context
