@@ -706,7 +706,7 @@ class _Supervisor:
                 worker = self._spawn()
                 self._workers.append(worker)
                 error_logger.info(
-                    "received SIGTTIN: started worker %s, %d workers now", worker.pid, self._count
+                    "received SIGTTIN: started worker %s; workers now: %d", worker.pid, self._count
                 )
             elif self._count == 1:
                 error_logger.info("received SIGTTOU: the last worker stays")
@@ -721,7 +721,7 @@ class _Supervisor:
                     self._rolling_now = None
                 oldest.successor = None
                 error_logger.info(
-                    "received SIGTTOU: worker %s shuts down gracefully, %d workers now",
+                    "received SIGTTOU: worker %s shuts down gracefully; workers now: %d",
                     oldest.pid,
                     self._count,
                 )
@@ -752,16 +752,21 @@ class _Supervisor:
         return True
 
     def _stop_workers(self) -> None:
-        """Graceful shutdown for every worker; a second signal meanwhile stops them at once."""
+        """Graceful shutdown for every worker; a second signal meanwhile stops them at once.
+
+        Each has graceful_timeout (and a little) to exit; one still starting
+        has no more than what is left of its timeout_worker_startup.
+        """
         every = self._processes()
+        now = time.monotonic()
         for worker in every:
             if worker.stop_by is None:
                 worker.tell(SHUTDOWN)
-        deadline = time.monotonic() + self._config.graceful_timeout + _STOP_GRACE
+                worker.stop_by = now + self._config.graceful_timeout + _STOP_GRACE
+            if not worker.ready and self._startup:
+                worker.stop_by = min(worker.stop_by, worker.started + self._startup)
         forced = False
-        while (alive := [w for w in every if w.process.is_alive()]) and (
-            remaining := deadline - time.monotonic()
-        ) > 0:
+        while alive := [w for w in every if w.process.is_alive() and w.killed_for is None]:
             if not forced and self._signals >= 2:
                 forced = True
                 error_logger.info(
@@ -769,12 +774,16 @@ class _Supervisor:
                 )
                 for worker in alive:
                     worker.tell(STOP_NOW)
-            self._wait([self._wake_read, *(w.process.sentinel for w in alive)], remaining)
+            now = time.monotonic()
+            for worker in alive:
+                assert worker.stop_by is not None
+                if worker.stop_by <= now:
+                    error_logger.warning("worker %s did not stop in time; killing it", worker.pid)
+                    worker.kill("stop")
+            remaining = min(w.stop_by for w in alive if w.stop_by is not None) - now
+            self._wait([self._wake_read, *(w.process.sentinel for w in alive)], max(0, remaining))
             self._drain_wakeups()
         for worker in every:
-            if worker.process.is_alive():
-                error_logger.warning("worker %s did not stop in time; killing it", worker.pid)
-                worker.process.kill()
             self._bury(worker)
         self._workers = []
         self._stopping = []
