@@ -223,6 +223,8 @@ class _Worker:
     stop_by: float | None = None
     #: Why the supervisor killed it, if it did.
     killed_for: str | None = None
+    #: It served max_requests and asked to be replaced.
+    retire: bool = False
 
     @property
     def pid(self) -> int:
@@ -466,6 +468,10 @@ class _Supervisor:
             for worker in self._processes():
                 self._read_pipe(worker)
             self._promote()
+            for worker in self._workers:
+                # A successor may have served its max_requests before it took over.
+                if worker.retire and worker.successor is None and worker.process.is_alive():
+                    self._start_successor(worker, "max_requests")
             self._check_timers()
             status = self._reap()
             if status is not None:
@@ -487,9 +493,8 @@ class _Supervisor:
             if message == READY and not worker.ready:
                 worker.ready = True
                 self._on_ready(worker)
-            elif message == RETIRE and worker in self._workers and worker.stop_by is None:
-                if worker.successor is None:
-                    self._start_successor(worker, "max_requests")
+            elif message == RETIRE:
+                worker.retire = True
             elif message not in (READY, ALIVE, RETIRE):
                 error_logger.warning("worker %s said %r, which means nothing", worker.pid, message)
 

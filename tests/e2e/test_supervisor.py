@@ -346,7 +346,7 @@ def _running(pid: int) -> bool:
     """Whether ``pid`` runs; an exited orphan may stay a zombie until its new parent reaps it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, perhaps while being read
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
 
