@@ -250,13 +250,13 @@ def test_a_worker_whose_event_loop_is_blocked_is_killed_and_replaced(
 ) -> None:
     server = start(
         *("--workers", "2", "--worker-class", worker_class),
-        *("--timeout-worker-healthcheck", "2", "--metrics-bind", "127.0.0.1:0"),
+        *("--timeout-worker-healthcheck", "3", "--metrics-bind", "127.0.0.1:0"),
     )
     _pids(server)
     blocked = threading.Thread(target=_get_and_lose, args=(server.url("/block"),), daemon=True)
     blocked.start()
     pid = server.wait_for_line(r"worker (\d+) blocks its event loop").group(1)
-    server.wait_for_line(rf"worker {pid} sent no heartbeat for 2s \(timeout_worker_healthcheck\)")
+    server.wait_for_line(rf"worker {pid} sent no heartbeat for 3s \(timeout_worker_healthcheck\)")
     replaced = server.wait_for_line(rf"worker {pid} was killed by SIGKILL; started worker (\d+)")
     server.wait_for_line(rf"worker {replaced.group(1)} is ready, replacing worker {pid}")
     blocked.join(15)
@@ -292,13 +292,14 @@ def test_a_worker_not_ready_within_timeout_worker_startup_fails_the_start(
 def test_a_replacement_not_ready_within_timeout_worker_startup_is_started_again(
     start: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    server = start("--workers", "2", "--timeout-worker-startup", "1.5")
+    # Long enough for the first workers to start on a busy machine.
+    server = start("--workers", "2", "--timeout-worker-startup", "5")
     victim = min(_pids(server))
     (tmp_path / "hang").write_text("1")  # the next worker to start hangs
     os.kill(victim, signal.SIGKILL)
     hung = server.wait_for_line(rf"worker {victim} was killed by SIGKILL; started worker (\d+)")
     hung_pid = hung.group(1)
-    server.wait_for_line(rf"worker {hung_pid} was not ready within 1.5s")
+    server.wait_for_line(rf"worker {hung_pid} was not ready within 5s")
     again = server.wait_for_line(
         rf"worker {hung_pid} was killed by SIGKILL before it was ready; started worker (\d+)"
     )
