@@ -2,13 +2,22 @@
 
 The supervisor binds every listening socket once and hands them to its
 workers (spawned, not forked, so no event loop state is shared), which serve
-them as ``fd://N``. Each worker has a pipe to the supervisor: the worker
-says "ready" on it once lifespan startup completed and its listeners serve;
-the supervisor asks for a graceful shutdown (or, on a second Ctrl+C, an
-immediate stop) on it; and a worker whose supervisor is gone sees the pipe
-close and shuts down. A worker that dies after it was ready is replaced; one
-that dies before is a failed startup, and the server stops. With ``reload``
-the worker is restarted when a source file changes.
+them as ``fd://N``; each worker has a pipe to it (see ``_worker.py``). A
+worker that dies after it was ready is replaced; one that dies before, while
+the server starts, is a failed startup, and the server stops. Later
+replacements that fail are retried within the crash-loop limit.
+
+Planned replacements never leave a slot unserved: the new worker starts,
+and only once it is ready is the old one asked to shut down gracefully.
+That is how a worker that served ``max_requests`` retires, and how SIGHUP
+restarts every worker, one at a time, on freshly imported code. SIGTTIN adds
+a worker, SIGTTOU retires one. A worker silent on its pipe for
+``timeout_worker_healthcheck`` (its event loop is blocked), or not ready
+within ``timeout_worker_startup``, is killed. With ``reload`` the worker is
+restarted when a source file changes.
+
+With ``metrics_bind``, the workers keep their metrics in prometheus-client's
+multiprocess mode and the supervisor serves their sum, with its own.
 """
 
 from __future__ import annotations
@@ -19,23 +28,27 @@ import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
-import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
-import anyio
+import anyio.from_thread
 
-from . import __version__
-from ._asgi.app import load_app
-from ._asgi.types import ASGI3App
 from ._runtime.logging import configure_logging, error_logger
-from ._runtime.serve import Server
+from ._runtime.metrics import (
+    SupervisorMetrics,
+    check_metrics,
+    forget_process,
+    multiprocess_registry,
+    serve_metrics,
+)
 from ._runtime.sockets import (
     bind_sockets,
     format_address,
@@ -44,35 +57,38 @@ from ._runtime.sockets import (
     unix_paths,
 )
 from ._systemd import Notifier, listen_fds
+from ._worker import (
+    ALIVE,
+    EXIT_FAILURE,
+    EXIT_STARTUP,
+    EXIT_USAGE,
+    READY,
+    RETIRE,
+    SHUTDOWN,
+    STOP_NOW,
+    fail,
+    leaf,
+    run_worker,
+    summary,
+)
 from .config import Config
-from .errors import AppLoadError, BindError, LifespanFailure
+from .errors import BindError, ConfigError
 
 __all__ = ["EXIT_FAILURE", "EXIT_STARTUP", "EXIT_USAGE", "run", "run_worker"]
 
-#: Exit statuses: 1 the app could not be loaded or served, 2 bad usage or
-#: configuration (argparse's own convention), 3 lifespan startup failed.
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_STARTUP: Final = 3
-
 #: A crash loop is not restarted forever: more than max(_RESTART_LIMIT,
-#: workers) replacements within _RESTART_WINDOW seconds stop the server.
+#: workers) unplanned replacements within _RESTART_WINDOW seconds stop the server.
 _RESTART_LIMIT: Final = 5
 _RESTART_WINDOW: Final = 60.0
 #: How often --reload looks at the source files' modification times.
 _POLL: Final = 0.5
 _SKIP_DIRS: Final = {".git", ".hg", ".venv", "venv", ".nox", ".tox", "node_modules", "__pycache__"}
-
-#: Worker -> supervisor.
-_READY: Final = b"ready"
-#: Supervisor -> worker.
-_SHUTDOWN: Final = b"shutdown"
-_STOP_NOW: Final = b"stop now"
-
-
-def fail(status: int, message: str) -> NoReturn:
-    print(f"tricorn: error: {message}", file=sys.stderr)
-    raise SystemExit(status)
+#: Seconds past graceful_timeout a worker that was asked to shut down has
+#: before it is killed.
+_STOP_GRACE: Final = 5.0
+#: The signals that steer the supervisor, besides SIGINT and SIGTERM.
+_CONTROLS: Final = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def run(app_path: str, config: Config) -> None:
@@ -83,7 +99,7 @@ def run(app_path: str, config: Config) -> None:
     config = _socket_activated(config)
     try:
         with _pid_file(config.pid_file):
-            if config.workers > 1 or config.reload:
+            if config.workers > 1 or config.reload or config.max_requests:
                 _Supervisor(app_path, config, notifier).run()
             else:
                 run_worker(app_path, config, notifier=notifier)
@@ -163,199 +179,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _summary(config: Config, pids: list[int], *, supervisor: int | None = None) -> str:
-    """The line that says the server is up, and how to stop it."""
-    if supervisor is None:
-        processes = f"pid {pids[0]}"
-    else:
-        plural = "es" if len(pids) > 1 else ""
-        listed = ", ".join(str(pid) for pid in pids)
-        processes = (
-            f"{len(pids)} worker process{plural} (pid {listed}) under supervisor {supervisor}"
-        )
-    reload = f", reloading on .py changes under {Path.cwd()}" if config.reload else ""
-    return (
-        f"tricorn {__version__} ready: {processes}, worker class {config.worker_class}{reload}."
-        " Press Ctrl+C to quit"
-    )
-
-
-# -- one worker ------------------------------------------------------------
-
-
-def run_worker(
-    app_path: str,
-    config: Config,
-    sockets: list[socket.socket] | None = None,
-    *,
-    multiprocess: bool = False,
-    supervisor: Connection | None = None,
-    notifier: Notifier | None = None,
-) -> None:
-    """Load the app and serve until SIGINT/SIGTERM; exits with a status on failure.
-
-    Under a supervisor, ``sockets`` are the listeners it bound,
-    ``multiprocess`` says whether other workers serve the same app, and
-    ``supervisor`` is this worker's pipe to it. ``notifier`` tells systemd
-    (when this process is the service's main process).
-    """
-    configure_logging(config)
-    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
-    if sockets is not None:
-        # Under a supervisor, Ctrl+C reaches every process in the group; the
-        # supervisor answers it on each worker's pipe (a second Ctrl+C with
-        # "stop now"). A worker that also acted on SIGINT would count every
-        # Ctrl+C twice.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signals = (signal.SIGTERM,)
-        config = dataclasses.replace(
-            config, bind=tuple(f"fd://{sock.detach()}" for sock in sockets)
-        )
-    try:
-        app = load_app(
-            app_path,
-            interface=config.interface,
-            factory=config.factory,
-            wsgi_max_workers=config.wsgi_max_workers,
-            multiprocess=multiprocess,
-        )
-    except AppLoadError as exc:
-        fail(EXIT_FAILURE, str(exc))
-    backend, options = _backend(config.worker_class)
-    try:
-        anyio.run(
-            _serve_until_signal,
-            app,
-            config,
-            signals,
-            supervisor,
-            notifier or Notifier({}),
-            backend=backend,
-            backend_options=options,
-        )
-    except KeyboardInterrupt:
-        pass  # Ctrl+C before the signal handlers were installed: nothing to wind down.
-    except BaseException as exc:
-        error = _leaf(exc)
-        if isinstance(error, LifespanFailure):
-            fail(EXIT_STARTUP, f"lifespan startup failed: {error}")
-        if isinstance(error, BindError):
-            fail(EXIT_FAILURE, str(error))
-        if isinstance(error, KeyboardInterrupt):
-            return
-        raise
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The first non-group exception inside (nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
-def _backend(worker_class: str) -> tuple[str, dict[str, Any]]:
-    if worker_class == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            fail(EXIT_USAGE, "--worker-class uvloop needs uvloop: pip install 'tricorn[uvloop]'")
-        return "asyncio", {"use_uvloop": True}
-    if worker_class == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            fail(EXIT_USAGE, "--worker-class trio needs trio: pip install 'tricorn[trio]'")
-    return worker_class, {}
-
-
-async def _serve_until_signal(
-    app: ASGI3App,
-    config: Config,
-    signals: tuple[signal.Signals, ...],
-    supervisor: Connection | None,
-    notifier: Notifier,
-) -> None:
-    """Serve until one of ``signals`` arrives, then shut down gracefully.
-
-    The signals are listened to until the server has stopped: a second one
-    during the graceful shutdown stops at once. (Left to the backends, a
-    second Ctrl+C is a KeyboardInterrupt on asyncio but, on trio, only a
-    cancellation that the graceful shutdown's shield absorbs.)
-    """
-    server = Server(app, config, announce=supervisor is None, reuse_port=supervisor is not None)
-    with anyio.open_signal_receiver(*signals) as received:
-        async with anyio.create_task_group() as task_group:
-            serving = anyio.CancelScope()
-
-            def shut_down(reason: str, hint: str = "") -> None:
-                if not serving.cancel_called:
-                    notifier.stopping(reason)
-                    error_logger.info(
-                        "%s, shutting down (graceful timeout %gs)%s",
-                        reason,
-                        config.graceful_timeout,
-                        hint,
-                    )
-                    serving.cancel()
-
-            def stop_now(reason: str) -> None:
-                error_logger.info("%s", reason)
-                server.stop_now()
-
-            async def run() -> None:
-                try:
-                    with serving:
-                        async with anyio.create_task_group() as inner:
-                            addresses = await inner.start(server.serve)
-                            if supervisor is None:
-                                error_logger.info(_summary(config, [os.getpid()]))
-                                notifier.ready(f"serving on {', '.join(addresses)}")
-                            else:
-                                supervisor.send_bytes(_READY)
-                finally:
-                    task_group.cancel_scope.cancel()  # stop listening for signals
-
-            task_group.start_soon(run)
-            if notifier.watchdog_due_in() is not None:
-                task_group.start_soon(_ping_watchdog, notifier)
-            if supervisor is not None:
-                task_group.start_soon(_obey_supervisor, supervisor, shut_down, stop_now)
-            async for signum in received:
-                name = signal.Signals(signum).name
-                if not serving.cancel_called:
-                    shut_down(f"received {name}", "; send it again to stop at once")
-                else:
-                    stop_now(f"received {name} again")
-
-
-async def _ping_watchdog(notifier: Notifier) -> None:
-    """WATCHDOG=1 from the event loop itself: a loop that hangs stops the pings."""
-    while (due := notifier.watchdog_due_in()) is not None:
-        await anyio.sleep(due)
-        notifier.ping_watchdog()
-
-
-async def _obey_supervisor(
-    supervisor: Connection,
-    shut_down: Callable[[str], None],
-    stop_now: Callable[[str], None],
-) -> None:
-    """Act on the supervisor's messages; its end closing means it is gone."""
-    while True:
-        await anyio.wait_readable(supervisor.fileno())
-        try:
-            message = supervisor.recv_bytes()
-        except (EOFError, OSError):
-            # Killed, most likely; a worker without a supervisor would be
-            # left serving (and holding the port) with nobody to stop it.
-            shut_down(f"worker {os.getpid()}: the supervisor is gone")
-            return
-        if message == _SHUTDOWN:
-            shut_down(f"worker {os.getpid()} asked by the supervisor")
-        elif message == _STOP_NOW:
-            stop_now(f"worker {os.getpid()} asked by the supervisor to stop now")
-
-
 # -- the supervisor --------------------------------------------------------
 
 
@@ -369,15 +192,39 @@ def _worker_entry(
     run_worker(app_path, config, sockets, multiprocess=multiprocess, supervisor=supervisor)
 
 
+#: How the log says why a worker was replaced.
+_WHY: Final = {
+    "crashed": "it died",
+    "max_requests": "it served max_requests",
+    "reload": "SIGHUP",
+    "healthcheck": "its healthcheck failed",
+}
+
+
 @dataclasses.dataclass(eq=False)
 class _Worker:
     process: BaseProcess
     pipe: Connection
-    #: The worker it replaces, if it does.
+    #: When it was started, and when it last said anything (time.monotonic()).
+    started: float
+    last_seen: float
+    #: Why it was started: a RESTART_REASONS entry, or None (not a restart).
+    reason: str | None = None
+    #: The pid of the worker it replaces, if it does.
     replaces: int | None = None
     ready: bool = False
     #: The pipe was closed by the worker (it is exiting).
     hung_up: bool = False
+    #: A worker started to take this one's place, which it does once ready.
+    successor: _Worker | None = None
+    #: Set on a successor until it has taken its predecessor's place.
+    predecessor: _Worker | None = None
+    #: Once asked to shut down: when it is killed if it has not exited.
+    stop_by: float | None = None
+    #: Why the supervisor killed it, if it did.
+    killed_for: str | None = None
+    #: It served max_requests and asked to be replaced.
+    retire: bool = False
 
     @property
     def pid(self) -> int:
@@ -387,6 +234,10 @@ class _Worker:
     def tell(self, message: bytes) -> None:
         with contextlib.suppress(OSError):  # it is exiting; its sentinel will say so
             self.pipe.send_bytes(message)
+
+    def kill(self, why: str) -> None:
+        self.killed_for = why
+        self.process.kill()
 
 
 def _describe_exit(code: int | None) -> str:
@@ -405,35 +256,56 @@ class _Supervisor:
         self._config = config
         self._count = 1 if config.reload else config.workers
         self._context = multiprocessing.get_context("spawn")
+        self._sockets: list[socket.socket] = []
+        #: One worker per slot (``_count`` of them), each perhaps with a
+        #: successor starting; and the workers asked to shut down.
         self._workers: list[_Worker] = []
+        self._stopping: list[_Worker] = []
+        self._announced = False
+        self._waiting_for_change = False
         self._signals = 0
         self._signal_name = ""
+        self._controls: collections.deque[int] = collections.deque()
+        #: SIGHUP's rolling restart: the workers still to replace, the
+        #: successor starting now, and whether one is under way.
+        self._rolling: collections.deque[_Worker] = collections.deque()
+        self._rolling_now: _Worker | None = None
+        self._rolling_on = False
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
         self._restarts: collections.deque[float] = collections.deque()
         self._restart_limit = max(_RESTART_LIMIT, self._count)
+        self._metrics = SupervisorMetrics()
+        self._metrics_dir: str | None = None
+        # Under --reload a debugger may stop the loop, or startup, for as
+        # long as it likes.
+        self._healthcheck = 0.0 if config.reload else config.timeout_worker_healthcheck
+        self._startup = 0.0 if config.reload else config.timeout_worker_startup
 
     def run(self) -> None:
         configure_logging(self._config)
         try:
-            sockets = bind_sockets(self._config)
+            self._sockets = bind_sockets(self._config)
         except BindError as exc:
             fail(EXIT_FAILURE, str(exc))
-        for sock in sockets:
+        for sock in self._sockets:
             error_logger.debug("supervisor listening on %s", format_address(sock))
         previous = {
             signum: signal.signal(signum, self._on_signal)
-            for signum in (signal.SIGINT, signal.SIGTERM)
+            for signum in (signal.SIGINT, signal.SIGTERM, *_CONTROLS)
         }
         status = 0
         try:
-            self._workers = [self._spawn(sockets) for _ in range(self._count)]
-            status = self._watch(sockets)
+            with self._serving_metrics():
+                try:
+                    self._workers = [self._spawn() for _ in range(self._count)]
+                    status = self._watch()
+                finally:
+                    self._stop_workers()
         finally:
-            self._stop_workers()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            for sock in sockets:
+            for sock in self._sockets:
                 sock.close()
             remove_unix_sockets(unix_paths(self._config))
             os.close(self._wake_read)
@@ -441,11 +313,54 @@ class _Supervisor:
         if status:
             raise SystemExit(status)
 
+    @contextlib.contextmanager
+    def _serving_metrics(self) -> Iterator[None]:
+        """Serve the workers' metrics, summed, on metrics_bind (from a thread of ours).
+
+        The workers find their directory in PROMETHEUS_MULTIPROC_DIR, which
+        must be set before they import prometheus-client: it is, as they are
+        spawned after this. A directory set by the user is used and left;
+        our own is removed at exit.
+        """
+        if self._config.metrics_bind is None:
+            yield
+            return
+        try:
+            check_metrics(self._config)
+        except ConfigError as exc:
+            fail(EXIT_USAGE, f"--metrics-bind: {str(exc).split(': ', 1)[1]}")
+        given = os.environ.get(_MULTIPROC_DIR)
+        path = given or tempfile.mkdtemp(prefix="tricorn-metrics-")
+        os.environ[_MULTIPROC_DIR] = path
+        self._metrics_dir = path
+        error_logger.debug("workers keep their metrics in %s", path)
+        try:
+            registry = multiprocess_registry(path, self._metrics)
+            with anyio.from_thread.start_blocking_portal("asyncio") as portal:
+                try:
+                    endpoint, _ = portal.start_task(serve_metrics, registry, self._config)
+                except Exception as exc:
+                    error = leaf(exc)
+                    if isinstance(error, (BindError, ConfigError)):
+                        fail(EXIT_FAILURE, f"--metrics-bind: {error}")
+                    raise
+                try:
+                    yield
+                finally:
+                    endpoint.cancel()
+        finally:
+            if given is None:
+                os.environ.pop(_MULTIPROC_DIR, None)
+                shutil.rmtree(path, ignore_errors=True)
+
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only note it: the main loop logs and acts (logging here could
         # deadlock on a lock the interrupted code holds).
-        self._signals += 1
-        self._signal_name = signal.Signals(signum).name
+        if signum in _CONTROLS:
+            self._controls.append(signum)
+        else:
+            self._signals += 1
+            self._signal_name = signal.Signals(signum).name
         with contextlib.suppress(BlockingIOError):  # a wake-up is pending already
             os.write(self._wake_write, b"!")
 
@@ -453,27 +368,58 @@ class _Supervisor:
         while multiprocessing.connection.wait([self._wake_read], timeout=0):
             os.read(self._wake_read, 64)
 
-    def _spawn(self, sockets: list[socket.socket], *, replaces: int | None = None) -> _Worker:
-        config = dataclasses.replace(self._config, workers=1, reload=False)
+    def _spawn(self, *, reason: str | None = None, replaces: int | None = None) -> _Worker:
+        config = dataclasses.replace(
+            self._config,
+            workers=1,
+            reload=False,
+            timeout_worker_healthcheck=self._healthcheck,
+        )
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=_worker_entry,
-            args=(self._app_path, config, sockets, self._count > 1, theirs),
+            args=(self._app_path, config, self._sockets, self._count > 1, theirs),
             name="tricorn-worker",
         )
         process.start()
         theirs.close()  # the worker has its own copy; ours must not keep it open
         error_logger.debug("started worker %s", process.pid)
-        return _Worker(process, ours, replaces=replaces)
+        now = time.monotonic()
+        return _Worker(process, ours, now, now, reason=reason, replaces=replaces)
 
-    def _announce(self, sockets: list[socket.socket]) -> None:
+    def _start_successor(self, worker: _Worker, reason: str) -> None:
+        """Start a worker to take ``worker``'s place once it is ready."""
+        successor = self._spawn(reason=reason, replaces=worker.pid)
+        successor.predecessor = worker
+        worker.successor = successor
+        self._metrics.worker_restarted(reason)
+        error_logger.info(
+            "started worker %s to replace worker %s (%s)", successor.pid, worker.pid, _WHY[reason]
+        )
+
+    def _ask_to_stop(self, worker: _Worker) -> None:
+        worker.tell(SHUTDOWN)
+        worker.stop_by = time.monotonic() + self._config.graceful_timeout + _STOP_GRACE
+        self._stopping.append(worker)
+
+    def _processes(self) -> list[_Worker]:
+        """Every worker process: in the slots, starting as successors, stopping."""
+        every: list[_Worker] = []
+        for worker in self._workers:
+            every.append(worker)
+            if worker.successor is not None:
+                every.append(worker.successor)
+        return every + self._stopping
+
+    def _announce(self) -> None:
         tls = self._config.certfile is not None
-        for sock in sockets:
+        for sock in self._sockets:
             error_logger.info("serving on %s", format_url(sock, tls=tls))
         pids = [worker.pid for worker in self._workers]
-        error_logger.info(_summary(self._config, pids, supervisor=os.getpid()))
-        addresses = ", ".join(format_address(sock) for sock in sockets)
+        error_logger.info(summary(self._config, pids, supervisor=os.getpid()))
+        addresses = ", ".join(format_address(sock) for sock in self._sockets)
         self._notifier.ready(f"serving on {addresses} with {len(pids)} workers")
+        self._announced = True
 
     def _wait(self, waitables: list[Any], timeout: float | None) -> None:
         """Wait for any of ``waitables``, waking in time for the next watchdog ping."""
@@ -483,58 +429,195 @@ class _Supervisor:
         multiprocessing.connection.wait(waitables, timeout=timeout)
         self._notifier.ping_watchdog()
 
-    def _watch(self, sockets: list[socket.socket]) -> int:
+    def _watch(self) -> int:
         """Keep the workers alive until told to stop; return the exit status."""
-        mtimes = dict(_source_mtimes()) if self._config.reload else {}
-        waiting_for_change = False
-        announced = False
+        reload = self._config.reload
+        mtimes = dict(_source_mtimes()) if reload else {}
         while True:
             waitables: list[Any] = [self._wake_read]
             # A dead worker's sentinel stays readable: while waiting for a
             # file change, only the clock and signals matter.
-            for worker in [] if waiting_for_change else self._workers:
-                waitables.append(worker.process.sentinel)
-                if not worker.ready and not worker.hung_up:
-                    waitables.append(worker.pipe)
-            self._wait(waitables, _POLL if self._config.reload else None)
+            if not self._waiting_for_change:
+                for worker in self._processes():
+                    waitables.append(worker.process.sentinel)
+                    if not worker.hung_up:
+                        waitables.append(worker.pipe)
+            timeout = self._next_deadline()
+            if reload:
+                timeout = _POLL if timeout is None else min(timeout, _POLL)
+            self._wait(waitables, timeout)
             self._drain_wakeups()
             if self._signals:
                 error_logger.info("supervisor received %s, stopping workers", self._signal_name)
                 self._notifier.stopping(f"received {self._signal_name}, stopping workers")
                 return 0
-            if self._config.reload:
+            if reload:
                 current = dict(_source_mtimes())
                 if current != mtimes:
                     changed = sorted(set(current.items()) ^ set(mtimes.items()))
                     error_logger.info("%s changed, restarting", changed[0][0])
                     mtimes = current
                     self._stop_workers()
-                    self._workers = [self._spawn(sockets) for _ in range(self._count)]
-                    waiting_for_change = False
+                    self._workers = [self._spawn(reason="reload") for _ in range(self._count)]
+                    for _ in self._workers:
+                        self._metrics.worker_restarted("reload")
+                    self._waiting_for_change = False
                     continue
-            if waiting_for_change:
+            if self._waiting_for_change:
                 continue
+            for worker in self._processes():
+                self._read_pipe(worker)
+            self._promote()
             for worker in self._workers:
-                self._read_pipe(worker, announced)
-            if not announced and all(worker.ready for worker in self._workers):
-                self._announce(sockets)
-                announced = True
-            for index, worker in enumerate(self._workers):
-                if worker.process.is_alive():
-                    continue
-                worker.process.join()
-                worker.pipe.close()
-                how = _describe_exit(worker.process.exitcode)
-                if not worker.ready:
-                    if self._config.reload:
-                        error_logger.error(
-                            "worker %s %s before it was ready; "
-                            "waiting for a file change before restarting",
-                            worker.pid,
-                            how,
-                        )
-                        waiting_for_change = True
-                        break
+                # A successor may have served its max_requests before it took over.
+                if worker.retire and worker.successor is None and worker.process.is_alive():
+                    self._start_successor(worker, "max_requests")
+            self._check_timers()
+            status = self._reap()
+            if status is not None:
+                return status
+            if not self._announced and all(worker.ready for worker in self._workers):
+                self._announce()
+            self._obey_controls()
+            self._roll_on()
+            self._metrics.workers = sum(1 for worker in self._workers if worker.ready)
+
+    def _read_pipe(self, worker: _Worker) -> None:
+        while not worker.hung_up and worker.pipe.poll():
+            try:
+                message = worker.pipe.recv_bytes()
+            except (EOFError, OSError):
+                worker.hung_up = True
+                return
+            worker.last_seen = time.monotonic()
+            if message == READY and not worker.ready:
+                worker.ready = True
+                self._on_ready(worker)
+            elif message == RETIRE:
+                worker.retire = True
+            elif message not in (READY, ALIVE, RETIRE):
+                error_logger.warning("worker %s said %r, which means nothing", worker.pid, message)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        if worker.predecessor is not None:
+            return  # _promote says it
+        if worker.replaces is not None:
+            error_logger.info(
+                "worker %s is ready, replacing worker %s", worker.pid, worker.replaces
+            )
+        elif self._announced:
+            error_logger.info("worker %s is ready", worker.pid)  # after a reload, or SIGTTIN
+        else:
+            error_logger.debug("worker %s is ready", worker.pid)
+        if self._announced and all(w.ready for w in self._workers):
+            self._notifier.notify(STATUS=f"serving with {len(self._workers)} workers")
+
+    def _promote(self) -> None:
+        """Successors that are ready take their predecessor's place, which shuts down."""
+        for index, worker in enumerate(self._workers):
+            successor = worker.successor
+            if successor is None or not successor.ready:
+                continue
+            self._workers[index] = successor
+            successor.predecessor = None
+            worker.successor = None
+            self._ask_to_stop(worker)
+            assert successor.reason is not None
+            error_logger.info(
+                "worker %s is ready, replacing worker %s (%s), which shuts down gracefully",
+                successor.pid,
+                worker.pid,
+                _WHY[successor.reason],
+            )
+            if successor is self._rolling_now:
+                self._rolling_now = None
+
+    def _deadlines(self) -> Iterator[tuple[float, _Worker, str]]:
+        """When each worker is due to be killed, and why."""
+        for worker in self._processes():
+            if worker.killed_for is not None:
+                continue
+            if worker.stop_by is not None:
+                yield worker.stop_by, worker, "stop"
+            elif not worker.ready:
+                if self._startup:
+                    yield worker.started + self._startup, worker, "startup"
+            elif self._healthcheck:
+                yield worker.last_seen + self._healthcheck, worker, "healthcheck"
+
+    def _next_deadline(self) -> float | None:
+        due = [deadline for deadline, _, _ in self._deadlines()]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _check_timers(self) -> None:
+        now = time.monotonic()
+        for deadline, worker, why in list(self._deadlines()):
+            if now < deadline or not worker.process.is_alive():
+                continue
+            if why == "stop":
+                error_logger.warning("worker %s did not stop in time; killing it", worker.pid)
+            elif why == "startup":
+                error_logger.error(
+                    "worker %s was not ready within %gs (timeout_worker_startup); killing it",
+                    worker.pid,
+                    self._startup,
+                )
+            else:
+                error_logger.error(
+                    "worker %s sent no heartbeat for %gs (timeout_worker_healthcheck): its "
+                    "event loop is blocked or hung; killing it",
+                    worker.pid,
+                    self._healthcheck,
+                )
+            worker.kill(why)
+
+    def _bury(self, worker: _Worker) -> None:
+        worker.process.join()
+        worker.pipe.close()
+        if self._metrics_dir is not None:
+            forget_process(self._metrics_dir, worker.pid)
+
+    def _reap(self) -> int | None:
+        """Act on the workers that exited; an exit status if the server must stop."""
+        for worker in list(self._stopping):
+            if not worker.process.is_alive():
+                self._stopping.remove(worker)
+                self._bury(worker)
+                error_logger.debug(
+                    "worker %s %s", worker.pid, _describe_exit(worker.process.exitcode)
+                )
+        for index, worker in enumerate(self._workers):
+            successor = worker.successor
+            if successor is not None and not successor.process.is_alive():
+                status = self._successor_died(worker, successor)
+                if status is not None:
+                    return status
+            if worker.process.is_alive():
+                continue
+            self._bury(worker)
+            how = _describe_exit(worker.process.exitcode)
+            if worker.successor is not None:
+                # It was being replaced anyway: the successor takes its place now.
+                successor = self._workers[index] = worker.successor
+                successor.predecessor = None
+                error_logger.warning(
+                    "worker %s %s; worker %s, starting to replace it, takes its place",
+                    worker.pid,
+                    how,
+                    successor.pid,
+                )
+                continue
+            if not worker.ready:
+                if self._config.reload:
+                    error_logger.error(
+                        "worker %s %s before it was ready; "
+                        "waiting for a file change before restarting",
+                        worker.pid,
+                        how,
+                    )
+                    self._waiting_for_change = True
+                    return None
+                if not self._announced:
                     error_logger.error(
                         "worker %s %s before it was ready (its startup failed); "
                         "stopping the server",
@@ -543,51 +626,125 @@ class _Supervisor:
                     )
                     code = worker.process.exitcode
                     return code if code is not None and code > 0 else EXIT_FAILURE
-                if not self._may_restart():
-                    error_logger.error(
-                        "worker %s %s; %d workers were replaced within %gs, so this looks "
-                        "like a crash loop: stopping the server",
-                        worker.pid,
-                        how,
-                        len(self._restarts),
-                        _RESTART_WINDOW,
-                    )
-                    return EXIT_FAILURE
-                replacement = self._spawn(sockets, replaces=worker.pid)
-                # Exit status 0: someone stopped it on purpose (a SIGTERM of its own).
-                log = error_logger.warning if worker.process.exitcode == 0 else error_logger.error
-                log(
-                    "worker %s %s; started worker %s to replace it",
+                how += " before it was ready"
+            if not self._may_restart():
+                error_logger.error(
+                    "worker %s %s; %d workers were replaced within %gs, so this looks "
+                    "like a crash loop: stopping the server",
                     worker.pid,
                     how,
-                    replacement.pid,
+                    len(self._restarts),
+                    _RESTART_WINDOW,
                 )
-                self._workers[index] = replacement
-                self._notifier.notify(
-                    STATUS=f"worker {worker.pid} {how}; worker {replacement.pid} replaces it"
+                return EXIT_FAILURE
+            reason = "healthcheck" if worker.killed_for == "healthcheck" else "crashed"
+            replacement = self._spawn(reason=reason, replaces=worker.pid)
+            self._metrics.worker_restarted(reason)
+            # Exit status 0: someone stopped it on purpose (a SIGTERM of its own).
+            log = error_logger.warning if worker.process.exitcode == 0 else error_logger.error
+            log(
+                "worker %s %s; started worker %s to replace it",
+                worker.pid,
+                how,
+                replacement.pid,
+            )
+            self._workers[index] = replacement
+            self._notifier.notify(
+                STATUS=f"worker {worker.pid} {how}; worker {replacement.pid} replaces it"
+            )
+        return None
+
+    def _successor_died(self, worker: _Worker, successor: _Worker) -> int | None:
+        """A successor died before it took over: try again, or leave ``worker`` serving."""
+        self._bury(successor)
+        worker.successor = None
+        if successor is self._rolling_now:
+            self._rolling_now = None
+        how = _describe_exit(successor.process.exitcode)
+        if successor.reason == "reload":
+            # New code that does not start: what serves now serves on.
+            self._rolling.clear()
+            self._rolling_on = False
+            error_logger.error(
+                "worker %s, started to replace worker %s (SIGHUP), %s before it was ready; "
+                "rolling restart abandoned, the workers that serve keep serving",
+                successor.pid,
+                worker.pid,
+                how,
+            )
+            return None
+        if not self._may_restart():
+            error_logger.error(
+                "worker %s, started to replace worker %s, %s before it was ready; this "
+                "looks like a crash loop: stopping the server",
+                successor.pid,
+                worker.pid,
+                how,
+            )
+            return EXIT_FAILURE
+        error_logger.error(
+            "worker %s, started to replace worker %s, %s before it was ready; trying again",
+            successor.pid,
+            worker.pid,
+            how,
+        )
+        assert successor.reason is not None
+        self._start_successor(worker, successor.reason)
+        return None
+
+    def _obey_controls(self) -> None:
+        """SIGHUP restarts every worker, SIGTTIN adds one, SIGTTOU removes one."""
+        while self._controls:
+            signum = self._controls.popleft()
+            name = signal.Signals(signum).name
+            if signum == signal.SIGHUP:
+                error_logger.info(
+                    "received SIGHUP: restarting the %d workers one at a time", len(self._workers)
+                )
+                self._rolling = collections.deque(self._workers)
+                self._rolling_on = True
+            elif self._config.reload:
+                error_logger.info("received %s: ignored, --reload runs one worker", name)
+            elif signum == signal.SIGTTIN:
+                self._count += 1
+                self._restart_limit = max(_RESTART_LIMIT, self._count)
+                worker = self._spawn()
+                self._workers.append(worker)
+                error_logger.info(
+                    "received SIGTTIN: started worker %s; workers now: %d", worker.pid, self._count
+                )
+            elif self._count == 1:
+                error_logger.info("received SIGTTOU: the last worker stays")
+            else:
+                self._count -= 1
+                oldest = min(self._workers, key=lambda w: w.started)
+                self._workers.remove(oldest)
+                for stopping in (oldest, oldest.successor):
+                    if stopping is not None:
+                        self._ask_to_stop(stopping)
+                if oldest.successor is self._rolling_now:
+                    self._rolling_now = None
+                oldest.successor = None
+                error_logger.info(
+                    "received SIGTTOU: worker %s shuts down gracefully; workers now: %d",
+                    oldest.pid,
+                    self._count,
                 )
 
-    def _read_pipe(self, worker: _Worker, announced: bool) -> None:
-        if worker.ready or worker.hung_up or not worker.pipe.poll():
+    def _roll_on(self) -> None:
+        """SIGHUP's rolling restart: the next worker, once the last one's successor took over."""
+        if self._rolling_now is not None or not self._rolling_on:
             return
-        try:
-            message = worker.pipe.recv_bytes()
-        except (EOFError, OSError):
-            worker.hung_up = True
-            return
-        if message != _READY:
-            return
-        worker.ready = True
-        if worker.replaces is not None:
-            error_logger.info(
-                "worker %s is ready, replacing worker %s", worker.pid, worker.replaces
-            )
-        elif announced:
-            error_logger.info("worker %s is ready", worker.pid)  # after a reload
-        if announced and all(w.ready for w in self._workers):
-            self._notifier.notify(STATUS=f"serving with {len(self._workers)} workers")
-        else:
-            error_logger.debug("worker %s is ready", worker.pid)
+        while self._rolling:
+            worker = self._rolling.popleft()
+            if worker in self._workers and worker.ready and worker.successor is None:
+                self._start_successor(worker, "reload")
+                self._rolling_now = worker.successor
+                return
+        self._rolling_on = False
+        pids = ", ".join(str(worker.pid) for worker in self._workers)
+        error_logger.info("rolling restart done: workers %s serve", pids)
+        self._notifier.notify(STATUS=f"serving with {len(self._workers)} workers")
 
     def _may_restart(self) -> bool:
         """Count one restart; False once the crash-loop bound is reached."""
@@ -600,30 +757,44 @@ class _Supervisor:
         return True
 
     def _stop_workers(self) -> None:
-        """Graceful shutdown for every worker; a second signal meanwhile stops them at once."""
-        for worker in self._workers:
-            worker.tell(_SHUTDOWN)
-        deadline = time.monotonic() + self._config.graceful_timeout + 5.0
+        """Graceful shutdown for every worker; a second signal meanwhile stops them at once.
+
+        Each has graceful_timeout (and a little) to exit; one still starting
+        has no more than what is left of its timeout_worker_startup.
+        """
+        every = self._processes()
+        now = time.monotonic()
+        for worker in every:
+            if worker.stop_by is None:
+                worker.tell(SHUTDOWN)
+                worker.stop_by = now + self._config.graceful_timeout + _STOP_GRACE
+            if not worker.ready and self._startup:
+                worker.stop_by = min(worker.stop_by, worker.started + self._startup)
         forced = False
-        while (alive := [w for w in self._workers if w.process.is_alive()]) and (
-            remaining := deadline - time.monotonic()
-        ) > 0:
+        while alive := [w for w in every if w.process.is_alive() and w.killed_for is None]:
             if not forced and self._signals >= 2:
                 forced = True
                 error_logger.info(
                     "supervisor received %s again, stopping workers now", self._signal_name
                 )
                 for worker in alive:
-                    worker.tell(_STOP_NOW)
-            self._wait([self._wake_read, *(w.process.sentinel for w in alive)], remaining)
+                    worker.tell(STOP_NOW)
+            now = time.monotonic()
+            for worker in alive:
+                assert worker.stop_by is not None
+                if worker.stop_by <= now:
+                    error_logger.warning("worker %s did not stop in time; killing it", worker.pid)
+                    worker.kill("stop")
+            remaining = min(w.stop_by for w in alive if w.stop_by is not None) - now
+            self._wait([self._wake_read, *(w.process.sentinel for w in alive)], max(0, remaining))
             self._drain_wakeups()
-        for worker in self._workers:
-            if worker.process.is_alive():
-                error_logger.warning("worker %s did not stop in time; killing it", worker.pid)
-                worker.process.kill()
-            worker.process.join()
-            worker.pipe.close()
+        for worker in every:
+            self._bury(worker)
         self._workers = []
+        self._stopping = []
+        self._rolling.clear()
+        self._rolling_now = None
+        self._rolling_on = False
 
 
 def _source_mtimes(root: Path | None = None) -> Iterator[tuple[str, float]]:

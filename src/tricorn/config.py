@@ -112,6 +112,33 @@ class Config:
         "Restart the worker when a .py file under the working directory changes "
         "(for development; runs a single worker, so not with --workers).",
     )
+    max_requests: int = _option(
+        0,
+        "Requests (and WebSockets) a worker serves before it is replaced by a fresh "
+        "one: the new worker is ready before the old one shuts down gracefully, so no "
+        "request is dropped. 0: never. Runs the supervisor even with one worker.",
+        metavar="N",
+    )
+    max_requests_jitter: int = _option(
+        0,
+        "Add a random 0 to N to --max-requests for each worker, so that workers "
+        "started together are not all replaced at once.",
+        metavar="N",
+    )
+    timeout_worker_healthcheck: float = _option(
+        30.0,
+        "Seconds a worker's event loop may go without its heartbeat to the supervisor "
+        "(sent every few seconds) before the worker is killed and replaced: a loop "
+        "blocked by synchronous code, or hung. 0: no healthcheck. Not with --reload.",
+        metavar="SECONDS",
+    )
+    timeout_worker_startup: float = _option(
+        120.0,
+        "Seconds a worker has to import the app, run lifespan startup and serve; one "
+        "that takes longer is killed: at start-up the server stops, later the worker is "
+        "started again (within the crash-loop limit). 0: no limit. Not with --reload.",
+        metavar="SECONDS",
+    )
     interface: Interface = _option(
         "auto",
         "The application's interface. auto tells ASGI 3, ASGI 2 and WSGI apart by their signature.",
@@ -448,10 +475,6 @@ class Config:
             parse_bind(address)
         if self.metrics_bind is not None:
             parse_bind(self.metrics_bind, key="metrics_bind")
-            if self.workers > 1:
-                # Each worker would bind the address; one endpoint across
-                # workers (prometheus-client's multiprocess mode) is to come.
-                raise ConfigError("metrics_bind", "works with one worker only for now (workers 1)")
         self._check_quic()
         for key in (
             "graceful_timeout",
@@ -468,7 +491,12 @@ class Config:
                 raise ConfigError(
                     key, f"must be a positive, finite number of seconds, not {value!r}"
                 )
-        for key in ("ws_ping_interval", "ws_ping_timeout"):
+        for key in (
+            "ws_ping_interval",
+            "ws_ping_timeout",
+            "timeout_worker_healthcheck",
+            "timeout_worker_startup",
+        ):
             value = getattr(self, key)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(
@@ -489,6 +517,11 @@ class Config:
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be at least 1, not {getattr(self, key)!r}")
+        for key in ("max_requests", "max_requests_jitter"):
+            if getattr(self, key) < 0:
+                raise ConfigError(key, f"must be 0 (off) or more, not {getattr(self, key)!r}")
+        if self.max_requests_jitter and not self.max_requests:
+            raise ConfigError("max_requests_jitter", "needs max_requests: it is added to it")
         if self.h2_initial_window_size > 2**31 - 1:
             raise ConfigError(
                 "h2_initial_window_size", "must be at most 2147483647 (RFC 9113 6.5.2)"

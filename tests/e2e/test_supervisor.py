@@ -96,7 +96,7 @@ def test_workers_serve_from_separate_processes_and_stop_on_sigterm(
 ) -> None:
     process, url = _start(app_dir, "--workers", "2")
     stop.append(process)
-    pids = set()
+    pids: set[str] = set()
     deadline = time.monotonic() + 20
     while len(pids) < 2 and time.monotonic() < deadline:
         # New connections each time; the kernel spreads them over the workers.
@@ -346,7 +346,7 @@ def _running(pid: int) -> bool:
     """Whether ``pid`` runs; an exited orphan may stay a zombie until its new parent reaps it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, perhaps while being read
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
 

@@ -19,7 +19,7 @@ import pytest
 
 import tricorn
 from tricorn._runtime.context import ConnectionContext
-from tricorn._runtime.metrics import Metrics, check_metrics
+from tricorn._runtime.metrics import Metrics, SupervisorMetrics, check_metrics
 from tricorn.errors import ConfigError
 
 from ._h2wire import H2Wire
@@ -62,9 +62,9 @@ def test_a_bad_metrics_bind_is_a_config_error_naming_it() -> None:
         tricorn.Config(metrics_bind="nowhere")
 
 
-def test_metrics_bind_with_several_workers_is_a_config_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match="metrics_bind"):
-        tricorn.Config(metrics_bind="127.0.0.1:9100", workers=2)
+def test_metrics_bind_with_several_workers_is_allowed() -> None:
+    # The supervisor serves their sum (prometheus-client's multiprocess mode).
+    assert tricorn.Config(metrics_bind="127.0.0.1:9100", workers=2).workers == 2
 
 
 def test_metrics_bind_without_prometheus_client_says_how_to_install_it(
@@ -170,10 +170,24 @@ async def test_a_spent_http2_abuse_budget_is_counted_by_kind() -> None:
         assert value(srv, "tricorn_http2_abuse_budget_hits_total", kind="resets") == 0
 
 
-def test_worker_restarts_are_counted_when_the_supervisor_says_so() -> None:
+def test_worker_restarts_are_counted_by_reason_when_the_supervisor_says_so() -> None:
+    from prometheus_client import CollectorRegistry
+
+    metrics = SupervisorMetrics()
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    metrics.worker_restarted("max_requests")
+    metrics.workers = 3
+    sample = registry.get_sample_value
+    assert sample("tricorn_worker_restarts_total", {"reason": "max_requests"}) == 1
+    assert sample("tricorn_worker_restarts_total", {"reason": "crashed"}) == 0
+    assert sample("tricorn_workers") == 3
+
+
+def test_a_worker_counts_no_restarts_of_its_own() -> None:
+    # Summed across workers, a worker's own series would clash with the supervisor's.
     metrics = Metrics()
-    metrics.worker_restarted()
-    assert metrics.registry.get_sample_value("tricorn_worker_restarts_total") == 1
+    assert metrics.registry.get_sample_value("tricorn_worker_restarts_total") is None
 
 
 async def test_metrics_bind_serves_the_counters_at_slash_metrics() -> None:

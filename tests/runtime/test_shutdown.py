@@ -15,6 +15,8 @@ import h2.events
 import h11
 import pytest
 
+from tricorn._runtime.connection import FIRST_REQUEST_GRACE
+
 from ._h2wire import H2Wire
 from ._memory import assert_took, memory_server
 from ._support import WAIT, ok_app, raw_client, request, server, watch_log
@@ -87,7 +89,9 @@ async def test_idle_keep_alive_connection_is_closed_promptly_on_shutdown(
 
 
 @pytest.mark.mock_clock
-async def test_connection_with_a_partial_head_is_closed_on_shutdown(virtual_time: bool) -> None:
+async def test_a_partial_first_head_gets_the_first_request_grace_on_shutdown(
+    virtual_time: bool,
+) -> None:
     async with memory_server(ok_app, request_head_timeout=30) as srv:
         async with srv.client() as client:
             await client.send(b"GET / HTTP/1.1\r\n")
@@ -95,11 +99,28 @@ async def test_connection_with_a_partial_head_is_closed_on_shutdown(virtual_time
                 await anyio.wait_all_tasks_blocked()  # the head is read, and waits
             srv.shutdown()
             start = anyio.current_time()
-            # Like an idle one: no request is in flight, so none is cut off.
-            assert await client.closed_by_server(within=1)
+            # The grace, not the head timeout: the rest never comes.
+            assert await client.closed_by_server(within=FIRST_REQUEST_GRACE + 1)
             elapsed = anyio.current_time() - start
         await srv.wait_closed()
-    assert_took(elapsed, 0, virtual_time)
+    assert_took(elapsed, FIRST_REQUEST_GRACE, virtual_time)
+
+
+@pytest.mark.mock_clock
+async def test_a_new_connections_first_request_sent_after_shutdown_began_is_answered() -> None:
+    # A worker retiring for a replacement may have accepted a connection
+    # whose request is still on its way: it is served, not dropped.
+    async with memory_server(ok_app) as srv:
+        async with srv.client() as client:
+            with anyio.fail_after(WAIT):
+                await anyio.wait_all_tasks_blocked()  # connected, nothing sent
+            srv.shutdown()
+            await client.send(request())
+            response = await client.response()
+            await client.assert_closed()
+        await srv.wait_closed()
+    assert response.body == b"ok"
+    assert response.header(b"connection") == b"close"
 
 
 async def test_new_connections_are_refused_once_shutdown_begins() -> None:
@@ -222,7 +243,8 @@ async def test_fresh_connection_is_closed_while_another_request_finishes() -> No
             with anyio.fail_after(WAIT):
                 await in_request.wait()
             srv.shutdown()
-            # The idle connection was closed; nothing it sends is served.
+            # The connection that sent nothing is closed after the first
+            # request grace; nothing it sends later is served.
             assert await idle.closed_by_server()
             release.set()
             response = await busy.response()

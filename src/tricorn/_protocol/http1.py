@@ -7,7 +7,7 @@ out (``data_to_send``). No clock, no sockets: the runtime owns those.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, assert_never
+from typing import ClassVar, Final, assert_never
 
 import h11
 
@@ -106,6 +106,8 @@ class HTTP1Protocol:
     that lacks them (``date``, ``server``); it is a callable so the runtime
     owns the clock.
     """
+
+    label: ClassVar[str] = "http1"
 
     def __init__(
         self,

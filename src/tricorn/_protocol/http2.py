@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Final, assert_never
+from typing import ClassVar, Final, assert_never
 
 import h2.config
 import h2.connection
@@ -91,6 +91,8 @@ class HTTP2Protocol:
     the first gives the ``date``/``server`` headers, the second drives the
     abuse budgets.
     """
+
+    label: ClassVar[str] = "h2"
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ as events, a :class:`Phase` and the answers of these methods.
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from .events import Command, Event
 
@@ -41,6 +41,8 @@ class ServerProtocol(Protocol):
 
     #: Why the connection ended on our side, for the log (None: it did not).
     error: str | None
+    #: The protocol's short name, for metrics labels: "http1", "h2" or "h3".
+    label: ClassVar[str]
 
     @property
     def closed(self) -> bool:

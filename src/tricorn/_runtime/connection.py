@@ -81,6 +81,9 @@ _LINGER: Final = 0.5
 _LINGER_BYTES: Final = 8 * 1024 * 1024
 #: How long a WebSocket waits for the peer's answer to its close frame.
 _WS_CLOSE_TIMEOUT: Final = 5.0
+#: Seconds a new HTTP/1.1 connection with no request yet has to send its
+#: first once a graceful shutdown began (see Connection.shutdown).
+FIRST_REQUEST_GRACE: Final = 1.0
 #: Unwritten bytes ``queue_commands`` may leave in the protocol; past this a
 #: sender waits on the transport like any other.
 QUEUE_LIMIT: Final = 64 * 1024
@@ -232,6 +235,7 @@ class Connection:
         #: Output of the protocol the connection switched away from (the 101).
         self._carried = b""
         self._shutdown_pending = False
+        self._first_request_by: float | None = None
         self._stopped = False
         #: The read loop waits (for bytes, or for leave to read): a stop may
         #: cancel it there, never while it writes.
@@ -551,7 +555,22 @@ class Connection:
 
         HTTP/1.1 answers its request in flight with ``Connection: close`` (or
         closes if idle); HTTP/2 sends GOAWAY.
+
+        A new HTTP/1.1 connection that has had no request yet is not idle: it
+        was accepted to send one, most likely on its way or unread in the
+        socket already. Closed, that request would be lost to a client that
+        cannot know it was not seen (and, on a new connection, does not
+        retry). It gets FIRST_REQUEST_GRACE to send it and an answer with
+        ``Connection: close``; one that sends nothing (a browser's
+        preconnect) is closed then. That is what lets a worker retire while
+        the others take over its listeners without dropping a request.
         """
+        if self._started == 0 and not isinstance(self._protocol, HTTP2Protocol):
+            self._protocol.stop_keep_alive()
+            self._first_request_by = anyio.current_time() + FIRST_REQUEST_GRACE
+            self._phase = None  # re-arm with the grace
+            self._refresh()
+            return
         self._protocol.start_shutdown()
         self._shutdown_pending = True
         self._wake_writer()
@@ -653,6 +672,8 @@ class Connection:
                 timeout = self._config.keep_alive_timeout
             case Phase.HEAD:
                 timeout = self._config.request_head_timeout
+                if self._first_request_by is not None:  # a shutdown's grace (see shutdown)
+                    timeout = min(timeout, self._first_request_by - anyio.current_time())
             case Phase.BUSY:
                 timeout = math.inf
             case Phase.CLOSING:
@@ -819,6 +840,7 @@ class Connection:
         config, context = self._config, self._context
         transport = _StreamTransport(self, request.stream_id)
         app = context.app
+        context.count_request()
         if config.limit_concurrency is not None:
             if context.running_apps >= config.limit_concurrency:
                 app = _at_capacity  # answers 503 itself, and does not count

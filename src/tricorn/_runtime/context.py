@@ -201,6 +201,7 @@ class ConnectionContext:
         state: dict[str, object] | None,
         *,
         quic_ports: list[int] | None = None,
+        on_max_requests: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -223,6 +224,11 @@ class ConnectionContext:
         #: and the connections waiting for it to fall.
         self.body_held = 0
         self._starved: set[Reader] = set()
+        #: Requests (and WebSockets) started. Once ``max_requests`` have, a
+        #: supervised worker asks to be replaced (``on_max_requests``).
+        self.requests = 0
+        self._max_requests = config.max_requests if on_max_requests is not None else 0
+        self._on_max_requests = on_max_requests
 
     def peer(self, stream: anyio.abc.ByteStream) -> Peer:
         """What is known of a new connection's peer, proxy trust included."""
@@ -252,6 +258,11 @@ class ConnectionContext:
             starved, self._starved = self._starved, set()
             for reader in starved:
                 reader.resume_reading()
+
+    def count_request(self) -> None:
+        self.requests += 1
+        if self.requests == self._max_requests and self._on_max_requests is not None:
+            self._on_max_requests()
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True

@@ -10,6 +10,13 @@ abuse budgets are read from ``protocol.error`` when a connection ends).
 
 Labels are fixed sets, made up front: a series exists (at 0) from the start,
 and the hot path indexes a dict rather than calling ``labels()``.
+
+Under the supervisor the workers' metrics live in prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before
+it spawns them): each worker writes its values to files there, and the
+supervisor serves the sum (:func:`multiprocess_registry`) with its own
+:class:`SupervisorMetrics`. A gauge says how its workers' values combine
+(``multiprocess_mode``); outside that mode the setting is ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import anyio
 import anyio.abc
 
 from .._asgi.types import ASGI3App, ASGIReceive, ASGISend
-from .._protocol import HTTP2Protocol, ServerProtocol
+from .._protocol import ServerProtocol
 from ..config import Config, parse_bind
 from ..errors import ConfigError
 from .exchange import HTTPExchange
@@ -33,14 +40,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DURATION_BUCKETS",
+    "RESTART_REASONS",
     "Metrics",
+    "SupervisorMetrics",
     "check_metrics",
+    "forget_process",
     "metrics_app",
+    "multiprocess_registry",
     "open_metrics",
     "serve_metrics",
 ]
 
-PROTOCOLS: Final = ("http1", "h2")
+PROTOCOLS: Final = ("http1", "h2", "h3")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 #: Seconds, from a cached answer (1 ms) to a long poll (a minute).
 DURATION_BUCKETS: Final = (
@@ -68,6 +79,8 @@ ABUSE_KINDS: Final = {
     "frames on closed streams": "closed_stream_frames",
     "empty DATA frames": "empty_data_frames",
 }
+#: Why the supervisor restarted a worker (``tricorn_worker_restarts_total``).
+RESTART_REASONS: Final = ("crashed", "max_requests", "reload", "healthcheck")
 _ABUSE: Final = re.compile(r"too many (.+): ended the connection with ENHANCE_YOUR_CALM")
 _INSTALL: Final = "needs prometheus-client: pip install 'tricorn[metrics]'"
 
@@ -91,7 +104,7 @@ def open_metrics(config: Config) -> Metrics | None:
 
 
 def _protocol_label(protocol: ServerProtocol) -> str:
-    return "h2" if isinstance(protocol, HTTP2Protocol) else "http1"
+    return protocol.label
 
 
 class Metrics:
@@ -106,6 +119,7 @@ class Metrics:
             "Connections open, by the protocol they speak now.",
             ["protocol"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         connections = Counter(
             "tricorn_connections",
@@ -138,21 +152,18 @@ class Metrics:
             "tricorn_http2_streams_open",
             "HTTP/2 streams whose exchange (app) runs.",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.websockets_open = Gauge(
             "tricorn_websocket_connections_open",
             "WebSocket connections (HTTP/1.1 upgrades and HTTP/2 streams) whose app runs.",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         abuse = Counter(
             "tricorn_http2_abuse_budget_hits",
             "HTTP/2 connections ended with ENHANCE_YOUR_CALM for spending an abuse budget.",
             ["kind"],
-            registry=registry,
-        )
-        self.worker_restarts = Counter(
-            "tricorn_worker_restarts",
-            "Worker processes restarted by the supervisor.",
             registry=registry,
         )
         self._connections_open = {p: connections_open.labels(p) for p in PROTOCOLS}
@@ -188,7 +199,7 @@ class Metrics:
         """An exchange's app starts: the clock reading its end is measured from."""
         if not isinstance(exchange, HTTPExchange):
             self.websockets_open.inc()
-        if _protocol_label(protocol) == "h2":
+        if protocol.label == "h2":
             self.http2_streams_open.inc()
         return time.perf_counter()
 
@@ -207,10 +218,58 @@ class Metrics:
         self._requests[label, status_class].inc()
         self._duration[label].observe(time.perf_counter() - started)
 
-    # -- the supervisor's ----------------------------------------------------
 
-    def worker_restarted(self) -> None:
-        self.worker_restarts.inc()
+class SupervisorMetrics:
+    """What the supervisor knows of its workers, collected when scraped.
+
+    Plain numbers rather than prometheus-client metrics: the supervisor
+    writes no multiprocess files of its own, and no import order matters.
+    """
+
+    def __init__(self) -> None:
+        #: Worker processes ready and serving (not shutting down).
+        self.workers = 0
+        self.restarts = dict.fromkeys(RESTART_REASONS, 0)
+
+    def worker_restarted(self, reason: str) -> None:
+        self.restarts[reason] += 1
+
+    def describe(self) -> list[Any]:
+        return list(self.collect())
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        restarts = CounterMetricFamily(
+            "tricorn_worker_restarts",
+            "Worker processes the supervisor started in place of another, by why.",
+            labels=["reason"],
+        )
+        for reason, count in self.restarts.items():
+            restarts.add_metric([reason], count)
+        workers = GaugeMetricFamily(
+            "tricorn_workers", "Worker processes ready and serving.", value=self.workers
+        )
+        return [workers, restarts]
+
+
+def multiprocess_registry(path: str, supervisor: SupervisorMetrics) -> CollectorRegistry:
+    """The workers' metrics summed from their files in ``path``, and the supervisor's."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    # prometheus-client leaves these two unannotated.
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(supervisor)
+    return registry
+
+
+def forget_process(path: str, pid: int) -> None:
+    """A worker exited: its live gauges leave the sums (its counters stay counted)."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 # -- the endpoint --------------------------------------------------------------
@@ -241,7 +300,7 @@ def metrics_app(registry: CollectorRegistry) -> ASGI3App:
 
 
 async def serve_metrics(
-    metrics: Metrics,
+    registry: CollectorRegistry,
     config: Config,
     *,
     task_status: anyio.abc.TaskStatus[list[str]],
@@ -264,7 +323,7 @@ async def serve_metrics(
         worker_class=config.worker_class,
         graceful_timeout=min(config.graceful_timeout, 5.0),
     )
-    server = Server(metrics_app(metrics.registry), own, announce=False)
+    server = Server(metrics_app(registry), own, announce=False)
     async with anyio.create_task_group() as task_group:
         addresses = await task_group.start(server.serve)
         for address in addresses:

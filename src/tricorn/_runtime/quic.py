@@ -21,7 +21,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import anyio
 import anyio.abc
@@ -113,6 +113,7 @@ class _QuicProtocol:
     """
 
     __slots__ = ("dirty", "inner")
+    label: ClassVar[str] = "h3"
 
     def __init__(self, inner: HTTP3Protocol) -> None:
         self.inner = inner

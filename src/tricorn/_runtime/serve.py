@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -69,12 +70,31 @@ class Server:
     """
 
     def __init__(
-        self, app: ASGI3App, config: Config, *, announce: bool = True, reuse_port: bool = False
+        self,
+        app: ASGI3App,
+        config: Config,
+        *,
+        announce: bool = True,
+        metrics_endpoint: bool = True,
+        on_max_requests: Callable[[], None] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """``announce``: log "serving on URL" at info level (else at debug).
-        ``reuse_port``: one of several workers, each binding the QUIC ports
-        itself (SO_REUSEPORT)."""
-        self._server = _Server(app, config, announce=announce, reuse_port=reuse_port)
+
+        Under a supervisor: ``metrics_endpoint`` False counts the metrics
+        but leaves serving them to the supervisor, ``on_max_requests`` is
+        called once ``config.max_requests`` requests have started, and
+        ``reuse_port`` has each worker bind the QUIC ports itself
+        (SO_REUSEPORT).
+        """
+        self._server = _Server(
+            app,
+            config,
+            announce=announce,
+            metrics_endpoint=metrics_endpoint,
+            on_max_requests=on_max_requests,
+            reuse_port=reuse_port,
+        )
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED
@@ -93,8 +113,19 @@ class Server:
 
 
 class _Server:
-    def __init__(self, app: ASGI3App, config: Config, *, announce: bool, reuse_port: bool) -> None:
+    def __init__(
+        self,
+        app: ASGI3App,
+        config: Config,
+        *,
+        announce: bool,
+        metrics_endpoint: bool,
+        on_max_requests: Callable[[], None] | None,
+        reuse_port: bool,
+    ) -> None:
         self._announce = announce
+        self._metrics_endpoint = metrics_endpoint
+        self._on_max_requests = on_max_requests
         self._reuse_port = reuse_port
         self._app = app
         self._config = config
@@ -203,13 +234,15 @@ class _Server:
             self._config,
             state,
             quic_ports=[sock.getsockname()[1] for sock in datagram],
+            on_max_requests=self._on_max_requests,
         )
         with anyio.CancelScope() as grace:
             async with anyio.create_task_group() as connections:
                 endpoints = await self._open_quic(datagram, context, connections)
                 async with anyio.create_task_group() as accepting:
-                    if context.metrics is not None:  # stops when accepting does
-                        await accepting.start(serve_metrics, context.metrics, self._config)
+                    if context.metrics is not None and self._metrics_endpoint:
+                        # Stops when accepting does.
+                        await accepting.start(serve_metrics, context.metrics.registry, self._config)
                     for listener in listeners:
                         accepting.start_soon(
                             _accept, listener, connections, context, self._ssl_context
