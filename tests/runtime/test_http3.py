@@ -383,3 +383,18 @@ async def test_ipv6_quic_bind_serves_http3(pki: PKI) -> None:
         async with h3_client(address, pki.ca_file) as client:
             response = await client.get("/v6")
     assert response.headers[b"x-info"] == b"3 https GET /v6"
+
+
+async def test_http3_connections_and_requests_are_counted_under_their_own_label(pki: PKI) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        fd = os.dup(sock.fileno())
+        async with server(echo_app, **h3_options(pki, metrics_bind=f"fd://{fd}")) as handle:
+            async with h3_client(quic_address(handle.addresses), pki.ca_file) as client:
+                assert (await client.get("/counted")).status == 200
+            async with httpx.AsyncClient() as scraper:
+                text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert 'tricorn_requests_total{protocol="h3",status_class="2xx"} 1.0' in text
+    assert 'tricorn_connections_total{protocol="h3"} 1.0' in text
+    assert 'tricorn_requests_total{protocol="http1",status_class="2xx"} 0.0' in text
