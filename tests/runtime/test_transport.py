@@ -3,6 +3,7 @@ uvloop's, and trio's through anyio (see tricorn/_runtime/transport.py)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -148,3 +149,25 @@ async def test_the_stream_knows_its_addresses() -> None:
         remote = server.extra(anyio.abc.SocketAttribute.remote_address)
         assert remote == client.extra(anyio.abc.SocketAttribute.local_address)
         assert local == client.extra(anyio.abc.SocketAttribute.remote_address)
+
+
+async def test_an_accepted_socket_is_made_non_blocking_and_unbuffered_by_the_transport() -> None:
+    # The transport owns the socket's options (each loop sets some itself;
+    # setting them again costs two syscalls per connection).
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with anyio.fail_after(WAIT):
+            client = await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
+            accepted, _ = listener.accept()
+        assert accepted.getblocking()
+        assert not accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        server = await open_socket_stream(accepted, 30.0)
+        async with client, server:
+            fd = server.extra(anyio.abc.SocketAttribute.raw_socket).fileno()
+            assert fd == accepted.fileno()
+            assert not os.get_blocking(fd)
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            await server.send(b"ok")
+            assert await client.receive() == b"ok"
+    finally:
+        listener.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Final
 
 from .scope import ConnectionInfo
 
@@ -17,6 +18,10 @@ __all__ = ["ProxyTrust"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCHEMES = frozenset({"http", "https"})
+#: Peers whose answer ``trusts`` remembers: most connections come from a few
+#: addresses (the proxies, or the same clients again), and parsing an address
+#: is a good part of what a new connection costs.
+_REMEMBERED: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +30,7 @@ class ProxyTrust:
 
     networks: tuple[IPNetwork, ...]
     everyone: bool = False
+    _answers: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, allowed: Iterable[str]) -> ProxyTrust:
@@ -42,6 +48,14 @@ class ProxyTrust:
         # permissions, as much a part of the deployment as a loopback proxy.
         if self.everyone or host is None:
             return True
+        answer = self._answers.get(host)
+        if answer is None:
+            if len(self._answers) >= _REMEMBERED:
+                self._answers.clear()
+            answer = self._answers[host] = self._judge(host)
+        return answer
+
+    def _judge(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:

@@ -700,13 +700,11 @@ class Connection:
         if self._stuck:
             # A write timed out: the peer reads nothing, so nothing more is
             # written or drained; the socket just goes.
-            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await self._stream.aclose()
+            await self._close_transport()
             return
         if self._eof and not self._protocol.has_output and not self._carried:
             # The peer closed first and nothing is left to say: just close.
-            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await self._stream.aclose()
+            await self._close_transport()
             return
         with (
             anyio.move_on_after(CLOSE_TIMEOUT, shield=True),
@@ -731,6 +729,14 @@ class Connection:
                 drained = 0
                 while drained < _LINGER_BYTES:
                     drained += len(await self._stream.receive(READ_SIZE))  # until EndOfStream
+        await self._close_transport()
+
+    async def _close_transport(self) -> None:
+        """Close the stream: at once where the transport can (asyncio's), else bounded."""
+        close_now = getattr(self._stream, "close_now", None)
+        if close_now is not None:
+            close_now()
+            return
         with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await self._stream.aclose()
 

@@ -364,14 +364,16 @@ async def _handle(
     client: socket.socket, context: ConnectionContext, ssl_context: ssl.SSLContext | None
 ) -> None:
     try:
-        client.setblocking(False)
-        if client.family != socket.AF_UNIX:
-            # Responses are written whole; Nagle would only delay them.
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The transport makes the socket non-blocking and turns Nagle off.
         stream = await open_socket_stream(client, context.config.write_timeout)
     except OSError as exc:
         # The client left between accept and now.
         error_logger.debug("dropping a connection that failed on arrival: %s", exc)
+        client.close()
+        return
+    except Exception as exc:
+        # As below: one connection's failure never takes the server down.
+        error_logger.error("unexpected error on a new connection", exc_info=exc)
         client.close()
         return
     try:

@@ -113,7 +113,13 @@ async def _sendfile(
 
 
 async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio.abc.ByteStream:
-    """The runner's stream over an accepted, non-blocking socket (plain TCP or unix)."""
+    """The runner's stream over an accepted socket (plain TCP or unix).
+
+    Either loop makes the socket non-blocking itself; Nagle goes here (only
+    uvloop turns it off on its own), since responses are written whole.
+    """
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if on_asyncio():
         return await _AsyncioStream.open(sock, write_timeout)
     try:
@@ -535,11 +541,15 @@ class _AsyncioStream(anyio.abc.ByteStream):
             self._transport.write_eof()
 
     async def aclose(self) -> None:
+        self.close_now()
+        await anyio.lowlevel.checkpoint()
+
+    def close_now(self) -> None:
+        """``aclose()`` without its checkpoint: closing never waits here."""
         if not self._closed:
             self._closed = True
             self._transport.abort()
             self._protocol.connection_lost(None)
-        await anyio.lowlevel.checkpoint()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
