@@ -58,6 +58,7 @@ from ._runtime.sockets import (
 )
 from ._systemd import Notifier, listen_fds
 from ._worker import (
+    ACCEPT,
     ALIVE,
     EXIT_FAILURE,
     EXIT_STARTUP,
@@ -420,6 +421,11 @@ class _Supervisor:
         addresses = ", ".join(format_address(sock) for sock in self._sockets)
         self._notifier.ready(f"serving on {addresses} with {len(pids)} workers")
         self._announced = True
+        # Only now does any worker take connections: a request that came
+        # during start-up waited in the backlog until every worker was ready
+        # (a readiness probe passes when the whole server can serve).
+        for worker in self._workers:
+            worker.tell(ACCEPT)
 
     def _wait(self, waitables: list[Any], timeout: float | None) -> None:
         """Wait for any of ``waitables``, waking in time for the next watchdog ping."""
@@ -499,6 +505,8 @@ class _Supervisor:
                 error_logger.warning("worker %s said %r, which means nothing", worker.pid, message)
 
     def _on_ready(self, worker: _Worker) -> None:
+        if self._announced:
+            worker.tell(ACCEPT)  # a replacement, or one more: the server is up already
         if worker.predecessor is not None:
             return  # _promote says it
         if worker.replaces is not None:

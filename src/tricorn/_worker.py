@@ -42,6 +42,7 @@ __all__ = [
     "EXIT_USAGE",
     "READY",
     "RETIRE",
+    "ACCEPT",
     "SHUTDOWN",
     "STOP_NOW",
     "fail",
@@ -60,7 +61,9 @@ EXIT_STARTUP: Final = 3
 READY: Final = b"ready"
 ALIVE: Final = b"alive"
 RETIRE: Final = b"retire"
-#: Supervisor -> worker.
+#: Supervisor -> worker. ACCEPT: every worker is ready (or, later, this one
+#: is): take connections from the shared listeners now.
+ACCEPT: Final = b"accept"
 SHUTDOWN: Final = b"shutdown"
 STOP_NOW: Final = b"stop now"
 
@@ -220,6 +223,9 @@ async def _serve_until_signal(
             )
             _tell(pipe, RETIRE)
 
+    accept = anyio.Event()
+    if supervisor is None:
+        accept.set()
     server = Server(
         app,
         config,
@@ -229,6 +235,9 @@ async def _serve_until_signal(
         on_max_requests=on_max_requests,
         # Each worker binds the QUIC ports itself, beside the others.
         reuse_port=supervisor is not None,
+        # The shared listeners are taken from once the supervisor says so:
+        # at start-up, when every worker's lifespan startup is done.
+        accept_after=accept,
     )
     with anyio.open_signal_receiver(*signals) as received:
         async with anyio.create_task_group() as task_group:
@@ -266,7 +275,7 @@ async def _serve_until_signal(
             if notifier.watchdog_due_in() is not None:
                 task_group.start_soon(_ping_watchdog, notifier)
             if supervisor is not None:
-                task_group.start_soon(_obey_supervisor, supervisor, shut_down, stop_now)
+                task_group.start_soon(_obey_supervisor, supervisor, shut_down, stop_now, accept)
                 if config.timeout_worker_healthcheck:
                     interval = heartbeat_interval(config.timeout_worker_healthcheck)
                     task_group.start_soon(_heartbeat, supervisor, interval)
@@ -296,6 +305,7 @@ async def _obey_supervisor(
     supervisor: Connection,
     shut_down: Callable[[str], None],
     stop_now: Callable[[str], None],
+    accept: anyio.Event,
 ) -> None:
     """Act on the supervisor's messages; its end closing means it is gone."""
     while True:
@@ -307,7 +317,9 @@ async def _obey_supervisor(
             # left serving (and holding the port) with nobody to stop it.
             shut_down(f"worker {os.getpid()}: the supervisor is gone")
             return
-        if message == SHUTDOWN:
+        if message == ACCEPT:
+            accept.set()
+        elif message == SHUTDOWN:
             shut_down(f"worker {os.getpid()} asked by the supervisor")
         elif message == STOP_NOW:
             stop_now(f"worker {os.getpid()} asked by the supervisor to stop now")

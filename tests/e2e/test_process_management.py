@@ -337,3 +337,77 @@ def test_metrics_bind_with_workers_serves_their_sum_from_the_supervisor(
     assert server.wait() == 0, server.stderr
     # The supervisor's directory of metrics files is gone with it.
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+#: Each worker's lifespan startup says it began (``started-PID``) and waits
+#: for ``go-PID``; a request says whether every worker was released by then.
+GATED_APP = """
+import os
+import pathlib
+import time
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        pid = os.getpid()
+        pathlib.Path(f"started-{pid}").touch()
+        while not pathlib.Path(f"go-{pid}").exists():
+            time.sleep(0.01)  # only start-up is held: nothing is served yet
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    started = {path.name.split("-")[1] for path in pathlib.Path().glob("started-*")}
+    released = {path.name.split("-")[1] for path in pathlib.Path().glob("go-*")}
+    body = b"all ready" if started <= released else b"answered during start-up"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_no_worker_takes_a_connection_before_every_worker_is_ready(
+    tmp_path: Path, worker_class: str
+) -> None:
+    # A readiness probe that passes must mean the whole server serves: a
+    # request made while one worker's startup still runs waits in the
+    # backlog, and is answered once every worker is ready.
+    write_module(tmp_path, "gated", GATED_APP)
+    with server_processes() as started:
+        server = ServerProcess(
+            [
+                "gated:app",
+                "-b",
+                "unix:sock",
+                "-w",
+                "2",
+                "-k",
+                worker_class,
+                "--no-access-log",
+                "--log-level",
+                "debug",
+            ],  # fmt: skip
+            cwd=tmp_path,
+        )
+        started.append(server)
+        _until(lambda: len(list(tmp_path.glob("started-*"))) == 2)
+        first, second = sorted(path.name.split("-")[1] for path in tmp_path.glob("started-*"))
+        (tmp_path / f"go-{first}").touch()
+        server.wait_for_line(rf"worker {first} is ready")
+        answers: list[str] = []
+
+        def ask() -> None:
+            transport = httpx.HTTPTransport(uds=str(tmp_path / "sock"))
+            with httpx.Client(transport=transport, timeout=30) as client:
+                answers.append(client.get("http://localhost/").text)
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        # The ready worker would answer within this (it did, before the
+        # gate); the answer would then say it came during start-up.
+        asking.join(timeout=1.0)
+        (tmp_path / f"go-{second}").touch()
+        asking.join(timeout=30)
+        assert answers == ["all ready"], server.stderr

@@ -78,6 +78,7 @@ class Server:
         metrics_endpoint: bool = True,
         on_max_requests: Callable[[], None] | None = None,
         reuse_port: bool = False,
+        accept_after: anyio.Event | None = None,
     ) -> None:
         """``announce``: log "serving on URL" at info level (else at debug).
 
@@ -85,7 +86,8 @@ class Server:
         but leaves serving them to the supervisor, ``on_max_requests`` is
         called once ``config.max_requests`` requests have started, and
         ``reuse_port`` has each worker bind the QUIC ports itself
-        (SO_REUSEPORT).
+        (SO_REUSEPORT), and connections are accepted only once
+        ``accept_after`` is set (when every worker is ready).
         """
         self._server = _Server(
             app,
@@ -94,6 +96,7 @@ class Server:
             metrics_endpoint=metrics_endpoint,
             on_max_requests=on_max_requests,
             reuse_port=reuse_port,
+            accept_after=accept_after,
         )
 
     async def serve(
@@ -122,11 +125,13 @@ class _Server:
         metrics_endpoint: bool,
         on_max_requests: Callable[[], None] | None,
         reuse_port: bool,
+        accept_after: anyio.Event | None,
     ) -> None:
         self._announce = announce
         self._metrics_endpoint = metrics_endpoint
         self._on_max_requests = on_max_requests
         self._reuse_port = reuse_port
+        self._accept_after = accept_after
         self._app = app
         self._config = config
         # Before anything is bound or started: a bad certificate is a
@@ -245,7 +250,12 @@ class _Server:
                         await accepting.start(serve_metrics, context.metrics.registry, self._config)
                     for listener in listeners:
                         accepting.start_soon(
-                            _accept, listener, connections, context, self._ssl_context
+                            _accept,
+                            listener,
+                            connections,
+                            context,
+                            self._ssl_context,
+                            self._accept_after,
                         )
                     task_status.started(addresses)
                     # Under a supervisor, the supervisor says it once for all workers.
@@ -336,14 +346,17 @@ async def _accept(
     connections: anyio.abc.TaskGroup,
     context: ConnectionContext,
     ssl_context: ssl.SSLContext | None,
+    after: anyio.Event | None = None,
 ) -> None:
     """Accept every pending connection each time the listener is readable.
 
     One accept per wake-up (as anyio's listener does) lets a busy loop take
     hundreds of milliseconds to let a burst of new clients in; draining the
     backlog in one go keeps a new connection's first request as quick as
-    any other.
+    any other. With ``after``, nothing is accepted before it is set.
     """
+    if after is not None:
+        await after.wait()
     while True:
         await anyio.wait_readable(listener)
         while True:
