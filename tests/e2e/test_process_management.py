@@ -377,18 +377,8 @@ def test_no_worker_takes_a_connection_before_every_worker_is_ready(
     write_module(tmp_path, "gated", GATED_APP)
     with server_processes() as started:
         server = ServerProcess(
-            [
-                "gated:app",
-                "-b",
-                "unix:sock",
-                "-w",
-                "2",
-                "-k",
-                worker_class,
-                "--no-access-log",
-                "--log-level",
-                "debug",
-            ],  # fmt: skip
+            ["gated:app", "-b", "unix:sock", "-w", "2", "-k", worker_class, "--no-access-log"]
+            + ["--log-level", "debug"],
             cwd=tmp_path,
         )
         started.append(server)
