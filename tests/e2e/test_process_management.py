@@ -367,6 +367,9 @@ async def app(scope, receive, send):
 """
 
 
+GATED_OPTIONS = ("-b", "unix:sock", "-w", "2", "--no-access-log", "--log-level", "debug")
+
+
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
 def test_no_worker_takes_a_connection_before_every_worker_is_ready(
     tmp_path: Path, worker_class: str
@@ -377,8 +380,7 @@ def test_no_worker_takes_a_connection_before_every_worker_is_ready(
     write_module(tmp_path, "gated", GATED_APP)
     with server_processes() as started:
         server = ServerProcess(
-            ["gated:app", "-b", "unix:sock", "-w", "2", "-k", worker_class, "--no-access-log"]
-            + ["--log-level", "debug"],
+            ["gated:app", *GATED_OPTIONS, "-k", worker_class],
             cwd=tmp_path,
         )
         started.append(server)
