@@ -148,6 +148,17 @@ def bench_h2(session: nox.Session) -> None:
     session.run("python", "bench/http2.py", *session.posargs)
 
 
+@nox.session(name="bench-h3")
+def bench_h3(session: nox.Session) -> None:
+    """HTTP/3 req/s, latency and CPU per request, tricorn beside Hypercorn, over QUIC.
+
+    h2load here cannot speak HTTP/3: the load client is bench/http3.py's own, on aioquic.
+    nox -s bench-h3 -- --duration 10 --json h3.json   (options: python bench/http3.py -h)
+    """
+    session.install("-e", ".[uvloop,trio,h3]", "hypercorn[h3]", "trustme")
+    session.run("python", "bench/http3.py", *session.posargs)
+
+
 @nox.session(name="bench-memory")
 def bench_memory(session: nox.Session) -> None:
     """Memory per idle connection (HTTP/1.1, h2c, WebSocket) and CPU per new connection.

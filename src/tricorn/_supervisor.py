@@ -416,9 +416,13 @@ class _Supervisor:
         tls = self._config.certfile is not None
         for sock in self._sockets:
             error_logger.info("serving on %s", format_url(sock, tls=tls))
+        # Each worker binds the QUIC ports itself (their ports are fixed).
+        for address in self._config.quic_bind:
+            error_logger.info("serving on https://%s (HTTP/3, QUIC)", address)
         pids = [worker.pid for worker in self._workers]
         error_logger.info(summary(self._config, pids, supervisor=os.getpid()))
-        addresses = ", ".join(format_address(sock) for sock in self._sockets)
+        quic = [f"{address} (QUIC)" for address in self._config.quic_bind]
+        addresses = ", ".join([*(format_address(sock) for sock in self._sockets), *quic])
         self._notifier.ready(f"serving on {addresses} with {len(pids)} workers")
         self._announced = True
         # Only now does any worker take connections: a request that came

@@ -1,15 +1,16 @@
 """The bundled demo app: ``tricorn tricorn.demo:app``.
 
-A page that shows how the request arrived (protocol, scheme, client, server),
-a response streamed in pieces and a WebSocket echo page. It is an ordinary
-ASGI 3 app; it uses only AnyIO, so it runs on every worker class.
+A page that shows how the request arrived (protocol: "HTTP/1.1", "HTTP/2" or
+"HTTP/3" from the scope's ``http_version``; scheme, client, server), a
+response streamed in pieces and a WebSocket echo page. It is an ordinary ASGI
+3 app; it uses only AnyIO, so it runs on every worker class.
 
 The echo page checks itself as it opens: the server's greeting names the HTTP
-version the WebSocket rode (the websocket scope's ``http_version``; "2" means
-an extended CONNECT, RFC 8441), the page sends a probe and, once the probe
-comes back, writes ``page=<version> ws=<version> echo=ok`` into
-``<output id="result">`` (``echo=failed code=<close code>`` if it does not).
-A browser test reads that marker.
+version the WebSocket rode (the websocket scope's ``http_version``: "2" means
+an extended CONNECT, RFC 8441, "3" one over HTTP/3, RFC 9220), the page sends
+a probe and, once the probe comes back, writes ``page=<version> ws=<version>
+echo=ok`` into ``<output id="result">`` (``echo=failed code=<close code>`` if
+it does not). A browser test reads that marker.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,9 @@ class DevTools:
 
 
 @contextmanager
-def headless_chromium(profile: Path, trusted_spki: str) -> Iterator[DevTools]:
+def headless_chromium(
+    profile: Path, trusted_spki: str, extra_flags: Sequence[str] = ()
+) -> Iterator[DevTools]:
     """A headless Chromium with a fresh profile; yields a DevTools client for it."""
     profile.mkdir()
     log_path = profile.parent / "chromium.log"
@@ -147,6 +149,7 @@ def headless_chromium(profile: Path, trusted_spki: str) -> Iterator[DevTools]:
                 # Honoured only together with --user-data-dir.
                 f"--ignore-certificate-errors-spki-list={trusted_spki}",
                 "--remote-debugging-port=0",
+                *extra_flags,
                 "about:blank",
             ],
             stdin=subprocess.DEVNULL,

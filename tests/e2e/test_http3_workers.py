@@ -93,6 +93,10 @@ def test_each_worker_serves_http3_on_the_shared_port(tmp_path: Path) -> None:
         assert str(process.pid) not in pids
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+        # The supervisor announces the QUIC port beside the TCP one.
+        assert f"serving on https://127.0.0.1:{port} (HTTP/3, QUIC)" in stderr, stderr
     finally:
         if process.poll() is None:
             process.kill()
