@@ -137,3 +137,37 @@ async def test_json_access_log(access_records: list[logging.LogRecord]) -> None:
     assert entry["user_agent"] == "curl/8.5"
     assert entry["pid"] == os.getpid()
     assert set(entry) >= {"time", "client", "duration_ms", "referer", "stream_id"}
+
+
+async def test_a_websocket_is_logged_with_the_status_its_handshake_got(
+    access_records: list[logging.LogRecord],
+) -> None:
+    # 101 for an HTTP/1.1 upgrade; 200 for an extended CONNECT (RFC 8441).
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close"})
+
+    upgrade = request(
+        target="/ws",
+        headers=[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-key", base64.b64encode(os.urandom(16)).decode()),
+            ("sec-websocket-version", "13"),
+        ],
+    )
+    async with memory_server(app, access_log=True) as srv:
+        async with srv.client() as client:
+            await client.send(upgrade)
+            assert (await client.receive_some()).startswith(b"HTTP/1.1 101 ")
+        wire = await H2Wire.connect(srv)
+        stream_id = await wire.open_websocket("/ws")
+        headers, _ = await wire.response(stream_id)
+        assert headers[b":status"] == b"200"
+        await wire.aclose()
+    lines = [record.getMessage() for record in access_records]
+    assert len(lines) == 2, lines
+    assert '"GET /ws HTTP/1.1" 101' in lines[0]
+    assert '"GET /ws HTTP/2" 200' in lines[1], lines

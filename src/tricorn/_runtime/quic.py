@@ -351,8 +351,10 @@ class HTTP3Connection(Connection):
                     await self._write_output()
             if linger:
                 # The peer may not have our CONNECTION_CLOSE yet: what it
-                # sends meanwhile is answered with it again, until QUIC's
-                # closing period ends (three probe timeouts).
+                # sends meanwhile is taken in, and dropped, until QUIC's
+                # closing period ends (three probe timeouts). aioquic in its
+                # closing state answers nothing; RFC 9000 10.2.1 would have
+                # the CONNECTION_CLOSE sent again (rate-limited).
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     while not protocol.terminated:
                         batch = await self._next_batch()

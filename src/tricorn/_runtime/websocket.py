@@ -152,7 +152,9 @@ class WebSocketExchange:
             raise
         first = commands[0]
         if isinstance(first, AcceptWebSocket):
-            self._log(101, 0)
+            # 101 Switching Protocols on HTTP/1.1; extended CONNECT (RFC 8441,
+            # RFC 9220) accepts with a 200.
+            self._log(101 if self.scope["http_version"] == "1.1" else 200, 0)
             self._start_keepalive()
             if self._shutting_down:
                 await self._server_close(_GOING_AWAY, "server shutting down")
