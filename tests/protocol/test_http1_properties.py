@@ -185,3 +185,77 @@ def test_arbitrary_bytes_only_ever_produce_events(
     out = server.data_to_send()
     if server.closed and out:
         assert out.startswith(b"HTTP/1.1 ")
+
+
+# -- chunked bodies: runs of whole chunks are read in one step -----------------
+
+chunk_extensions = st.sampled_from(
+    [b"", b";a=b", b"; name", b';x="q"', b" ", b"\t", b";a\rb", b";a\nb", b"z", b";"]
+)
+
+
+@st.composite
+def chunked_bodies(draw: st.DrawFn) -> bytes:
+    """A chunked body, mostly well formed: odd extensions, sizes and endings mixed in."""
+    out = bytearray()
+    for _ in range(draw(st.integers(0, 40))):
+        size = draw(st.integers(1, 5))
+        digits = draw(st.sampled_from([f"{size:x}", f"{size:X}", f"{size:03x}"]))
+        out += digits.encode() + draw(chunk_extensions) + b"\r\n"
+        out += bytes(draw(st.integers(0x21, 0x7E)) for _ in range(size))
+        out += draw(st.sampled_from([b"\r\n"] * 8 + [b"\n", b"xx", b"\r\n\r\n"]))
+    out += draw(st.sampled_from([b"0\r\n\r\n", b"0\r\nx-trailer: 1\r\n\r\n", b"0\r\n", b""]))
+    return bytes(out)
+
+
+def h11_reads(body: bytes) -> tuple[bytes, bool]:
+    """What h11 itself makes of the body: the bytes it hands on, and whether it ends well."""
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n" + body)
+    data = bytearray()
+    try:
+        while True:
+            event = server.next_event()
+            if isinstance(event, h11.Data):
+                data += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(data), True
+            elif event is h11.NEED_DATA:
+                return bytes(data), False
+    except h11.RemoteProtocolError:
+        return bytes(data), False
+
+
+@SETTINGS
+@given(body=chunked_bodies(), cuts=st.lists(st.integers(1, 400), max_size=6))
+def test_a_chunked_body_gives_the_app_what_h11_reads_however_it_arrives(
+    body: bytes, cuts: list[int]
+) -> None:
+    head = b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+    data = head + body
+    bounds = [0, *sorted({c for c in cuts if c < len(data)}), len(data)]
+    server = make_server()
+    events = []
+    for a, b in pairwise(bounds):
+        events += server.receive_data(data[a:b])
+    delivered = b"".join(e.data for e in events if isinstance(e, DataReceived))
+    expected, ends = h11_reads(body)
+    assert delivered == expected
+    assert any(isinstance(e, StreamEnded) for e in events) == ends
+    if not ends and any(isinstance(e, RequestRejected) for e in events):
+        assert server.closed
+
+
+def test_two_hundred_thousand_one_byte_chunks_reach_the_app_in_a_few_pieces() -> None:
+    server = make_server()
+    events = server.receive_data(
+        b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    body = b"1\r\nX\r\n" * 200_000 + b"0\r\n\r\n"
+    for start in range(0, len(body), 65536):
+        events += server.receive_data(body[start : start + 65536])
+        server.acknowledge(1, 65536)
+    pieces = [e.data for e in events if isinstance(e, DataReceived)]
+    assert b"".join(pieces) == b"X" * 200_000
+    assert len(pieces) <= 2 * (len(body) // 65536 + 1)  # about one per read, not one per chunk
+    assert isinstance(events[-1], StreamEnded)

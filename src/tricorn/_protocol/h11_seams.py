@@ -12,6 +12,11 @@ The httptools wire (``http1_httptools``) reads request bodies with h11's own
 body readers over h11's own receive buffer, so a body is framed by the same
 rules whichever parser read its head; it takes heads out of that buffer whole,
 which :func:`buffered` and :func:`take` do.
+
+Both wires take runs of whole chunks out of the buffer in one step when the
+reader stands between chunks (:func:`between_chunks`), rather than one event
+per chunk; for the H11Wire that needs h11's own reader and buffer
+(:func:`body_reader`, :func:`receive_buffer`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ import h11
 import h11._readers
 import h11._receivebuffer
 
-__all__ = ["buffered", "check", "chunk_bytes_expected", "chunk_bytes_left", "take"]
+__all__ = [
+    "between_chunks",
+    "body_reader",
+    "buffered",
+    "check",
+    "chunk_bytes_expected",
+    "chunk_bytes_left",
+    "receive_buffer",
+    "take",
+]
 
 
 def check() -> None:
@@ -31,8 +45,13 @@ def check() -> None:
         if isinstance(getattr(reader, "_bytes_in_chunk", None), int)
         else ["ChunkedReader._bytes_in_chunk"]
     )
-    if "_reader" not in vars(h11.Connection(h11.SERVER)):
-        missing.append("Connection._reader")
+    for name in ("_bytes_to_discard", "_reading_trailer"):
+        if not hasattr(reader, name):
+            missing.append(f"ChunkedReader.{name}")
+    connection_attributes = vars(h11.Connection(h11.SERVER))
+    for name in ("_reader", "_receive_buffer"):
+        if name not in connection_attributes:
+            missing.append(f"Connection.{name}")
     buffer = h11._receivebuffer.ReceiveBuffer()
     if not isinstance(getattr(buffer, "_data", None), bytearray):
         missing.append("ReceiveBuffer._data")
@@ -58,6 +77,35 @@ def chunk_bytes_expected(connection: h11.Connection) -> int:
 def chunk_bytes_left(reader: h11._readers.ChunkedReader) -> int:
     """Bytes of the chunk ``reader`` has parsed the size of and not yet received."""
     return reader._bytes_in_chunk
+
+
+def between_chunks(
+    reader: h11._readers.ChunkedReader, buffer: h11._receivebuffer.ReceiveBuffer
+) -> bool:
+    """Whether ``reader`` waits for a chunk header (no chunk data or trailer pending).
+
+    The CRLF that ends the chunk it last read is taken here when it is in
+    ``buffer`` as h11 expects it: h11 itself would take it first thing.
+    """
+    if reader._bytes_in_chunk or reader._reading_trailer:
+        return False
+    pending = reader._bytes_to_discard
+    if pending:
+        if not buffer._data.startswith(pending):
+            return False  # not here yet, or wrong: h11's reader says which
+        buffer._extract(len(pending))
+        reader._bytes_to_discard = b""
+    return True
+
+
+def body_reader(connection: h11.Connection) -> object:
+    """The reader h11 reads the request body with (None outside a body)."""
+    return connection._reader
+
+
+def receive_buffer(connection: h11.Connection) -> h11._receivebuffer.ReceiveBuffer:
+    """The buffer h11 parses from."""
+    return connection._receive_buffer
 
 
 def buffered(buffer: h11._receivebuffer.ReceiveBuffer) -> bytearray:

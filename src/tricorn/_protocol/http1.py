@@ -411,6 +411,8 @@ class HTTP1Protocol:
                 if self._wire.trailing_data[1]:
                     events.extend(self._close_event())
                 return
+            if self._max_body is not None:
+                self._wire.chunk_run_limit = self._max_body - self._body_received
             try:
                 event = self._wire.next_event()
             except h11.RemoteProtocolError as exc:

@@ -37,7 +37,7 @@ from h11._util import Sentinel
 
 from . import h11_seams
 from .events import Headers
-from .http1_wire import END, Fields, RequestHead
+from .http1_wire import END, Fields, RequestHead, whole_chunks
 
 __all__ = ["HttptoolsWire"]
 
@@ -125,6 +125,8 @@ class HttptoolsWire:
         #: How the response body is framed: "content-length", "chunked" or "http/1.0".
         self._framing = ""
         self._remaining = 0
+        #: The most body bytes one run of whole chunks may carry (see whole_chunks).
+        self.chunk_run_limit: int | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -204,6 +206,10 @@ class HttptoolsWire:
         buffer = self._buffer
         if state is SEND_BODY:
             assert self._reader is not None
+            chunks = whole_chunks(self._reader, buffer, self.chunk_run_limit)
+            if chunks is not None:
+                self._waiting_for_100 = False
+                return chunks
             body = self._reader(buffer)
             if body is None:
                 if buffer or not self._eof:

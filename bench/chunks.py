@@ -1,0 +1,161 @@
+"""Tiny chunks: what a chunked body of one-byte chunks costs each server.
+
+A client sends ``POST /`` with ``--chunks`` chunks of one byte each
+(``1\\r\\nX\\r\\n``, 6 bytes on the wire per body byte), written in 64 KiB
+pieces as fast as the server takes them, and reads the answer (the body's
+size). The server's CPU time for the whole request (from /proc, its process
+group) is the row's number: a server that pays per chunk rather than per
+read is slow here, and an attacker can use that against everyone else on it.
+Servers run one at a time, one worker, pinned away from the client, serving
+``bench.chunks_app:app`` (which reads the whole body).
+
+Run it as ``python bench/chunks.py [--chunks 200000] [--repeat 3]
+[--server-cpu 0 --load-cpus 1] [--json chunks.json]`` from the repository
+root. Exit status 1 when a row failed, 2 when an argument is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import http1
+
+APP = "bench.chunks_app:app"
+PIECE = 64 * 1024
+
+
+@dataclasses.dataclass
+class Row:
+    label: str
+    ok: bool = False
+    cpu_s: list[float] = dataclasses.field(default_factory=list)
+    wall_s: list[float] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+def servers() -> list[http1.Server]:
+    rows = [
+        http1.tricorn("asyncio", "h11"),
+        http1.tricorn("asyncio", "httptools"),
+        http1.tricorn("trio"),
+        http1.uvicorn("asyncio", "h11"),
+        http1.uvicorn("asyncio", "httptools"),
+        http1.hypercorn("asyncio"),
+        http1.granian("asyncio"),
+    ]
+    return [dataclasses.replace(s, argv_template=_with_app(s.argv_template)) for s in rows]
+
+
+def _with_app(argv: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(APP if arg == http1.APP else arg for arg in argv)
+
+
+def post_chunks(port: int, chunks: int) -> bytes:
+    """Send the request, return the response body."""
+    body = b"1\r\nX\r\n" * chunks + b"0\r\n\r\n"
+    head = b"POST / HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.sendall(head)
+        view = memoryview(body)
+        for start in range(0, len(view), PIECE):
+            sock.sendall(view[start : start + PIECE])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    if not status.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"answered {status!r}")
+    return rest.partition(b"\r\n\r\n")[2]
+
+
+def measure(server: http1.Server, args: argparse.Namespace) -> Row:
+    row = Row(server.label)
+    port = http1.free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(http1.ROOT), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            server.argv(port),
+            cwd=http1.ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=http1.pinned(http1.server_cpus(args)),
+        )
+        try:
+            if (why := http1.wait_until_up(process, port, http1.STARTUP_TIMEOUT)) is not None:
+                row.error = f"{why}; its output:\n{http1.tail(output)}"
+                return row
+            load = http1.load_cpus(args)
+            if load:
+                os.sched_setaffinity(0, load)
+            post_chunks(port, 1000)  # warm-up
+            for _ in range(args.repeat):
+                before = http1.group_cpu_seconds(process.pid)
+                started = time.monotonic()
+                answer = post_chunks(port, args.chunks)
+                wall = time.monotonic() - started
+                after = http1.group_cpu_seconds(process.pid)
+                if answer != str(args.chunks).encode():
+                    raise RuntimeError(f"the app read {answer!r} bytes, not {args.chunks}")
+                if before is None or after is None:
+                    raise RuntimeError("no /proc to read the server's CPU time from")
+                row.cpu_s.append(after - before)
+                row.wall_s.append(wall)
+            row.ok = True
+        except (RuntimeError, OSError) as exc:
+            row.error = str(exc)
+        finally:
+            http1.stop(process)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/chunks.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--chunks", type=int, default=200_000, help="one-byte chunks (200000)")
+    parser.add_argument("--repeat", type=int, default=3, help="requests per server (3)")
+    parser.add_argument("--only", help="comma-separated server names (tricorn,uvicorn,...)")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpus", default="1")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.chunks < 1 or args.repeat < 1:
+        parser.error("--chunks and --repeat must be at least 1")
+    chosen = servers()
+    if args.only:
+        names = set(args.only.split(","))
+        chosen = [s for s in chosen if s.name in names]
+    rows = []
+    for server in chosen:
+        print(f"measuring {server.label} ...", file=sys.stderr)
+        rows.append(measure(server, args))
+    wire = 6 * args.chunks + 5
+    print(f"\n{args.chunks} one-byte chunks ({wire / 1e6:.1f} MB on the wire), median of {args.repeat}")
+    print(f"{'server':32} {'server CPU s':>12} {'wall s':>8}")
+    for row in rows:
+        if row.ok:
+            cpu, wall = statistics.median(row.cpu_s), statistics.median(row.wall_s)
+            print(f"{row.label:32} {cpu:12.3f} {wall:8.3f}")
+        else:
+            print(f"{row.label:32} failed: {(row.error or '').splitlines()[0]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    return 0 if all(row.ok for row in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
