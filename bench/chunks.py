@@ -65,7 +65,9 @@ def _with_app(argv: tuple[str, ...]) -> tuple[str, ...]:
 def post_chunks(port: int, chunks: int) -> bytes:
     """Send the request, return the response body."""
     body = b"1\r\nX\r\n" * chunks + b"0\r\n\r\n"
-    head = b"POST / HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    head = (
+        b"POST / HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         sock.sendall(head)
         view = memoryview(body)
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measuring {server.label} ...", file=sys.stderr)
         rows.append(measure(server, args))
     wire = 6 * args.chunks + 5
-    print(f"\n{args.chunks} one-byte chunks ({wire / 1e6:.1f} MB on the wire), median of {args.repeat}")
+    print(f"\n{args.chunks} one-byte chunks ({wire / 1e6:.1f} MB on the wire),", end=" ")
+    print(f"median of {args.repeat}")
     print(f"{'server':32} {'server CPU s':>12} {'wall s':>8}")
     for row in rows:
         if row.ok:
