@@ -159,7 +159,7 @@ def test_the_cli_reports_an_unresolvable_statsd_host_as_a_usage_error() -> None:
 )
 def test_a_bad_statsd_prefix_or_tag_is_a_config_error_naming_it(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        tricorn.Config(**{key: value})
+        tricorn.Config.from_mapping({key: value})
 
 
 # -- what is sent ----------------------------------------------------------------
