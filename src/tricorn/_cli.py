@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._runtime.serve import quic_setup
+from ._runtime.statsd import check_statsd
 from ._runtime.tls import create_ssl_context
 from ._supervisor import run
 from .config import Config, choices_of, flags_of, option_specs
@@ -124,6 +125,7 @@ def config_from_args(
         # worker spawned (each worker builds its own context again).
         create_ssl_context(config)
         quic_setup(config)  # HTTP/3: the h3 extra, the key pair as QUIC loads it
+        check_statsd(config)  # statsd_host resolves (once more in each worker)
         return config, ""
     except ConfigError as exc:
         where = origin.get(exc.key.replace("-", "_"), flag_for_key(exc.key))

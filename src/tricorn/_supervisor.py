@@ -17,7 +17,9 @@ within ``timeout_worker_startup``, is killed. With ``reload`` the worker is
 restarted when a source file changes.
 
 With ``metrics_bind``, the workers keep their metrics in prometheus-client's
-multiprocess mode and the supervisor serves their sum, with its own.
+multiprocess mode and the supervisor serves their sum, with its own. With
+``statsd_host``, each worker sends its own StatsD metrics and the supervisor
+sends the worker gauge and restarts.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from ._runtime.sockets import (
     remove_unix_sockets,
     unix_paths,
 )
+from ._runtime.statsd import StatsdClient
 from ._systemd import Notifier, listen_fds
 from ._worker import (
     ACCEPT,
@@ -297,7 +300,7 @@ class _Supervisor:
         }
         status = 0
         try:
-            with self._serving_metrics():
+            with self._sending_statsd(), self._serving_metrics():
                 try:
                     self._workers = [self._spawn() for _ in range(self._count)]
                     status = self._watch()
@@ -313,6 +316,25 @@ class _Supervisor:
             os.close(self._wake_write)
         if status:
             raise SystemExit(status)
+
+    @contextlib.contextmanager
+    def _sending_statsd(self) -> Iterator[None]:
+        """Send the worker gauge and restarts to statsd_host (the workers send their own)."""
+        try:
+            client = StatsdClient.from_config(self._config)
+        except ConfigError as exc:
+            fail(EXIT_USAGE, f"--statsd-host: {str(exc).split(': ', 1)[1]}")
+        if client is None:
+            yield
+            return
+        client.open()
+        self._metrics.statsd = client
+        try:
+            yield
+        finally:
+            self._metrics.workers = 0  # every worker has stopped
+            self._metrics.statsd = None
+            client.close()
 
     @contextlib.contextmanager
     def _serving_metrics(self) -> Iterator[None]:

@@ -18,6 +18,7 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_ACCESS_LOG_FORMAT",
+    "STATSD_PORT",
     "Config",
     "HTTP1Parser",
     "Interface",
@@ -31,6 +32,7 @@ __all__ = [
     "flags_of",
     "option_specs",
     "parse_bind",
+    "parse_statsd_host",
     "uds_mode_bits",
 ]
 
@@ -52,6 +54,12 @@ _IPV6_BIND = re.compile(r"\[([^\]]+)\]:(\d+)")
 #: RFC 9110 5.6.2 token characters: what a Server header value may safely be.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z/ ()]+")
 _HOST_BIND = re.compile(r"([^:\[\]]*):(\d+)")
+#: What a StatsD name may hold: "." separates its parts, ":" "|" "@" "#" and
+#: newlines are the line format's own.
+_STATSD_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
+_DOGSTATSD_TAG = re.compile(r"[^|#@,\s]+")
+#: The port StatsD servers listen on unless told otherwise.
+STATSD_PORT: Final = 8125
 
 
 def _option(
@@ -99,6 +107,24 @@ class Config:
         "(HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N), plain HTTP. Unset: no metrics, "
         "at no cost. Needs pip install 'tricorn[metrics]'.",
         metavar="ADDRESS",
+    )
+    statsd_host: str | None = _option(
+        None,
+        "Send StatsD metrics over UDP to this address: HOST:PORT, [IPv6]:PORT, HOST "
+        "(port 8125) or unix:PATH (a datagram socket). Each worker sends its own; the "
+        "supervisor sends the worker gauge. Unset: no StatsD, at no cost.",
+        metavar="ADDRESS",
+    )
+    statsd_prefix: str = _option(
+        "",
+        "Put this before every StatsD metric name (a dot is added): with myapp, "
+        "myapp.tricorn.requests.",
+        metavar="PREFIX",
+    )
+    dogstatsd_tags: str = _option(
+        "",
+        "DogStatsD tags added to every StatsD metric, comma-separated: env:prod,team:web.",
+        metavar="TAGS",
     )
     workers: int = _option(
         1,
@@ -475,6 +501,7 @@ class Config:
             parse_bind(address)
         if self.metrics_bind is not None:
             parse_bind(self.metrics_bind, key="metrics_bind")
+        self._check_statsd()
         self._check_quic()
         for key in (
             "graceful_timeout",
@@ -558,6 +585,24 @@ class Config:
             raise ConfigError(
                 "root_path", f"must start with '/' and not end with one, not {self.root_path!r}"
             )
+
+    def _check_statsd(self) -> None:
+        if self.statsd_host is not None:
+            parse_statsd_host(self.statsd_host)
+        if self.statsd_prefix and not _STATSD_NAME.fullmatch(self.statsd_prefix):
+            raise ConfigError(
+                "statsd_prefix",
+                f"{self.statsd_prefix!r} cannot start a StatsD metric name",
+                allowed=("letters, digits and . _ - (not a leading dot)",),
+            )
+        if self.dogstatsd_tags:
+            for tag in self.dogstatsd_tags.split(","):
+                if not _DOGSTATSD_TAG.fullmatch(tag):
+                    raise ConfigError(
+                        "dogstatsd_tags",
+                        f"{tag!r} in {self.dogstatsd_tags!r} is not a DogStatsD tag",
+                        allowed=("NAME or NAME:VALUE, comma-separated, without | # @ or spaces",),
+                    )
 
     def _check_quic(self) -> None:
         """HTTP/3 needs TLS, UDP host:port binds, and a fixed port across workers."""
@@ -779,3 +824,34 @@ def parse_bind(address: str, *, key: str = "bind") -> tuple[str, str | int, int 
     if port > 65535:
         raise ConfigError(key, f"port {port} in {address!r} is out of range (0-65535)")
     return ("tcp", match.group(1) or "0.0.0.0", port)
+
+
+def parse_statsd_host(address: str) -> tuple[str, int] | str:
+    """``statsd_host`` as ``(host, port)``, or the path of a unix datagram socket.
+
+    A bare host means port 8125. A bad address is a ConfigError naming ``statsd_host``.
+    """
+    key = "statsd_host"
+    if address.startswith("unix:"):
+        path = address[len("unix:") :]
+        if not path:
+            raise ConfigError(key, f"{address!r} names no socket path")
+        return path
+    match = _IPV6_BIND.fullmatch(address) or _HOST_BIND.fullmatch(address)
+    if match is None and address and not any(c in address for c in ":[]/ "):
+        return (address, STATSD_PORT)
+    if match is None or not match.group(1):
+        raise ConfigError(
+            key,
+            f"{address!r} is not a StatsD address",
+            allowed=("HOST:PORT", "[IPv6]:PORT", "HOST (port 8125)", "unix:PATH"),
+        )
+    host, port = match.group(1), int(match.group(2))
+    if address.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            raise ConfigError(key, f"{host!r} in {address!r} is not an IPv6 address") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(key, f"port {port} in {address!r} is out of range (1-65535)")
+    return (host, port)

@@ -116,7 +116,8 @@ async def memory_server(app: Any, **options: Any) -> AsyncIterator[MemoryServer]
     """Serve ``app`` (an ASGI 3 callable) with Config ``options``; no lifespan, no listener."""
     options.setdefault("access_log", False)
     context = ConnectionContext(app, tricorn.Config(**options), state={})
-    async with anyio.create_task_group() as task_group:
+    # As serve() does: StatsD (if configured) is sent until every connection is done.
+    async with context.reporting(), anyio.create_task_group() as task_group:
         yield MemoryServer(task_group, context)
         task_group.cancel_scope.cancel()
 

@@ -33,7 +33,7 @@ ON = {"metrics_bind": "127.0.0.1:0"}
 
 
 def metrics_of(srv: MemoryServer) -> Metrics:
-    metrics = srv.context.metrics
+    metrics = srv.context.prometheus
     assert metrics is not None
     return metrics
 

@@ -7,9 +7,11 @@ trust that applies to it), plus the headers every response gets.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from email.utils import formatdate
 from typing import Any, Protocol
 
@@ -22,7 +24,8 @@ from .._asgi.scope import ConnectionInfo
 from .._asgi.types import ASGI3App, TLSExtension
 from .._protocol import Headers, ProxyHeader, RequestReceived
 from ..config import Config
-from .metrics import open_metrics
+from .metrics import combine, open_metrics
+from .statsd import open_statsd
 from .tls import tls_extension
 
 __all__ = [
@@ -211,7 +214,11 @@ class ConnectionContext:
         self.quic_default_headers = default_headers(config)
         self.proxy = ProxyTrust.parse(config.forwarded_allow_ips) if config.proxy_headers else None
         #: None unless metrics_bind is set (see metrics.py).
-        self.metrics = open_metrics(config)
+        self.prometheus = open_metrics(config)
+        #: None unless statsd_host is set (see statsd.py).
+        self.statsd = open_statsd(config)
+        #: What the runner calls: None when both are off, so each hook is one check.
+        self.metrics = combine(self.prometheus, self.statsd)
         self.shutting_down = False
         self.connections: set[Member] = set()
         #: Apps still running for a client that is gone, with an unfinished
@@ -229,6 +236,12 @@ class ConnectionContext:
         self.requests = 0
         self._max_requests = config.max_requests if on_max_requests is not None else 0
         self._on_max_requests = on_max_requests
+
+    def reporting(self) -> AbstractAsyncContextManager[None]:
+        """Around serving: StatsD is sent while in it (nothing to do without statsd_host)."""
+        if self.statsd is None:
+            return contextlib.nullcontext()
+        return self.statsd.running()
 
     def peer(self, stream: anyio.abc.ByteStream) -> Peer:
         """What is known of a new connection's peer, proxy trust included."""

@@ -11,6 +11,10 @@ abuse budgets are read from ``protocol.error`` when a connection ends).
 Labels are fixed sets, made up front: a series exists (at 0) from the start,
 and the hot path indexes a dict rather than calling ``labels()``.
 
+StatsD (``statsd_host``, see ``statsd.py``) has the same hooks. With both on,
+the runner's one object is a :class:`Fanout` to the two; with neither, it is
+``None`` still (:func:`combine`).
+
 Under the supervisor the workers' metrics live in prometheus-client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before
 it spawns them): each worker writes its values to files there, and the
@@ -21,9 +25,10 @@ supervisor serves the sum (:func:`multiprocess_registry`) with its own
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -38,12 +43,19 @@ from .websocket import WebSocketExchange
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from .statsd import StatsdClient
+
 __all__ = [
     "DURATION_BUCKETS",
     "RESTART_REASONS",
+    "STATSD_GAUGE_EVERY",
+    "Fanout",
+    "Hooks",
     "Metrics",
     "SupervisorMetrics",
+    "abuse_kind",
     "check_metrics",
+    "combine",
     "forget_process",
     "metrics_app",
     "multiprocess_registry",
@@ -79,6 +91,9 @@ ABUSE_KINDS: Final = {
     "frames on closed streams": "closed_stream_frames",
     "empty DATA frames": "empty_data_frames",
 }
+#: Seconds after which the supervisor sends its unchanged worker gauge again
+#: (StatsD servers flush every 10 s by default).
+STATSD_GAUGE_EVERY: Final = 10.0
 #: Why the supervisor restarted a worker (``tricorn_worker_restarts_total``).
 RESTART_REASONS: Final = ("crashed", "max_requests", "reload", "healthcheck")
 _ABUSE: Final = re.compile(r"too many (.+): ended the connection with ENHANCE_YOUR_CALM")
@@ -105,6 +120,99 @@ def open_metrics(config: Config) -> Metrics | None:
 
 def _protocol_label(protocol: ServerProtocol) -> str:
     return protocol.label
+
+
+def abuse_kind(protocol: ServerProtocol) -> str | None:
+    """The abuse budget (``ABUSE_KINDS`` value) a connection that ended had spent, if any."""
+    error = protocol.error
+    if error is not None and (match := _ABUSE.fullmatch(error)):
+        return ABUSE_KINDS.get(match.group(1))
+    return None
+
+
+class Counting(Protocol):
+    """A counter the runner adds bytes to (prometheus-client's ``Counter`` is one)."""
+
+    def inc(self, amount: float = ...) -> None: ...
+
+
+class Hooks(Protocol):
+    """What the runner calls, one line per call site; :class:`Metrics` and ``StatsdSink``."""
+
+    @property
+    def received(self) -> Counting: ...
+
+    @property
+    def sent(self) -> Counting: ...
+
+    def connection_opened(self, protocol: ServerProtocol) -> None: ...
+
+    def connection_switched(self) -> None: ...
+
+    def connection_closed(self, protocol: ServerProtocol) -> None: ...
+
+    def exchange_started(
+        self, protocol: ServerProtocol, exchange: HTTPExchange | WebSocketExchange
+    ) -> float: ...
+
+    def exchange_finished(
+        self, protocol: ServerProtocol, exchange: HTTPExchange | WebSocketExchange, started: float
+    ) -> None: ...
+
+
+def combine(*sinks: Hooks | None) -> Hooks | None:
+    """The one object the runner calls: None when every sink is off, a Fanout when two are on."""
+    on = [sink for sink in sinks if sink is not None]
+    if not on:
+        return None
+    return on[0] if len(on) == 1 else Fanout(on)
+
+
+class _BothCounting:
+    __slots__ = ("_counters",)
+
+    def __init__(self, counters: list[Counting]) -> None:
+        self._counters = counters
+
+    def inc(self, amount: float = 1) -> None:
+        for counter in self._counters:
+            counter.inc(amount)
+
+
+class Fanout:
+    """Several sinks behind one object (Prometheus and StatsD both on)."""
+
+    def __init__(self, sinks: list[Hooks]) -> None:
+        self._sinks = sinks
+        self.received = _BothCounting([sink.received for sink in sinks])
+        self.sent = _BothCounting([sink.sent for sink in sinks])
+
+    def connection_opened(self, protocol: ServerProtocol) -> None:
+        for sink in self._sinks:
+            sink.connection_opened(protocol)
+
+    def connection_switched(self) -> None:
+        for sink in self._sinks:
+            sink.connection_switched()
+
+    def connection_closed(self, protocol: ServerProtocol) -> None:
+        for sink in self._sinks:
+            sink.connection_closed(protocol)
+
+    def exchange_started(
+        self, protocol: ServerProtocol, exchange: HTTPExchange | WebSocketExchange
+    ) -> float:
+        # Every sink reads the same clock (time.perf_counter): one reading serves all.
+        started = 0.0
+        for sink in self._sinks:
+            started = sink.exchange_started(protocol, exchange)
+        return started
+
+    def exchange_finished(
+        self, protocol: ServerProtocol, exchange: HTTPExchange | WebSocketExchange, started: float
+    ) -> None:
+        for sink in self._sinks:
+            sink.exchange_finished(protocol, exchange, started)
 
 
 class Metrics:
@@ -187,11 +295,9 @@ class Metrics:
 
     def connection_closed(self, protocol: ServerProtocol) -> None:
         self._connections_open[_protocol_label(protocol)].dec()
-        error = protocol.error
-        if error is not None and (match := _ABUSE.fullmatch(error)):
-            kind = ABUSE_KINDS.get(match.group(1))
-            if kind is not None:
-                self._abuse[kind].inc()
+        kind = abuse_kind(protocol)
+        if kind is not None:
+            self._abuse[kind].inc()
 
     def exchange_started(
         self, protocol: ServerProtocol, exchange: HTTPExchange | WebSocketExchange
@@ -224,15 +330,35 @@ class SupervisorMetrics:
 
     Plain numbers rather than prometheus-client metrics: the supervisor
     writes no multiprocess files of its own, and no import order matters.
+    With ``statsd`` (an open client) they are sent as they change, too: the
+    worker gauge again every ``STATSD_GAUGE_EVERY`` seconds at most, so that
+    a StatsD server that restarted learns it.
     """
 
-    def __init__(self) -> None:
-        #: Worker processes ready and serving (not shutting down).
-        self.workers = 0
+    def __init__(self, statsd: StatsdClient | None = None) -> None:
+        self.statsd = statsd
+        self._workers = 0
+        self._workers_sent = -math.inf
         self.restarts = dict.fromkeys(RESTART_REASONS, 0)
+
+    @property
+    def workers(self) -> int:
+        """Worker processes ready and serving (not shutting down)."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, count: int) -> None:
+        if self.statsd is not None:
+            now = time.monotonic()
+            if count != self._workers or now - self._workers_sent >= STATSD_GAUGE_EVERY:
+                self.statsd.send([("workers", f"{count}|g")])
+                self._workers_sent = now
+        self._workers = count
 
     def worker_restarted(self, reason: str) -> None:
         self.restarts[reason] += 1
+        if self.statsd is not None:
+            self.statsd.send([(f"worker.restarts.{reason}", "1|c")])
 
     def describe(self) -> list[Any]:
         return list(self.collect())

@@ -33,6 +33,7 @@ from .sockets import (
     remove_unix_sockets,
     unix_paths,
 )
+from .statsd import check_statsd
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 from .transport import open_socket_stream, with_write_timeout
 
@@ -181,6 +182,7 @@ class _Server:
         # A parser that is not installed is a bad config, said before anything binds.
         resolve_http1_parser(self._config.http1_parser)
         check_metrics(self._config)
+        check_statsd(self._config)
         # Bind first: an address in use should fail before the app's startup
         # opens its database pools. Connections wait in the backlog meanwhile.
         sockets = bind_sockets(self._config)
@@ -242,12 +244,15 @@ class _Server:
             on_max_requests=self._on_max_requests,
         )
         with anyio.CancelScope() as grace:
-            async with anyio.create_task_group() as connections:
+            # StatsD is sent until the last connection is done (or the grace is over).
+            async with context.reporting(), anyio.create_task_group() as connections:
                 endpoints = await self._open_quic(datagram, context, connections)
                 async with anyio.create_task_group() as accepting:
-                    if context.metrics is not None and self._metrics_endpoint:
+                    if context.prometheus is not None and self._metrics_endpoint:
                         # Stops when accepting does.
-                        await accepting.start(serve_metrics, context.metrics.registry, self._config)
+                        await accepting.start(
+                            serve_metrics, context.prometheus.registry, self._config
+                        )
                     for listener in listeners:
                         accepting.start_soon(
                             _accept,
