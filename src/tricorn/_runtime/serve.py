@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.streams.tls import TLSAttribute
 
 from .._asgi.types import ASGI3App
 from .._protocol import resolve_http1_parser
@@ -219,16 +219,18 @@ class _Handshake:
         self._scope.cancel()
 
     async def accept(
-        self, stream: anyio.abc.ByteStream, ssl_context: ssl.SSLContext
-    ) -> TLSStream | None:
-        """The TLS stream, or None (``stream`` closed) if the handshake failed or was dropped."""
+        self, source: anyio.abc.ByteStream | socket.socket, ssl_context: ssl.SSLContext
+    ) -> anyio.abc.ByteStream | None:
+        """The TLS stream, or None (``source`` closed) if the handshake failed or was dropped."""
         if self._context.shutting_down:
             self._scope.cancel()
         self._context.connections.add(self)
         try:
             with self._scope:
-                timeout = self._context.config.tls_handshake_timeout
-                return await accept_tls(stream, ssl_context, timeout)
+                config = self._context.config
+                return await accept_tls(
+                    source, ssl_context, config.tls_handshake_timeout, config.write_timeout
+                )
         finally:
             self._context.connections.discard(self)
         return None
@@ -266,12 +268,17 @@ async def _accept(
 async def _handle(
     client: socket.socket, context: ConnectionContext, ssl_context: ssl.SSLContext | None
 ) -> None:
+    # Straight from the socket to TLS when no PROXY header comes first: the
+    # transport may then give the handshake to the event loop's own TLS.
+    tls_first = ssl_context is not None and not context.config.proxy_protocol
     try:
         client.setblocking(False)
         if client.family != socket.AF_UNIX:
             # Responses are written whole; Nagle would only delay them.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream = await open_socket_stream(client, context.config.write_timeout)
+        source: anyio.abc.ByteStream | socket.socket = (
+            client if tls_first else await open_socket_stream(client, context.config.write_timeout)
+        )
     except OSError as exc:
         # The client left between accept and now.
         error_logger.debug("dropping a connection that failed on arrival: %s", exc)
@@ -279,15 +286,18 @@ async def _handle(
         return
     try:
         if context.config.proxy_protocol:
+            assert not isinstance(source, socket.socket)
             # Before TLS: a TCP proxy sends its header ahead of the client's bytes.
-            proxied = await accept_proxy_header(stream, context)
+            proxied = await accept_proxy_header(source, context)
             if proxied is None:
                 return
-            stream = proxied
-        if ssl_context is None:
-            await serve_stream(stream, context)
-        elif (tls := await _Handshake(context).accept(stream, ssl_context)) is not None:
-            await serve_stream(tls, context)
+            source = proxied
+        if ssl_context is not None:
+            if (tls := await _Handshake(context).accept(source, ssl_context)) is not None:
+                await serve_stream(tls, context)
+        else:
+            assert not isinstance(source, socket.socket)
+            await serve_stream(source, context)
     except Exception as exc:
         # One connection's failure is a bug to report, never a reason to take
         # the server and every other connection down with it.
