@@ -44,6 +44,7 @@ from tricorn._runtime.tls import (
 from tricorn.errors import ConfigError
 
 from ._support import WAIT, RawClient, lifespan_ok, raw_client, request, server, watch_log
+from .test_proxy_protocol import v2_tcp4
 
 #: IANA numbers of the TLS 1.3 suites (RFC 8446 B.4).
 TLS13_SUITES = {0x1301, 0x1302, 0x1303}
@@ -688,14 +689,22 @@ def test_a_certificate_that_does_not_parse_has_no_subject() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_proxy_header_comes_before_the_tls_handshake(pki: PKI) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n",
+        v2_tcp4("203.0.113.7", "192.0.2.1", (56324, 443)),
+    ],
+    ids=["v1", "v2"],
+)
+async def test_a_proxy_header_comes_before_the_tls_handshake(pki: PKI, header: bytes) -> None:
     # A TCP proxy (HAProxy send-proxy) relays TLS untouched, after its header.
     scopes: list[dict[str, Any]] = []
     options = pki.server_options(proxy_protocol=True)
     async with server(recording_app(scopes), **options) as handle:
         host, _, port = handle.address.rpartition(":")
         tcp = await anyio.connect_tcp(host, int(port))
-        await tcp.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n")
+        await tcp.send(header)
         tls = await TLSStream.wrap(
             tcp, hostname="localhost", ssl_context=pki.client_context(), standard_compatible=False
         )
