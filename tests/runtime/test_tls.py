@@ -424,12 +424,12 @@ async def test_a_bad_certificate_fails_serve_before_lifespan_startup(tmp_path: P
 @asynccontextmanager
 async def tls_pair(
     server_context: ssl.SSLContext, client_context: ssl.SSLContext
-) -> AsyncIterator[tuple[TLSStream | None, TLSStream]]:
+) -> AsyncIterator[tuple[anyio.abc.ByteStream | None, TLSStream]]:
     """Both ends of one TLS connection over a socket pair: (accept_tls's result, client)."""
     left, right = socket.socketpair()
     server_stream = await anyio.abc.UNIXSocketStream.from_socket(left)
     client_stream = await anyio.abc.UNIXSocketStream.from_socket(right)
-    accepted: list[TLSStream | None] = []
+    accepted: list[anyio.abc.ByteStream | None] = []
 
     async def accept() -> None:
         accepted.append(await accept_tls(server_stream, server_context, WAIT))

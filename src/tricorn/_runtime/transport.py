@@ -496,7 +496,7 @@ class _AsyncioTLSStream(_AsyncioStream):
             raise anyio.BrokenResourceError from exc
         except OSError as exc:
             raise anyio.BrokenResourceError from exc
-        return cls(loop, cast(asyncio.Transport, transport), protocol, sock, write_timeout)
+        return cls(loop, transport, protocol, sock, write_timeout)
 
     async def send_eof(self) -> None:
         raise NotImplementedError("the loop's TLS transport cannot half-close")
