@@ -688,23 +688,52 @@ def test_a_certificate_that_does_not_parse_has_no_subject() -> None:
     assert certificate_subject(b"\x30\x82\xff") is None
 
 
+class _HeaderFirst(anyio.abc.ByteStream):
+    """A TCP stream whose first write carries a PROXY header ahead of the bytes given."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, header: bytes) -> None:
+        self._stream = stream
+        self._header = header
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        item, self._header = self._header + item, b""
+        await self._stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "header",
+    ("header", "with_hello"),
     [
-        b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n",
-        v2_tcp4("203.0.113.7", "192.0.2.1", (56324, 443)),
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n", False),
+        (v2_tcp4("203.0.113.7", "192.0.2.1", (56324, 443)), False),
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n", True),
+        (v2_tcp4("203.0.113.7", "192.0.2.1", (56324, 443)), True),
     ],
-    ids=["v1", "v2"],
+    ids=["v1", "v2", "v1-with-hello", "v2-with-hello"],
 )
-async def test_a_proxy_header_comes_before_the_tls_handshake(pki: PKI, header: bytes) -> None:
-    # A TCP proxy (HAProxy send-proxy) relays TLS untouched, after its header.
+async def test_a_proxy_header_comes_before_the_tls_handshake(
+    pki: PKI, header: bytes, with_hello: bool
+) -> None:
+    # A TCP proxy (HAProxy send-proxy) relays TLS untouched, after its header;
+    # the client's ClientHello may come in the same segment.
     scopes: list[dict[str, Any]] = []
     options = pki.server_options(proxy_protocol=True)
     async with server(recording_app(scopes), **options) as handle:
         host, _, port = handle.address.rpartition(":")
-        tcp = await anyio.connect_tcp(host, int(port))
-        await tcp.send(header)
+        tcp: anyio.abc.ByteStream = await anyio.connect_tcp(host, int(port))
+        if with_hello:
+            tcp = _HeaderFirst(tcp, header)
+        else:
+            await tcp.send(header)
         tls = await TLSStream.wrap(
             tcp, hostname="localhost", ssl_context=pki.client_context(), standard_compatible=False
         )

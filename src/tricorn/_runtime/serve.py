@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -24,7 +25,7 @@ from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
 from .metrics import check_metrics, serve_metrics
-from .proxy_protocol import accept_proxy_header
+from .proxy_protocol import accept_proxy_header, accept_proxy_header_before_tls
 from .sockets import bind_sockets, format_address, format_url, remove_unix_sockets, unix_paths
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
 from .transport import on_asyncio, open_socket_stream, with_write_timeout
@@ -268,40 +269,53 @@ async def _accept(
 async def _handle(
     client: socket.socket, context: ConnectionContext, ssl_context: ssl.SSLContext | None
 ) -> None:
-    # Straight from the socket to TLS when no PROXY header comes first: the
-    # transport may then give the handshake to the event loop's own TLS.
-    tls_first = ssl_context is not None and not context.config.proxy_protocol
+    write_timeout = context.config.write_timeout
     try:
         client.setblocking(False)
         if client.family != socket.AF_UNIX:
             # Responses are written whole; Nagle would only delay them.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        source: anyio.abc.ByteStream | socket.socket = (
-            client if tls_first else await open_socket_stream(client, context.config.write_timeout)
-        )
+        # TLS starts on the socket itself (the transport may then give the
+        # handshake to the event loop's own TLS); cleartext on a stream.
+        stream = None
+        if ssl_context is None:
+            stream = await open_socket_stream(client, write_timeout)
     except OSError as exc:
         # The client left between accept and now.
         error_logger.debug("dropping a connection that failed on arrival: %s", exc)
         client.close()
         return
     try:
+        if stream is not None:
+            if context.config.proxy_protocol:
+                # A TCP proxy sends its header ahead of the client's bytes.
+                proxied = await accept_proxy_header(stream, context)
+                if proxied is None:
+                    return
+                stream = proxied
+            await serve_stream(stream, context)
+            return
+        assert ssl_context is not None
+        source: anyio.abc.ByteStream | socket.socket = client
+        wrap: Callable[[anyio.abc.ByteStream], anyio.abc.ByteStream] = _same
         if context.config.proxy_protocol:
-            assert not isinstance(source, socket.socket)
-            # Before TLS: a TCP proxy sends its header ahead of the client's bytes.
-            proxied = await accept_proxy_header(source, context)
-            if proxied is None:
+            # Before TLS, and never read past: the handshake starts on the socket.
+            door = await accept_proxy_header_before_tls(
+                client, context, lambda sock: open_socket_stream(sock, write_timeout)
+            )
+            if door is None:
                 return
-            source = proxied
-        if ssl_context is not None:
-            if (tls := await _Handshake(context).accept(source, ssl_context)) is not None:
-                await serve_stream(tls, context)
-        else:
-            assert not isinstance(source, socket.socket)
-            await serve_stream(source, context)
+            source, wrap = door
+        if (tls := await _Handshake(context).accept(source, ssl_context)) is not None:
+            await serve_stream(wrap(tls), context)
     except Exception as exc:
         # One connection's failure is a bug to report, never a reason to take
         # the server and every other connection down with it.
         error_logger.error("unexpected error on a connection", exc_info=exc)
+
+
+def _same(stream: anyio.abc.ByteStream) -> anyio.abc.ByteStream:
+    return stream
 
 
 async def serve_stream(stream: anyio.abc.ByteStream, context: ConnectionContext) -> None:

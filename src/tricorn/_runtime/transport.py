@@ -27,9 +27,10 @@ does the handshake and the records (``connect_accepted_socket(ssl=...)``;
 uvloop's runs in C), under the same stream class: ``send()`` returns once
 that layer has encrypted the bytes and handed them to the socket's
 transport, which may still hold that one write while the kernel takes it
-(the next ``send()`` waits for it). On trio, and for a stream that has
-already read bytes the loop's TLS would never see (after a PROXY header),
-it is anyio's ``TLSStream``.
+(the next ``send()`` waits for it). The loop's TLS starts on the socket
+itself: it cannot be handed bytes already read (see proxy_protocol.py for
+a PROXY header ahead of it). On trio, and over a stream that has read some
+(``wrap_tls``), it is anyio's ``TLSStream``.
 """
 
 from __future__ import annotations
