@@ -233,3 +233,23 @@ async def test_a_cancelled_handshake_closes_the_socket_and_raises(
                 scope.cancel()
         assert scope.cancelled_caught
         assert accepted.fileno() == -1
+
+
+async def test_the_clients_eof_without_close_notify_is_the_end_of_the_stream(
+    ca: trustme.CA, server_context: ssl.SSLContext, backend_name: str
+) -> None:
+    context = client_context(ca, ["http/1.1"])
+    async with handshake(server_context, context) as (server, client):
+        await client.send(b"last words")
+        await client.transport_stream.send_eof()  # a TCP FIN, no close_notify
+        received = b""
+        with anyio.fail_after(WAIT):
+            while len(received) < len(b"last words"):
+                received += await server.receive()
+            assert received == b"last words"
+            with pytest.raises(anyio.EndOfStream):
+                await server.receive()
+        if backend_name != "trio":
+            # The loop's TLS has no half-close: the connection is over.
+            with pytest.raises(anyio.BrokenResourceError):
+                await server.send(b"too late")

@@ -499,6 +499,17 @@ class _AsyncioTLSStream(_AsyncioStream):
             raise anyio.BrokenResourceError from exc
         return cls(loop, transport, protocol, sock, write_timeout)
 
+    async def send(self, item: bytes) -> None:
+        if self._protocol.eof and not self._closed:
+            # The client's EOF (close_notify or not) ends the whole connection
+            # here: the TLS layer would drop the bytes (and warn after a few).
+            raise anyio.BrokenResourceError
+        await super().send(item)
+
+    def write_now(self, data: bytes) -> None:
+        if not self._protocol.eof:
+            super().write_now(data)
+
     async def send_eof(self) -> None:
         raise NotImplementedError("the loop's TLS transport cannot half-close")
 
