@@ -176,6 +176,28 @@ async def test_reading_stops_when_nobody_asks_so_the_peer_is_held_back(make_pair
         task_group.cancel_scope.cancel()
 
 
+async def test_writes_larger_than_the_buffers_wait_for_the_peer_and_all_arrive(
+    make_pair: Any,
+) -> None:
+    # Each send outgrows the kernel's buffers, so each waits until the peer
+    # has read enough: a wake-up the transport missed would end in WriteTimeout.
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    count = 8
+    async with make_pair(write_timeout=WAIT) as (server, client):
+        received = bytearray()
+
+        async def read_all() -> None:
+            while len(received) < count * len(chunk):
+                received.extend(await client.receive())
+
+        with anyio.fail_after(WAIT * 2):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(read_all)
+                for _ in range(count):
+                    await server.send(chunk)
+        assert received == chunk * count
+
+
 async def test_a_peer_that_reads_nothing_makes_a_write_time_out(make_pair: Any) -> None:
     async def write_forever(server: anyio.abc.ByteStream) -> None:
         while True:

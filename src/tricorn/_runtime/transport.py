@@ -447,10 +447,17 @@ class _TLSProtocol(_Protocol):
     """The application side of the loop's TLS layer (which is itself a BufferedProtocol).
 
     The loop calls ``connection_made`` once the handshake is done, with the
-    TLS transport; ``set_write_buffer_limits(0)`` there makes that layer
-    report every byte it still holds. A client's EOF, with or without
+    TLS transport, whose write limits then make that layer report every byte
+    it still holds. A client's EOF, with or without
     close_notify, ends the connection: TLS over the loop has no half-close.
     """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Paused from the first byte held, resumed once none is: the TLS
+        # layers compare with >=, so a high-water mark of 0 would have them
+        # pause and resume us on every write.
+        cast(asyncio.Transport, transport).set_write_buffer_limits(high=1, low=0)
 
     def eof_received(self) -> bool:
         self.eof = True
