@@ -44,6 +44,7 @@ from tricorn._runtime.tls import (
 from tricorn.errors import ConfigError
 
 from ._support import WAIT, RawClient, lifespan_ok, raw_client, request, server, watch_log
+from .test_proxy_protocol import v2_tcp4
 
 #: IANA numbers of the TLS 1.3 suites (RFC 8446 B.4).
 TLS13_SUITES = {0x1301, 0x1302, 0x1303}
@@ -423,12 +424,12 @@ async def test_a_bad_certificate_fails_serve_before_lifespan_startup(tmp_path: P
 @asynccontextmanager
 async def tls_pair(
     server_context: ssl.SSLContext, client_context: ssl.SSLContext
-) -> AsyncIterator[tuple[TLSStream | None, TLSStream]]:
+) -> AsyncIterator[tuple[anyio.abc.ByteStream | None, TLSStream]]:
     """Both ends of one TLS connection over a socket pair: (accept_tls's result, client)."""
     left, right = socket.socketpair()
     server_stream = await anyio.abc.UNIXSocketStream.from_socket(left)
     client_stream = await anyio.abc.UNIXSocketStream.from_socket(right)
-    accepted: list[TLSStream | None] = []
+    accepted: list[anyio.abc.ByteStream | None] = []
 
     async def accept() -> None:
         accepted.append(await accept_tls(server_stream, server_context, WAIT))
@@ -687,15 +688,52 @@ def test_a_certificate_that_does_not_parse_has_no_subject() -> None:
     assert certificate_subject(b"\x30\x82\xff") is None
 
 
+class _HeaderFirst(anyio.abc.ByteStream):
+    """A TCP stream whose first write carries a PROXY header ahead of the bytes given."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, header: bytes) -> None:
+        self._stream = stream
+        self._header = header
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        item, self._header = self._header + item, b""
+        await self._stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 @pytest.mark.anyio
-async def test_a_proxy_header_comes_before_the_tls_handshake(pki: PKI) -> None:
-    # A TCP proxy (HAProxy send-proxy) relays TLS untouched, after its header.
+@pytest.mark.parametrize(
+    ("header", "with_hello"),
+    [
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n", False),
+        (v2_tcp4("203.0.113.7", "192.0.2.1", (56324, 443)), False),
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n", True),
+        (v2_tcp4("203.0.113.7", "192.0.2.1", (56324, 443)), True),
+    ],
+    ids=["v1", "v2", "v1-with-hello", "v2-with-hello"],
+)
+async def test_a_proxy_header_comes_before_the_tls_handshake(
+    pki: PKI, header: bytes, with_hello: bool
+) -> None:
+    # A TCP proxy (HAProxy send-proxy) relays TLS untouched, after its header;
+    # the client's ClientHello may come in the same segment.
     scopes: list[dict[str, Any]] = []
     options = pki.server_options(proxy_protocol=True)
     async with server(recording_app(scopes), **options) as handle:
         host, _, port = handle.address.rpartition(":")
-        tcp = await anyio.connect_tcp(host, int(port))
-        await tcp.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n")
+        tcp: anyio.abc.ByteStream = await anyio.connect_tcp(host, int(port))
+        if with_hello:
+            tcp = _HeaderFirst(tcp, header)
+        else:
+            await tcp.send(header)
         tls = await TLSStream.wrap(
             tcp, hostname="localhost", ssl_context=pki.client_context(), standard_compatible=False
         )

@@ -1,47 +1,115 @@
 """The transport's contract, the same on every backend: asyncio's protocol-based stream,
-uvloop's, and trio's through anyio (see tricorn/_runtime/transport.py)."""
+uvloop's, and trio's through anyio (see tricorn/_runtime/transport.py), in cleartext
+and over TLS (the event loop's own TLS on asyncio and uvloop, anyio's on trio)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
+import trustme
+from anyio.streams.tls import TLSStream
 
-from tricorn._runtime.transport import WriteTimeout, open_socket_stream
+from tricorn._runtime.transport import WriteTimeout, open_socket_stream, open_tls_stream
 
 from ._support import WAIT
 
 pytestmark = pytest.mark.anyio
 
+#: Every contract test runs on each of these, on every backend.
+KINDS = ("plain", "tls")
+
+
+@pytest.fixture(scope="module")
+def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for 127.0.0.1, and a client context that trusts it."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+def make_pair(kind: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> Any:
+    def make(write_timeout: float = 30.0) -> Any:
+        return pair(write_timeout, contexts if kind == "tls" else None)
+
+    return make
+
 
 @asynccontextmanager
 async def pair(
     write_timeout: float = 30.0,
-) -> AsyncIterator[tuple[anyio.abc.ByteStream, anyio.abc.SocketStream]]:
-    """A server end (the transport under test) and a plain client end, over loopback TCP."""
+    tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
+) -> AsyncIterator[tuple[anyio.abc.ByteStream, anyio.abc.ByteStream]]:
+    """A server end (the transport under test) and a client end, over loopback TCP."""
     listener = socket.create_server(("127.0.0.1", 0))
     try:
         with anyio.fail_after(WAIT):
-            client = await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
+            client: anyio.abc.ByteStream = await anyio.connect_tcp(
+                "127.0.0.1", listener.getsockname()[1]
+            )
             accepted, _ = listener.accept()
-        accepted.setblocking(False)
-        server = await open_socket_stream(accepted, write_timeout)
+            accepted.setblocking(False)
+            if tls is None:
+                server = await open_socket_stream(accepted, write_timeout)
+            else:
+                server, client = await handshake(accepted, client, tls, write_timeout)
         async with client, server:
             yield server, client
     finally:
         listener.close()
 
 
-async def test_bytes_arrive_in_order_and_eof_follows_them() -> None:
-    async with pair() as (server, client):
+async def handshake(
+    accepted: socket.socket,
+    client: anyio.abc.ByteStream,
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+    write_timeout: float,
+) -> tuple[anyio.abc.ByteStream, anyio.abc.ByteStream]:
+    """Both ends of a TLS handshake: the transport's server end, anyio's client end."""
+    servers: list[anyio.abc.ByteStream] = []
+
+    async def serve() -> None:
+        servers.append(await open_tls_stream(accepted, contexts[0], write_timeout, WAIT))
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(serve)
+        wrapped = await TLSStream.wrap(
+            client, hostname="127.0.0.1", ssl_context=contexts[1], standard_compatible=False
+        )
+    return servers[0], wrapped
+
+
+async def finish(client: anyio.abc.ByteStream) -> None:
+    """The client is done sending: a half-close; over TLS, the TCP half-close of a
+    client that sends no close_notify (which ends the whole connection there)."""
+    if isinstance(client, TLSStream):
+        await client.transport_stream.send_eof()
+    else:
+        await client.send_eof()
+
+
+async def test_bytes_arrive_in_order_and_eof_follows_them(make_pair: Any) -> None:
+    async with make_pair() as (server, client):
         await client.send(b"hello ")
         await client.send(b"world")
-        await client.send_eof()
+        await finish(client)
         received = b""
         with anyio.fail_after(WAIT):
             while True:
@@ -54,8 +122,8 @@ async def test_bytes_arrive_in_order_and_eof_follows_them() -> None:
             await server.receive()
 
 
-async def test_receive_returns_at_most_max_bytes() -> None:
-    async with pair() as (server, client):
+async def test_receive_returns_at_most_max_bytes(make_pair: Any) -> None:
+    async with make_pair() as (server, client):
         await client.send(b"x" * 1000)
         got = b""
         with anyio.fail_after(WAIT):
@@ -66,6 +134,7 @@ async def test_receive_returns_at_most_max_bytes() -> None:
 
 
 async def test_a_half_closed_peer_still_gets_our_answer() -> None:
+    # Cleartext only: over TLS the end of the client's bytes is the end of the connection.
     async with pair() as (server, client):
         await client.send(b"request")
         await client.send_eof()
@@ -77,42 +146,71 @@ async def test_a_half_closed_peer_still_gets_our_answer() -> None:
             assert await client.receive() == b"answer"
 
 
-async def test_reading_stops_when_nobody_asks_so_the_peer_is_held_back() -> None:
+async def test_reading_stops_when_nobody_asks_so_the_peer_is_held_back(make_pair: Any) -> None:
     # The server reads nothing: the client's writes must stall once the
-    # transport's read-ahead and the kernel buffers are full.
-    async with pair() as (server, client):
-        sent = 0
-        chunk = b"y" * 65536
+    # transport's read-ahead and the kernel buffers are full. (A client write
+    # is never cancelled midway: that would break its TLS stream.)
+    chunk = b"y" * 65536
+    sent = 0
+    never_held = anyio.Event()
+
+    async def write_forever(client: anyio.abc.ByteStream) -> None:
+        nonlocal sent
+        while True:
+            await client.send(chunk)
+            sent += len(chunk)
+            if sent >= 256 * 1024 * 1024:
+                never_held.set()
+
+    async with make_pair() as (server, client), anyio.create_task_group() as task_group:
+        task_group.start_soon(write_forever, client)
         with anyio.move_on_after(1):
-            while sent < 256 * 1024 * 1024:
-                await client.send(chunk)
-                sent += len(chunk)
-        assert sent < 256 * 1024 * 1024, "the client was never held back"
-        await client.send_eof()
+            await never_held.wait()
+        held = sent
+        assert not never_held.is_set(), "the client was never held back"
+        # Once the server reads, the client is let through again.
         got = 0
         with anyio.fail_after(WAIT * 5):
-            while True:
-                try:
-                    got += len(await server.receive())
-                except anyio.EndOfStream:
-                    break
-        # Every byte arrives once reading resumes (the cancelled last send
-        # may have put part of its chunk through).
-        assert sent <= got <= sent + len(chunk)
+            while got < held + 4 * len(chunk):
+                got += len(await server.receive())
+        assert sent > held
+        task_group.cancel_scope.cancel()
 
 
-async def test_a_peer_that_reads_nothing_makes_a_write_time_out() -> None:
+async def test_writes_larger_than_the_buffers_wait_for_the_peer_and_all_arrive(
+    make_pair: Any,
+) -> None:
+    # Each send outgrows the kernel's buffers, so each waits until the peer
+    # has read enough: a wake-up the transport missed would end in WriteTimeout.
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    count = 8
+    async with make_pair(write_timeout=WAIT) as (server, client):
+        received = bytearray()
+
+        async def read_all() -> None:
+            while len(received) < count * len(chunk):
+                received.extend(await client.receive())
+
+        with anyio.fail_after(WAIT * 2):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(read_all)
+                for _ in range(count):
+                    await server.send(chunk)
+        assert received == chunk * count
+
+
+async def test_a_peer_that_reads_nothing_makes_a_write_time_out(make_pair: Any) -> None:
     async def write_forever(server: anyio.abc.ByteStream) -> None:
         while True:
             await server.send(b"z" * 1024 * 1024)
 
-    async with pair(write_timeout=0.2) as (server, _client):
+    async with make_pair(write_timeout=0.2) as (server, _client):
         with anyio.fail_after(WAIT * 5), pytest.raises(WriteTimeout):
             await write_forever(server)
 
 
-async def test_a_receive_waiting_when_we_close_ends_with_closed_resource() -> None:
-    async with pair() as (server, _client):
+async def test_a_receive_waiting_when_we_close_ends_with_closed_resource(make_pair: Any) -> None:
+    async with make_pair() as (server, _client):
         errors: list[BaseException] = []
 
         async def reader() -> None:
@@ -128,8 +226,8 @@ async def test_a_receive_waiting_when_we_close_ends_with_closed_resource() -> No
         assert len(errors) == 1
 
 
-async def test_a_peer_that_resets_makes_sends_fail() -> None:
-    async with pair() as (server, client):
+async def test_a_peer_that_resets_makes_sends_fail(make_pair: Any) -> None:
+    async with make_pair() as (server, client):
         raw = client.extra(anyio.abc.SocketAttribute.raw_socket)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         await client.aclose()  # linger 0: an RST
@@ -143,8 +241,8 @@ async def test_a_peer_that_resets_makes_sends_fail() -> None:
             await send_until_it_fails()
 
 
-async def test_the_stream_knows_its_addresses() -> None:
-    async with pair() as (server, client):
+async def test_the_stream_knows_its_addresses(make_pair: Any) -> None:
+    async with make_pair() as (server, client):
         local = server.extra(anyio.abc.SocketAttribute.local_address)
         remote = server.extra(anyio.abc.SocketAttribute.remote_address)
         assert remote == client.extra(anyio.abc.SocketAttribute.local_address)

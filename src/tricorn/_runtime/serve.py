@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.streams.tls import TLSAttribute
 
 from .._asgi.types import ASGI3App
 from .._protocol import require_http3, resolve_http1_parser
@@ -24,7 +24,7 @@ from .context import ConnectionContext
 from .lifespan import Lifespan
 from .logging import error_logger
 from .metrics import check_metrics, serve_metrics
-from .proxy_protocol import accept_proxy_header
+from .proxy_protocol import accept_proxy_header, accept_proxy_header_before_tls
 from .sockets import (
     bind_sockets,
     bind_udp_sockets,
@@ -35,7 +35,7 @@ from .sockets import (
 )
 from .statsd import check_statsd
 from .tls import accept_tls, create_ssl_context, h2_forbidden_ciphers
-from .transport import open_socket_stream, with_write_timeout
+from .transport import open_socket_stream, prepare_socket, with_write_timeout
 
 if TYPE_CHECKING:
     from .quic import QuicEndpoint, QuicSetup
@@ -331,16 +331,18 @@ class _Handshake:
         self._scope.cancel()
 
     async def accept(
-        self, stream: anyio.abc.ByteStream, ssl_context: ssl.SSLContext
-    ) -> TLSStream | None:
-        """The TLS stream, or None (``stream`` closed) if the handshake failed or was dropped."""
+        self, source: anyio.abc.ByteStream | socket.socket, ssl_context: ssl.SSLContext
+    ) -> anyio.abc.ByteStream | None:
+        """The TLS stream, or None (``source`` closed) if the handshake failed or was dropped."""
         if self._context.shutting_down:
             self._scope.cancel()
         self._context.connections.add(self)
         try:
             with self._scope:
-                timeout = self._context.config.tls_handshake_timeout
-                return await accept_tls(stream, ssl_context, timeout)
+                config = self._context.config
+                return await accept_tls(
+                    source, ssl_context, config.tls_handshake_timeout, config.write_timeout
+                )
         finally:
             self._context.connections.discard(self)
         return None
@@ -381,9 +383,16 @@ async def _accept(
 async def _handle(
     client: socket.socket, context: ConnectionContext, ssl_context: ssl.SSLContext | None
 ) -> None:
+    write_timeout = context.config.write_timeout
     try:
-        # The transport makes the socket non-blocking and turns Nagle off.
-        stream = await open_socket_stream(client, context.config.write_timeout)
+        # TLS starts on the socket itself (the transport may then give the
+        # handshake to the event loop's own TLS); cleartext on a stream. The
+        # transport sets the socket's options either way.
+        stream = None
+        if ssl_context is None:
+            stream = await open_socket_stream(client, write_timeout)
+        else:
+            prepare_socket(client)
     except OSError as exc:
         # The client left between accept and now.
         error_logger.debug("dropping a connection that failed on arrival: %s", exc)
@@ -395,20 +404,36 @@ async def _handle(
         client.close()
         return
     try:
-        if context.config.proxy_protocol:
-            # Before TLS: a TCP proxy sends its header ahead of the client's bytes.
-            proxied = await accept_proxy_header(stream, context)
-            if proxied is None:
-                return
-            stream = proxied
-        if ssl_context is None:
+        if stream is not None:
+            if context.config.proxy_protocol:
+                # A TCP proxy sends its header ahead of the client's bytes.
+                proxied = await accept_proxy_header(stream, context)
+                if proxied is None:
+                    return
+                stream = proxied
             await serve_stream(stream, context)
-        elif (tls := await _Handshake(context).accept(stream, ssl_context)) is not None:
-            await serve_stream(tls, context)
+            return
+        assert ssl_context is not None
+        source: anyio.abc.ByteStream | socket.socket = client
+        wrap: Callable[[anyio.abc.ByteStream], anyio.abc.ByteStream] = _same
+        if context.config.proxy_protocol:
+            # Before TLS, and never read past: the handshake starts on the socket.
+            door = await accept_proxy_header_before_tls(
+                client, context, lambda sock: open_socket_stream(sock, write_timeout)
+            )
+            if door is None:
+                return
+            source, wrap = door
+        if (tls := await _Handshake(context).accept(source, ssl_context)) is not None:
+            await serve_stream(wrap(tls), context)
     except Exception as exc:
         # One connection's failure is a bug to report, never a reason to take
         # the server and every other connection down with it.
         error_logger.error("unexpected error on a connection", exc_info=exc)
+
+
+def _same(stream: anyio.abc.ByteStream) -> anyio.abc.ByteStream:
+    return stream
 
 
 async def serve_stream(stream: anyio.abc.ByteStream, context: ConnectionContext) -> None:

@@ -10,19 +10,21 @@ never an error of the server.
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import weakref
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.streams.tls import TLSAttribute
 
 from .._asgi.types import TLSExtension
 from ..config import Config
 from ..errors import ConfigError
 from .logging import error_logger
+from .transport import open_tls_stream, wrap_tls
 
 __all__ = [
     "ALPN_PROTOCOLS",
@@ -255,47 +257,53 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 
 
 async def accept_tls(
-    stream: anyio.abc.ByteStream,
+    source: anyio.abc.ByteStream | socket.socket,
     context: ssl.SSLContext,
     # A late handshake is a client to drop (None), not a cancelled call: the
     # deadline is this function's own policy, so it is a parameter.
     timeout: float,  # noqa: ASYNC109
-) -> TLSStream | None:
-    """The server side of the handshake on ``stream``, within ``timeout`` seconds.
+    write_timeout: float = 30.0,
+) -> anyio.abc.ByteStream | None:
+    """The server side of the handshake within ``timeout`` seconds.
 
-    Returns the TLS stream, or None when the client failed the handshake or
-    did not finish it in time; ``stream`` is closed then. A bad client is
-    logged at debug level and never raises; cancellation does, after
-    closing ``stream``.
+    ``source`` is an accepted socket (the transport then picks how: the
+    event loop's own TLS on asyncio and uvloop) or a stream already open on
+    one (after a PROXY header: anyio's TLS over it). Returns the TLS
+    stream, or None when the client failed the handshake or did not finish
+    it in time; ``source`` is closed then. A bad client is logged at debug
+    level and never raises; cancellation does, after closing ``source``.
     """
-    peer = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
-    tls: TLSStream | None = None
+    peer = _peer(source)
+    tls: anyio.abc.ByteStream | None = None
     reason = f"not done within {timeout:g}s"
     try:
         with anyio.move_on_after(timeout):
             try:
-                # standard_compatible=False, as most servers do. Clients
-                # often close without close_notify once they have what they
-                # need, and RFC 9112 9.8 asks servers to expect that: with
-                # it, that is a plain end of stream, not an error. And
-                # closing never waits for the client's close_notify, so a
-                # silent client cannot hold a closing connection. The cost:
-                # we send no close_notify either, so only a response framed
-                # by the close itself (HTTP/1.0 without Content-Length)
-                # cannot be told from a truncated one; every other response
-                # carries its length or chunks.
-                tls = await TLSStream.wrap(
-                    stream, server_side=True, ssl_context=context, standard_compatible=False
-                )
+                if isinstance(source, socket.socket):
+                    tls = await open_tls_stream(source, context, write_timeout, timeout)
+                else:
+                    tls = await wrap_tls(source, context)
             except _HANDSHAKE_ERRORS as exc:
                 reason = _handshake_failure(exc)
     finally:
         if tls is None:
-            await anyio.aclose_forcefully(stream)
+            if isinstance(source, socket.socket):
+                source.close()
+            else:
+                await anyio.aclose_forcefully(source)
     if tls is None:
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a client"
         error_logger.debug("TLS handshake with %s failed: %s", client, reason)
     return tls
+
+
+def _peer(source: anyio.abc.ByteStream | socket.socket) -> Any:
+    if isinstance(source, socket.socket):
+        try:
+            return source.getpeername()
+        except OSError:
+            return None
+    return source.extra(anyio.abc.SocketAttribute.remote_address, None)
 
 
 def _handshake_failure(exc: BaseException) -> str:

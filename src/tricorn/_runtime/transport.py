@@ -26,6 +26,16 @@ A stream over a plain socket (not TLS, not behind a PROXY header reader)
 also has ``sendfile(fd, offset, count)``: the kernel copies a file range to
 the socket (``os.sendfile``), with the same write timeout and cancellation;
 the runner writes file bodies (ASGI pathsend, zerocopysend) with it.
+
+TLS keeps that contract. On asyncio and uvloop the loop's own TLS layer
+does the handshake and the records (``connect_accepted_socket(ssl=...)``;
+uvloop's runs in C), under the same stream class: ``send()`` returns once
+that layer has encrypted the bytes and handed them to the socket's
+transport, which may still hold that one write while the kernel takes it
+(the next ``send()`` waits for it). The loop's TLS starts on the socket
+itself: it cannot be handed bytes already read (see proxy_protocol.py for
+a PROXY header ahead of it). On trio, and over a stream that has read some
+(``wrap_tls``), it is anyio's ``TLSStream``.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -46,6 +57,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 __all__ = [
     "Timer",
@@ -53,6 +65,8 @@ __all__ = [
     "call_later",
     "on_asyncio",
     "open_socket_stream",
+    "open_tls_stream",
+    "prepare_socket",
     "sendfile_bytes",
     "with_write_timeout",
 ]
@@ -112,14 +126,29 @@ async def _sendfile(
             await anyio.lowlevel.checkpoint()
 
 
+def prepare_socket(sock: socket.socket) -> None:
+    """Make an accepted socket non-blocking, with Nagle off, before anything reads it raw.
+
+    For TLS, which starts on the socket itself (and a PROXY header read
+    ahead of it); :func:`open_socket_stream` needs no such call.
+    """
+    sock.setblocking(False)
+    _no_delay(sock)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    # Responses are written whole; Nagle would only delay them.
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio.abc.ByteStream:
     """The runner's stream over an accepted socket (plain TCP or unix).
 
     Either loop makes the socket non-blocking itself; Nagle goes here (only
     uvloop turns it off on its own), since responses are written whole.
     """
-    if sock.family != socket.AF_UNIX:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _no_delay(sock)
     if on_asyncio():
         return await _AsyncioStream.open(sock, write_timeout)
     try:
@@ -132,6 +161,47 @@ async def open_socket_stream(sock: socket.socket, write_timeout: float) -> anyio
             raise ConnectionResetError(exc.__cause__.errno, str(exc.__cause__)) from exc
         raise
     return _SocketFirstStream(stream, sock, write_timeout)
+
+
+async def open_tls_stream(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    write_timeout: float,
+    handshake_timeout: float,
+) -> anyio.abc.ByteStream:
+    """The server side of a TLS handshake over an accepted, non-blocking socket.
+
+    On asyncio and uvloop the loop's TLS does it; on trio, anyio's
+    ``TLSStream`` over trio's socket stream. Raises what the client caused:
+    an ``ssl.SSLError``, ``anyio.EndOfStream`` (it left mid-handshake) or
+    ``anyio.BrokenResourceError``; the caller closes ``sock`` then. The
+    caller also keeps the deadline (``handshake_timeout`` is the loop's own
+    backstop, never meant to be the one that fires).
+    """
+    if on_asyncio():
+        return await _AsyncioTLSStream.open_tls(sock, context, write_timeout, handshake_timeout)
+    stream = await open_socket_stream(sock, write_timeout)
+    try:
+        return await wrap_tls(stream, context)
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+async def wrap_tls(stream: anyio.abc.ByteStream, context: ssl.SSLContext) -> TLSStream:
+    """anyio's TLS (``ssl.MemoryBIO`` pumped in Python) over any byte stream, server side."""
+    # standard_compatible=False, as most servers do. Clients often close
+    # without close_notify once they have what they need, and RFC 9112 9.8
+    # asks servers to expect that: with it, that is a plain end of stream,
+    # not an error. And closing never waits for the client's close_notify,
+    # so a silent client cannot hold a closing connection. The cost: we
+    # send no close_notify either, so only a response framed by the close
+    # itself (HTTP/1.0 without Content-Length) cannot be told from a
+    # truncated one; every other response carries its length or chunks.
+    # The loop's TLS (below) behaves the same way.
+    return await TLSStream.wrap(
+        stream, server_side=True, ssl_context=context, standard_compatible=False
+    )
 
 
 def on_asyncio() -> bool:
@@ -559,3 +629,108 @@ class _AsyncioStream(anyio.abc.ByteStream):
             SocketAttribute.remote_address: lambda: self._remote,
             SocketAttribute.raw_socket: lambda: self._transport.get_extra_info("socket"),
         }
+
+
+# -- the loop's TLS (asyncio and uvloop) ------------------------------------------------
+
+
+class _TLSProtocol(_Protocol):
+    """The application side of the loop's TLS layer (which is itself a BufferedProtocol).
+
+    The loop calls ``connection_made`` once the handshake is done, with the
+    TLS transport, whose write limits then make that layer report every byte
+    it still holds. A client's EOF, with or without
+    close_notify, ends the connection: TLS over the loop has no half-close.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Paused from the first byte held, resumed once none is: the TLS
+        # layers compare with >=, so a high-water mark of 0 would have them
+        # pause and resume us on every write.
+        cast(asyncio.Transport, transport).set_write_buffer_limits(high=1, low=0)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # the TLS layer closes the connection either way (and warns at True)
+
+
+class _AsyncioTLSStream(_AsyncioStream):
+    """The runner's stream over the loop's TLS transport (see the module docstring).
+
+    Reading, writing and closing are :class:`_AsyncioStream`'s, on the TLS
+    transport: reading pauses there at the read-ahead limit (the TLS layer
+    then stops reading the socket once its own buffer is full), and a write
+    waits while that layer holds bytes it could not pass on. Closing aborts
+    at once: no close_notify is sent or awaited (as ``standard_compatible=False``
+    on anyio's TLSStream).
+    """
+
+    #: No kernel sendfile here: it would write the file past TLS, in the clear.
+    #: File bodies go through send() (the runner looks for this attribute).
+    sendfile = None  # type: ignore[assignment]
+
+    @classmethod
+    async def open_tls(
+        cls,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        write_timeout: float,
+        handshake_timeout: float,
+    ) -> _AsyncioTLSStream:
+        loop = asyncio.get_running_loop()
+        # Made here: uvloop returns its TLS layer as the protocol, not ours.
+        protocol = _TLSProtocol()
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                sock,
+                ssl=context,
+                # The caller's deadline fires first; this one is a backstop.
+                ssl_handshake_timeout=2 * handshake_timeout,
+            )
+        except ssl.SSLError:
+            raise
+        except ConnectionResetError as exc:
+            if not exc.args:
+                # The loop's word for an EOF before the handshake was done.
+                raise anyio.EndOfStream from None
+            raise anyio.BrokenResourceError from exc
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+        return cls(loop, transport, protocol, sock, write_timeout)
+
+    async def send(self, item: bytes) -> None:
+        if self._protocol.eof and not self._closed:
+            # The client's EOF (close_notify or not) ends the whole connection
+            # here: the TLS layer would drop the bytes (and warn after a few).
+            raise anyio.BrokenResourceError
+        await super().send(item)
+
+    def write_now(self, data: bytes) -> None:
+        if not self._protocol.eof:
+            super().write_now(data)
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError("the loop's TLS transport cannot half-close")
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        attributes: Mapping[Any, Callable[[], Any]] | None = self.__dict__.get("_attributes")
+        if attributes is None:  # once: the handshake settled all of it
+            ssl_object: ssl.SSLObject = self._transport.get_extra_info("ssl_object")
+            attributes = self.__dict__["_attributes"] = {
+                **super().extra_attributes,
+                TLSAttribute.alpn_protocol: ssl_object.selected_alpn_protocol,
+                TLSAttribute.channel_binding_tls_unique: ssl_object.get_channel_binding,
+                TLSAttribute.cipher: ssl_object.cipher,
+                TLSAttribute.peer_certificate: lambda: ssl_object.getpeercert(False),
+                TLSAttribute.peer_certificate_binary: lambda: ssl_object.getpeercert(True),
+                TLSAttribute.server_side: lambda: True,
+                TLSAttribute.shared_ciphers: ssl_object.shared_ciphers,
+                TLSAttribute.standard_compatible: lambda: False,
+                TLSAttribute.ssl_object: lambda: ssl_object,
+                TLSAttribute.tls_version: ssl_object.version,
+            }
+        return attributes
