@@ -14,9 +14,10 @@ so that the handshake can start on the socket (``accept_proxy_header_before_tls`
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import anyio
 import anyio.abc
@@ -108,8 +109,22 @@ async def accept_proxy_header_before_tls(
         sock.close()
         raise
     if source is None:
+        _discard_arrived(sock)
         sock.close()
     return source
+
+
+#: What a refused connection's close reads away first, at most.
+_DISCARD: Final = 64 * 1024
+
+
+def _discard_arrived(sock: socket.socket) -> None:
+    """Read away what has arrived (up to _DISCARD): closing a socket with
+    unread input makes the kernel answer with a reset, not a plain close."""
+    left = _DISCARD
+    with contextlib.suppress(OSError):  # BlockingIOError: nothing (more) has
+        while left > 0 and (data := sock.recv(min(left, _PEEK))):
+            left -= len(data)
 
 
 async def _read_before_tls(
