@@ -63,19 +63,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _commit() -> str | None:
-    """The repository's commit (with ``-dirty`` when it has changes), or None outside git."""
+def _git(*argv: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        done = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=10"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *argv], capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None
+
+
+def _commit() -> str | None:
+    """The repository's commit, with ``+changes`` when src/ differs from it; None outside git."""
+    head = _git("rev-parse", "--short=10", "HEAD")
+    if head is None or head.returncode != 0 or not head.stdout.strip():
+        return None
+    changed = _git("diff", "--quiet", "HEAD", "--", "src")
+    return head.stdout.strip() + ("+changes" if changed and changed.returncode == 1 else "")
 
 
 def version(distribution: str) -> str:

@@ -48,6 +48,8 @@ RUNS: Final[dict[str, tuple[str, ...]]] = {
     "memory": ("bench/memory.py", "--connections", "300", "--cycles", "500"),
     "download": ("bench/download.py", "--size", "50", "--downloads", "3"),
 }
+#: The charts' order of loops; others follow in the order the rows have them.
+LOOPS: Final = ("asyncio", "uvloop", "trio")
 #: The servers each row is compared with, on the same loop, when they were measured.
 REFERENCES: Final = ("hypercorn", "uvicorn", "granian")
 #: A 1-minute load average above this at the start gets a visible warning.
@@ -364,7 +366,7 @@ GROUP_GAP: Final = 10
 
 def nice_step(top: float, ticks: int = 5) -> float:
     """A round tick step (1, 2, 2.5 or 5 times a power of ten) giving about ``ticks`` ticks."""
-    rough = top / ticks
+    rough = top / ticks * (1 - 1e-9)  # a top of 10.000000001 still gets ticks of 2
     power = 10 ** math.floor(math.log10(rough))
     for multiple in (1, 2, 2.5, 5, 10):
         if multiple * power >= rough:
@@ -385,14 +387,12 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
     """A horizontal bar chart of the scenario's metric: one bar per row, grouped by loop."""
     name, metric = scenario["name"], scenario["metric"]
     rows = [r for r in document["rows"] if r.get("scenario", "") == name]
-    loops: list[str] = []
-    for r in rows:
-        if str(r.get("loop", "")) not in loops:
-            loops.append(str(r.get("loop", "")))
+    seen = list(dict.fromkeys(str(r.get("loop", "")) for r in rows))
+    loops = [loop for loop in LOOPS if loop in seen] + [loop for loop in seen if loop not in LOOPS]
     values = [v for r in rows if ok(r) and (v := number(r.get(metric))) is not None]
     top = max(values, default=0.0)
     step = nice_step(top) if top > 0 else 1.0
-    axis_max = step * math.ceil(top / step) if top > 0 else 1.0
+    axis_max = step * math.ceil(top / step - 1e-9) if top > 0 else 1.0
     plot = WIDTH - LEFT - RIGHT
 
     title = f"{document.get('title', document['benchmark'])}: {scenario.get('title', name)}"
