@@ -169,3 +169,18 @@ def bench_memory(session: nox.Session) -> None:
     """
     session.install("-e", ".[uvloop,trio]", "uvicorn", "hypercorn", "wsproto", "websockets", "h2")
     session.run("python", "bench/memory.py", *session.posargs)
+
+
+@nox.session(name="bench-report")
+def bench_report(session: nox.Session) -> None:
+    """Every benchmark, short (about 10 minutes on 2 cores), then the docs' tables and charts.
+
+    Writes bench/results/*.json and docs/benchmarks/ (see docs/performance.rst). Needs
+    Debian's wrk and nghttp2-client. nox -s bench-report -- --only http1,http2
+    (options: python bench/report.py -h; without --run it only rewrites the docs)
+    """
+    session.install(
+        "-e", ".[speed,trio,h3]", "uvicorn", "httptools", "hypercorn[h3]", "granian",
+        "websockets", "wsproto", "h2", "trustme",
+    )  # fmt: skip
+    session.run("python", "bench/report.py", "--run", *session.posargs)

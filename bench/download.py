@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import http1
+from bench import http1, record
 
 APP = "bench.download_app:app"
 MODES = ("pathsend", "loop")
@@ -154,6 +154,22 @@ def table(results: list[Result]) -> str:
     return http1.render_table(header, rows)
 
 
+def json_row(machine: dict[str, Any], r: Result, results: list[Result]) -> dict[str, Any]:
+    """``r`` in the common shape (bench/record.py): the mode is the parser column's place."""
+    loop = next((b for b in results if (b.loop, b.mode, b.ok) == (r.loop, "loop", True)), None)
+    vs_loop = (
+        r.cpu_ms_per_download / loop.cpu_ms_per_download
+        if loop and loop.cpu_ms_per_download and r.cpu_ms_per_download is not None
+        else None
+    )
+    return record.row(
+        machine, scenario="download", server="tricorn", loop=r.loop, parser=r.mode,
+        label=f"tricorn ({r.mode}, {r.loop})", status="ok" if r.ok else "failed", error=r.error,
+        values={"cpu_ms_per_download": r.cpu_ms_per_download, "mib_s": r.mib_per_s,
+                "vs_loop": vs_loop},
+    )  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/download.py",
@@ -187,6 +203,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    machine = record.machine(args, busy=http1.busy_fraction())
     loops = [name for name in args.loops.split(",") if name]
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as directory:
@@ -210,11 +227,19 @@ def main(argv: list[str] | None = None) -> int:
         first = (r.error or "unknown").splitlines()[0]
         print(f"{r.loop} {r.mode} failed: {first}")
     if args.json:
-        document: dict[str, Any] = {
-            "size_mib": args.size,
-            "downloads": args.downloads,
-            "results": [dataclasses.asdict(r) for r in results],
-        }
+        what = f"{args.size} MiB over cleartext HTTP/1.1, {args.downloads} downloads per row"
+        document = record.document(
+            "download",
+            "Large downloads: pathsend against a read-and-send loop",
+            machine,
+            [record.scenario("download", what, metric="cpu_ms_per_download",
+                             unit="server CPU ms/download", higher_is_better=False,
+                             extra={"mib_s": "MiB/s", "vs_loop": "CPU vs loop"})],
+            [json_row(machine, r, results) for r in results],
+            size_mib=args.size,
+            downloads=args.downloads,
+            results=[dataclasses.asdict(r) for r in results],
+        )  # fmt: skip
         http1.write_json(args.json, document)
     return 1 if failed else 0
 

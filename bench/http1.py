@@ -36,6 +36,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+if not __package__:
+    # Run as ``python bench/http1.py``: make ``bench`` importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import record
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = "bench.app:app"
 BASELINE = "hypercorn"  # the row every ratio is relative to
@@ -118,7 +123,12 @@ def servers(uvloop: bool, trio: bool = True) -> list[Server]:
         granian("asyncio"),
     ]
     if uvloop:
-        rows += [tricorn("uvloop", "httptools"), uvicorn("uvloop", "httptools"), granian("uvloop")]
+        rows += [
+            tricorn("uvloop", "httptools"),
+            uvicorn("uvloop", "httptools"),
+            hypercorn("uvloop"),
+            granian("uvloop"),
+        ]
     if trio:
         # Uvicorn has no trio support; Hypercorn does.
         rows += [tricorn("trio"), hypercorn("trio")]
@@ -132,6 +142,7 @@ class Result:
     ok: bool
     requests_per_sec: float | None = None
     p99_ms: float | None = None
+    p50_ms: float | None = None
     requests: int | None = None
     socket_errors: dict[str, int] = dataclasses.field(
         default_factory=lambda: dict.fromkeys(("connect", "read", "write", "timeout"), 0)
@@ -160,6 +171,7 @@ class Result:
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _P99 = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_P50 = re.compile(r"^\s*50(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
 _TOTAL = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
@@ -177,6 +189,8 @@ def parse_wrk(output: str, result: Result) -> None:
         raise ValueError("wrk printed no Requests/sec or 99% latency")
     result.requests_per_sec = float(rps.group(1))
     result.p99_ms = to_ms(p99.group(1), p99.group(2))
+    if p50 := _P50.search(output):
+        result.p50_ms = to_ms(p50.group(1), p50.group(2))
     if total := _TOTAL.search(output):
         result.requests = int(total.group(1))
     if errors := _SOCKET_ERRORS.search(output):
@@ -540,6 +554,20 @@ def write_json(path: str, document: dict[str, Any]) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+def json_row(machine: dict[str, Any], r: Result) -> dict[str, Any]:
+    """``r`` in the common shape (bench/record.py)."""
+    cpu_us = (
+        r.server_cpu / r.requests_per_sec * 1e6 if r.server_cpu and r.requests_per_sec else None
+    )
+    return record.row(
+        machine, scenario="hello", server=r.server, loop=r.loop, parser=r.impl, label=r.label,
+        status="ok" if r.ok else "failed", error=r.error,
+        values={"req_s": r.requests_per_sec, "errors": r.errors}, p50_ms=r.p50_ms,
+        p99_ms=r.p99_ms, cpu_us_per_req=cpu_us, server_cpu=r.server_cpu, load_cpu=r.wrk_cpu,
+        other_cpu=r.other_cpu,
+    )  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/http1.py",
@@ -598,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {name.strip() for name in args.only.split(",")}
         rows = [row for row in rows if row.name in wanted]
     env = environment(args)
+    machine = record.machine(args, busy=env["busy_before_start"], tools={"wrk": env["wrk"]})
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency "
         f"(after {args.warmup} s of warm-up); one worker per server on 127.0.0.1; "
@@ -643,23 +672,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.label} failed: {first}")
 
     if args.json:
-        document = {
-            "environment": env,
-            "baseline": f"{BASELINE} (asyncio)",
-            "results": [
-                {
-                    **dataclasses.asdict(r),
-                    "label": r.label,
-                    "errors": r.errors,
-                    "ratio_to_baseline": (
-                        r.requests_per_sec / base
-                        if r.ok and r.requests_per_sec and (base := baseline_rps(results))
-                        else None
-                    ),
-                }
-                for r in results
-            ],
-        }
+        base = baseline_rps(results)
+        own = [
+            {
+                **dataclasses.asdict(r),
+                "label": r.label,
+                "errors": r.errors,
+                "ratio_to_baseline": (
+                    r.requests_per_sec / base if r.ok and r.requests_per_sec and base else None
+                ),
+            }
+            for r in results
+        ]
+        what = f"GET / (13 B), wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+        document = record.document(
+            "http1",
+            "HTTP/1.1 hello world",
+            machine,
+            [record.scenario("hello", what)],
+            [json_row(machine, r) for r in results],
+            environment=env,
+            baseline=f"{BASELINE} (asyncio)",
+            results=own,
+        )
         write_json(args.json, document)
     return 1 if failed else 0
 

@@ -63,7 +63,7 @@ import h2.exceptions
 if not __package__:
     # Run as ``python bench/http2.py``: make ``bench`` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import http1
+from bench import http1, record
 
 ROOT: Final = http1.ROOT
 APP: Final = http1.APP
@@ -661,6 +661,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def json_row(machine: dict[str, Any], r: Result) -> dict[str, Any]:
+    """``r`` in the common shape (bench/record.py); its scenario is ``transport-workload``."""
+    return record.row(
+        machine, scenario=f"{r.transport}-{r.workload}", server=r.server, loop=r.loop,
+        label=r.label, status=r.status, error=r.error,
+        values={"req_s": r.requests_per_sec, "mb_s": r.mb_per_sec}, p50_ms=r.p50_ms,
+        p99_ms=r.p99_ms, cpu_us_per_req=r.cpu_us_per_request, server_cpu=r.server_cpu,
+        load_cpu=r.h2load_cpu, other_cpu=r.other_cpu,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not http1.has_tool(
@@ -669,6 +680,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     selected = rows(args)
     env = environment(args)
+    machine = record.machine(
+        args,
+        busy=env["busy_before_start"],
+        tools={"h2load": env["h2load"], "openssl": env["openssl"]},
+    )
     mode = (
         f"-n {args.requests}"
         if args.requests
@@ -734,24 +750,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r.label}, {r.transport} {r.workload} {r.status}: {first}")
 
     if args.json:
-        document = {
-            "environment": env,
-            "baseline": f"{BASELINE[0]} ({BASELINE[1]})",
-            "results": [
-                {
-                    **dataclasses.asdict(r),
-                    "cpu_us_per_request": r.cpu_us_per_request,
-                    "ratio_to_baseline": (
-                        r.requests_per_sec / base
-                        if r.ok
-                        and r.requests_per_sec
-                        and (base := baseline_rps(results, r.transport, r.workload))
-                        else None
-                    ),
-                }
-                for r in results
+        own = [
+            {
+                **dataclasses.asdict(r),
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "ratio_to_baseline": (
+                    r.requests_per_sec / base
+                    if r.ok
+                    and r.requests_per_sec
+                    and (base := baseline_rps(results, r.transport, r.workload))
+                    else None
+                ),
+            }
+            for r in results
+        ]
+        document = record.document(
+            "http2",
+            "HTTP/2",
+            machine,
+            [
+                record.scenario(f"{t}-{w}", scenario(t, w, args))
+                for t in args.transports
+                for w in args.workloads
             ],
-        }
+            [json_row(machine, r) for r in results],
+            environment=env,
+            baseline=f"{BASELINE[0]} ({BASELINE[1]})",
+            results=own,
+        )
         http1.write_json(args.json, document)
     return 1 if any(r.status == "failed" for r in results) else 0
 

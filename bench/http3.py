@@ -60,7 +60,7 @@ from typing import IO, Any, Final
 if not __package__:
     # Run as ``python bench/http3.py``: make ``bench`` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import http1
+from bench import http1, record
 
 try:
     from aioquic.h3 import events as h3_events
@@ -569,6 +569,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def json_row(machine: dict[str, Any], r: Result) -> dict[str, Any]:
+    """``r`` in the common shape (bench/record.py)."""
+    return record.row(
+        machine, scenario="hello", server=r.server, loop=r.loop, label=r.label, status=r.status,
+        error=r.error, values={"req_s": r.requests_per_sec}, p50_ms=r.p50_ms, p99_ms=r.p99_ms,
+        cpu_us_per_req=r.cpu_us_per_request, server_cpu=r.server_cpu, load_cpu=r.client_cpu,
+        other_cpu=r.other_cpu,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if QuicConnection is None:
@@ -581,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     selected = rows(args)
     env = environment(args)
+    machine = record.machine(args, busy=env["busy_before_start"])
     if (cpus := http1.load_cpus(args)) and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)  # the load client is this process
     print(
@@ -625,14 +636,20 @@ def main(argv: list[str] | None = None) -> int:
         if not r.ok:
             print(f"{r.label} failed: {(r.error or 'unknown').splitlines()[0]}")
     if args.json:
-        document = {
-            "environment": env,
-            "baseline": f"{BASELINE[0]} ({BASELINE[1]})",
-            "results": [
+        what = f"GET / (13 B), {args.clients} QUIC connections x {args.streams} streams"
+        document = record.document(
+            "http3",
+            "HTTP/3",
+            machine,
+            [record.scenario("hello", what)],
+            [json_row(machine, r) for r in results],
+            environment=env,
+            baseline=f"{BASELINE[0]} ({BASELINE[1]})",
+            results=[
                 {**dataclasses.asdict(r), "cpu_us_per_request": r.cpu_us_per_request}
                 for r in results
             ],
-        }
+        )
         http1.write_json(args.json, document)
     return 1 if any(not r.ok for r in results) else 0
 

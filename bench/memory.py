@@ -52,7 +52,7 @@ from typing import IO, Any, Final
 if not __package__:
     # Run as ``python bench/memory.py``: make ``bench`` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import http1
+from bench import http1, record
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 THIS: Final = str(Path(__file__).resolve())
@@ -559,7 +559,9 @@ def table(results: list[Measurement]) -> str:
         cells = [label]
         for kind in MEMORY_KINDS:
             r = mine.get(kind)
-            cells.append("FAILED" if r and not r.ok else _kib(r and r.bytes_per_connection))
+            cells.append(
+                "FAILED" if r and not r.ok else _kib(r.bytes_per_connection if r else None)
+            )
         accept = mine.get("accept")
         if accept is not None and not accept.ok:
             cells += ["FAILED", "-", "-"]
@@ -655,6 +657,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+#: The kinds in the common shape (bench/record.py): less is better in all of them.
+SCENARIOS: Final = {
+    **{
+        kind: record.scenario(kind, f"server memory per idle {what} connection",
+                              metric="kib_per_conn", unit="KiB/conn", higher_is_better=False)
+        for kind, what in (("http1", "HTTP/1.1"), ("h2", "HTTP/2 (h2c)"), ("ws", "WebSocket"))
+    },
+    "accept": record.scenario(
+        "accept", "server CPU per new connection (connect, one GET /, close)",
+        metric="us_per_conn", unit="µs/conn", higher_is_better=False,
+    ),
+}  # fmt: skip
+
+
+def json_row(machine: dict[str, Any], r: Measurement) -> dict[str, Any]:
+    """``r`` in the common shape; for accept, cpu_us_per_req is per keep-alive request."""
+    kib = r.bytes_per_connection / 1024 if r.bytes_per_connection is not None else None
+    return record.row(
+        machine, scenario=r.kind, server=r.server, loop=r.loop, parser=r.impl, label=r.label,
+        status="ok" if r.ok else "failed", error=r.error,
+        values={"kib_per_conn": kib, "us_per_conn": r.us_per_connection},
+        cpu_us_per_req=r.us_per_request,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
@@ -663,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     # The server and the client each hold every connection, plus the warm-up.
     raise_fd_limit(args.connections + args.warmup + 256)
     env = environment(args)
+    machine = record.machine(args, busy=env["busy_before_start"])
     http1.warn_if_busy(env)
     print(
         f"{args.connections} idle connections per memory row (after {args.warmup} warm-up "
@@ -704,10 +732,16 @@ def main(argv: list[str] | None = None) -> int:
         first = (r.error or "unknown").splitlines()[0]
         print(f"{r.label} {r.kind} failed: {first}")
     if args.json:
-        http1.write_json(
-            args.json,
-            {"environment": env, "results": [dataclasses.asdict(r) for r in results]},
+        document = record.document(
+            "memory",
+            "Per-connection cost",
+            machine,
+            [SCENARIOS[kind] for kind in KINDS if kind in args.kinds],
+            [json_row(machine, r) for r in results],
+            environment=env,
+            results=[dataclasses.asdict(r) for r in results],
         )
+        http1.write_json(args.json, document)
     return 1 if failed else 0
 
 

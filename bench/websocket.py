@@ -53,7 +53,7 @@ from typing import IO, Any, Final, cast
 if not __package__:
     # Run as ``python bench/websocket.py``: make ``bench`` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import http1
+from bench import http1, record
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 THIS: Final = str(Path(__file__).resolve())
@@ -997,6 +997,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def json_row(machine: dict[str, Any], r: Result) -> dict[str, Any]:
+    """``r`` in the common shape (bench/record.py): messages instead of requests."""
+    return record.row(
+        machine, scenario="echo", server=r.server, loop=r.loop, parser=r.impl, label=r.label,
+        status="ok" if r.ok else "failed", error=r.error,
+        values={"msg_s": r.messages_per_sec, "errors": r.error_count}, p50_ms=r.p50_ms,
+        p99_ms=r.p99_ms, cpu_us_per_req=r.server_us_per_msg, server_cpu=r.server_cpu,
+        load_cpu=r.client_cpu, other_cpu=r.other_cpu,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
@@ -1005,6 +1016,10 @@ def main(argv: list[str] | None = None) -> int:
         return echo_main(argv[1:])
     args = parse_args(argv)
     env = environment(args)
+    # The servers and clients here are not pinned (--server-cpu/--load-cpus are accepted only).
+    machine = record.machine(
+        args, busy=env["busy_before_start"], server_pinned=False, load_pinned=False
+    )
     mode = f"window {args.window}" + (" (ping-pong)" if args.window == 1 else " (pipelined)")
     print(
         f"{args.connections} WebSockets x {mode}, {args.size}-byte text messages"
@@ -1069,19 +1084,29 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         base = baseline_rate(results)
-        document = {
-            "environment": env,
-            "baseline": f"{BASELINE[0]} ({BASELINE[1]})",
-            "results": [
-                {
-                    **dataclasses.asdict(r),
-                    "ratio_to_baseline": (
-                        r.messages_per_sec / base if r.ok and r.messages_per_sec and base else None
-                    ),
-                }
-                for r in results
-            ],
-        }
+        own = [
+            {
+                **dataclasses.asdict(r),
+                "ratio_to_baseline": (
+                    r.messages_per_sec / base if r.ok and r.messages_per_sec and base else None
+                ),
+            }
+            for r in results
+        ]
+        what = (
+            f"{args.connections} connections x {mode}, {args.size} B text messages"
+            f"{', permessage-deflate offered' if args.deflate else ''}"
+        )
+        document = record.document(
+            "websocket",
+            "WebSocket echo",
+            machine,
+            [record.scenario("echo", what, metric="msg_s", unit="msgs/s", per="msg")],
+            [json_row(machine, r) for r in results],
+            environment=env,
+            baseline=f"{BASELINE[0]} ({BASELINE[1]})",
+            results=own,
+        )
         http1.write_json(args.json, document)
     return 1 if failed else 0
 
