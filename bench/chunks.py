@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import http1
+from bench import http1, record
 
 APP = "bench.chunks_app:app"
 PIECE = 64 * 1024
@@ -39,6 +39,9 @@ PIECE = 64 * 1024
 @dataclasses.dataclass
 class Row:
     label: str
+    server: str
+    loop: str
+    parser: str | None
     ok: bool = False
     cpu_s: list[float] = dataclasses.field(default_factory=list)
     wall_s: list[float] = dataclasses.field(default_factory=list)
@@ -83,7 +86,7 @@ def post_chunks(port: int, chunks: int) -> bytes:
 
 
 def measure(server: http1.Server, args: argparse.Namespace) -> Row:
-    row = Row(server.label)
+    row = Row(server.label, server.name, server.loop, server.impl)
     port = http1.free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(http1.ROOT), env.get("PYTHONPATH")]))
@@ -137,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.chunks < 1 or args.repeat < 1:
         parser.error("--chunks and --repeat must be at least 1")
+    machine = record.machine(args)
     chosen = servers()
     if args.only:
         names = set(args.only.split(","))
@@ -156,7 +160,41 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{row.label:32} failed: {(row.error or '').splitlines()[0]}")
     if args.json:
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        scenario = record.scenario(
+            "tiny-chunks",
+            f"One POST of {args.chunks:,} one-byte chunks: server CPU",
+            metric="cpu_s",
+            unit="s",
+            higher_is_better=False,
+            per="request",
+            extra={"wall_s": "wall s"},
+        )
+        common = [
+            record.row(
+                machine,
+                scenario="tiny-chunks",
+                server=r.server,
+                loop=r.loop,
+                parser=r.parser,
+                label=r.label,
+                status="ok" if r.ok else "failed",
+                error=r.error,
+                values={
+                    "cpu_s": statistics.median(r.cpu_s) if r.ok else None,
+                    "wall_s": statistics.median(r.wall_s) if r.ok else None,
+                },
+            )
+            for r in rows
+        ]
+        document = record.document(
+            "chunks",
+            "Tiny chunks",
+            machine,
+            [scenario],
+            common,
+            results=[dataclasses.asdict(r) for r in rows],
+        )
+        Path(args.json).write_text(json.dumps(document, indent=2))
     return 0 if all(row.ok for row in rows) else 1
 
 

@@ -38,7 +38,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results"
 OUT: Final = ROOT / "docs" / "benchmarks"
 #: The order of the docs page, and what ``--run`` runs.
-ORDER: Final = ("http1", "http2", "websocket", "http3", "memory", "download")
+ORDER: Final = ("http1", "http2", "websocket", "http3", "memory", "download", "chunks")
 #: What ``--run`` runs: short runs sized for a 2-core machine (about 8 minutes in all).
 RUNS: Final[dict[str, tuple[str, ...]]] = {
     "http1": ("bench/http1.py", "--duration", "5", "--warmup", "1"),
@@ -47,6 +47,7 @@ RUNS: Final[dict[str, tuple[str, ...]]] = {
     "http3": ("bench/http3.py", "--duration", "3", "--warmup", "1"),
     "memory": ("bench/memory.py", "--connections", "300", "--cycles", "500"),
     "download": ("bench/download.py", "--size", "50", "--downloads", "3"),
+    "chunks": ("bench/chunks.py", "--chunks", "200000", "--repeat", "3"),
 }
 #: The charts' order of loops; others follow in the order the rows have them.
 LOOPS: Final = ("asyncio", "uvloop", "trio")
