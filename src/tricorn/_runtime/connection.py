@@ -195,6 +195,41 @@ class Connection:
     as HTTP/1.1 and may switch to HTTP/2 (h2c: the preface, or an upgrade).
     """
 
+    # Slots, not a dict: thirty-odd attributes are past what a shared-key
+    # instance dict holds, and a dict of its own cost 1.5 KiB per connection.
+    __slots__ = (
+        "_carried",
+        "_config",
+        "_context",
+        "_counted",
+        "_eof",
+        "_exchanges",
+        "_first_request_by",
+        "_held",
+        "_metrics",
+        "_orphaned",
+        "_parked",
+        "_peer",
+        "_phase",
+        "_protocol",
+        "_read_scope",
+        "_reading_over",
+        "_reset",
+        "_resume",
+        "_scopes",
+        "_shutdown_pending",
+        "_soon",
+        "_started",
+        "_stopped",
+        "_stream",
+        "_stuck",
+        "_task_group",
+        "_transport_closed",
+        "_windows",
+        "_write_lock",
+        "_writing",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
