@@ -28,6 +28,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hpack.struct import NeverIndexedHeaderTuple
 from hyperframe.exceptions import HyperframeError
 
 from ..config import Config
@@ -105,7 +106,15 @@ class HTTP2Protocol:
         self._scheme = scheme
         self._h2 = CountingH2Connection(
             h2.config.H2Configuration(
-                client_side=False, header_encoding=None, validate_inbound_headers=True
+                client_side=False,
+                header_encoding=None,
+                # h2's header checks cost more than the rest of a request's
+                # parsing; the rule book makes them (rules.fields_fault on the
+                # way in, _response_fields on the way out), in one pass.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
             )
         )
         # The initial values go in the preface's SETTINGS frame; h2 would
@@ -149,6 +158,8 @@ class HTTP2Protocol:
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
         self._flow = OutboundFlow(self._h2)
+        #: Response heads by (status, app headers, default headers).
+        self._heads: dict[tuple[int, Headers, Headers], Headers] = {}
         #: Why the connection ended on our side, for the log.
         self.error: str | None = None
 
@@ -354,10 +365,12 @@ class HTTP2Protocol:
             case h2.events.StreamEnded(stream_id=stream_id):
                 assert stream_id is not None
                 self._stream_ended(stream_id, events)
-            case h2.events.TrailersReceived(stream_id=stream_id):
+            case h2.events.TrailersReceived(stream_id=stream_id, headers=headers):
                 # ASGI has no request trailers; the trailer section only
                 # ends the body (h2 reports the end as StreamEnded too).
-                pass
+                assert stream_id is not None
+                if rules.fields_fault(headers or (), trailers=True) is not None:
+                    self._malformed(stream_id, events)
             case h2.events.StreamReset(stream_id=stream_id, error_code=code):
                 assert stream_id is not None
                 stream = self._streams.get(stream_id)
@@ -402,6 +415,9 @@ class HTTP2Protocol:
             # RFC 9113 6.8: streams opened after our GOAWAY are not processed.
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
+        if rules.fields_fault(raw) is not None:
+            self._malformed(stream_id, events)
+            return
         if len(self._active) >= self._config.h2_max_concurrent_streams:
             # h2 counts only streams open in the protocol; a reset stream's
             # app may still run. Refusing here keeps the apps bounded too.
@@ -418,6 +434,16 @@ class HTTP2Protocol:
         self._active.add(stream_id)
         self._stillborn.announced(stream_id)
         events.append(request)  # h2 reports END_STREAM as its own event next
+
+    def _malformed(self, stream_id: int, events: list[Event]) -> None:
+        """RFC 9113 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR).
+
+        Like any reset the peer caused, it is budgeted (CVE-2025-8671).
+        """
+        self._spend(self._resets, "streams reset")
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.reset_stream(stream_id, _E.PROTOCOL_ERROR)
+        self._gone(stream_id, int(_E.PROTOCOL_ERROR), events)
 
     def _check_request(
         self,
@@ -598,17 +624,14 @@ class HTTP2Protocol:
             case SendInformational(status_code=status_code, headers=headers):
                 self._h2.send_headers(
                     stream_id,
-                    [(b":status", str(status_code).encode()), *rules.response_fields(headers)],
+                    [(b":status", str(status_code).encode()), *_response_fields(headers)],
                 )
             case StartResponse(status_code=status_code, headers=headers):
                 stream.advance(StreamEvent.RESPONSE_STARTED)
                 stream.body_allowed = rules.response_allows_body(stream.method, status_code)
                 # Held until the first body chunk, so an empty body ends the
                 # stream on the HEADERS frame itself.
-                stream.head = (
-                    (b":status", str(status_code).encode()),
-                    *self._response_headers(headers),
-                )
+                stream.head = self._head(status_code, headers)
             case SendData(data=data, end_stream=end_stream):
                 self._send_head(stream, end_stream=end_stream and not data)
                 if data and stream.body_allowed:
@@ -618,7 +641,7 @@ class HTTP2Protocol:
                 self._let_out_stream(stream)
             case SendTrailers(headers=headers):
                 self._send_head(stream, end_stream=False)
-                stream.held_trailers = tuple(rules.response_fields(headers))
+                stream.held_trailers = tuple(_response_fields(headers))
                 stream.advance(StreamEvent.RESPONSE_ENDING)
                 self._let_out_stream(stream)
             case PushPromise(path=path, headers=headers):
@@ -641,12 +664,34 @@ class HTTP2Protocol:
             stream.advance(StreamEvent.RESPONSE_ENDED)
             self._settle(stream)
 
-    def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
-        result = rules.response_fields(headers)
+    def _head(self, status_code: int, headers: Headers) -> Headers:
+        """A response head's fields, remembered: most answers repeat the last ones."""
+        defaults = self._default_headers()
+        key = (status_code, headers, defaults)
+        try:
+            head = self._heads.get(key)
+        except TypeError:  # unhashable headers (not from the ASGI cycle)
+            head = None
+            key = None
+        if head is None:
+            head = (
+                (b":status", str(status_code).encode()),
+                *self._response_headers(headers, defaults),
+            )
+            if key is not None:
+                if len(self._heads) >= _HEAD_CACHE:
+                    self._heads.clear()
+                self._heads[key] = head
+        return head
+
+    def _response_headers(
+        self, headers: Headers, defaults: Headers | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        result = _response_fields(headers)
         present = {name for name, _ in result}
-        result.extend(
-            (name, value) for name, value in self._default_headers() if name not in present
-        )
+        if defaults is None:
+            defaults = self._default_headers()
+        result.extend((name, value) for name, value in defaults if name not in present)
         return result
 
     def _accept_websocket(self, stream_id: int, stream: Stream, command: AcceptWebSocket) -> None:
@@ -673,7 +718,7 @@ class HTTP2Protocol:
             return  # ASGI: a push the connection cannot make is not made
         authority = parent.authority
         clean: list[tuple[bytes, bytes]] = []
-        for name, value in rules.response_fields(headers):
+        for name, value in _response_fields(headers):
             if name == b"host":
                 authority = value
             else:
@@ -800,7 +845,7 @@ class HTTP2Protocol:
                 [
                     (b":status", str(status).encode()),
                     *head,
-                    *rules.response_fields(headers),
+                    *_response_fields(headers),
                     *self._default_headers(),
                 ],
             )
@@ -889,6 +934,30 @@ class HTTP2Protocol:
         data = bytes(self._out)
         self._out.clear()
         return data
+
+
+#: Response heads a connection remembers (see HTTP2Protocol._head).
+_HEAD_CACHE: Final = 16
+#: Fields kept out of the HPACK tables (RFC 7541 7.1.3), as h2 keeps them.
+_NEVER_INDEXED: Final = frozenset({b"authorization", b"proxy-authorization"})
+
+
+def _response_fields(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The rule book's response fields, as h2 would have normalised them.
+
+    h2's own normalisation is off (it is slow): names and values are
+    stripped of surrounding whitespace (RFC 9113 8.2.1), and credentials
+    (and a short cookie, easily guessed) are never indexed, so that HPACK
+    cannot leak them (RFC 7541 7.1).
+    """
+    result = rules.response_fields(headers)
+    for index, (name, value) in enumerate(result):
+        stripped = (name.strip(), value.strip())
+        if stripped[0] in _NEVER_INDEXED or (stripped[0] == b"cookie" and len(stripped[1]) < 20):
+            result[index] = NeverIndexedHeaderTuple(*stripped)
+        elif stripped != (name, value):
+            result[index] = stripped
+    return result
 
 
 def _no_clock() -> float:

@@ -262,6 +262,11 @@ class Connection:
             h2c_prior_knowledge=cleartext and config.h2c_prior_knowledge,
         )
 
+    @property
+    def _coalescing(self) -> bool:
+        """Senders leave their bytes for one write per loop turn (HTTP/2)."""
+        return type(self._protocol) is HTTP2Protocol
+
     def _http2(self) -> HTTP2Protocol:
         return HTTP2Protocol(
             self._config,
@@ -273,18 +278,34 @@ class Connection:
     # -- what exchanges write through ----------------------------------------
 
     async def send(self, stream_id: int, commands: tuple[Command, ...]) -> None:
-        """Write the commands' bytes; return once the peer's window let them out."""
-        await self._lock_for_writing()
-        try:
-            for command in commands:
-                self._protocol.handle(command)
-        finally:
+        """Write the commands' bytes; return once the peer's window let them out.
+
+        On HTTP/2 the bytes of every stream answered in one loop turn go out
+        in one write: a sender whose bytes fit under QUEUE_LIMIT leaves them
+        with the protocol, and the writer task writes them all once the
+        senders of this turn have had their say (see queue()). Past the
+        limit a sender writes, and waits on the transport, itself.
+        """
+        protocol = self._protocol
+        if self._coalescing and protocol.output_size < QUEUE_LIMIT:
             try:
-                # Also when the protocol refused a command: what it queued
-                # (the 500 that replaces an invalid response) must go out.
-                await self._write_output()
+                for command in commands:
+                    protocol.handle(command)
             finally:
-                self._write_lock.release()
+                # Also when the protocol refused a command (see below).
+                self._wake_writer()
+        else:
+            await self._lock_for_writing()
+            try:
+                for command in commands:
+                    protocol.handle(command)
+            finally:
+                try:
+                    # Also when the protocol refused a command: what it queued
+                    # (the 500 that replaces an invalid response) must go out.
+                    await self._write_output()
+                finally:
+                    self._write_lock.release()
         if events := self._protocol.pending_events():
             self._dispatch(events)
         self._refresh()
