@@ -120,9 +120,7 @@ class _CountingTable(HeaderTable):
     @maxsize.setter
     def maxsize(self, value: int) -> None:
         self.generation += 1
-        fset = HeaderTable.maxsize.fset
-        assert fset is not None
-        fset(self, value)
+        vars(HeaderTable)["maxsize"].__set__(self, value)
 
 
 #: Header blocks (each way) a connection remembers; past this the memory is

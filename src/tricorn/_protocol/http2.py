@@ -671,17 +671,15 @@ class HTTP2Protocol:
         try:
             head = self._heads.get(key)
         except TypeError:  # unhashable headers (not from the ASGI cycle)
-            head = None
-            key = None
+            return ((b":status", str(status_code).encode()), *self._response_headers(headers))
         if head is None:
             head = (
                 (b":status", str(status_code).encode()),
                 *self._response_headers(headers, defaults),
             )
-            if key is not None:
-                if len(self._heads) >= _HEAD_CACHE:
-                    self._heads.clear()
-                self._heads[key] = head
+            if len(self._heads) >= _HEAD_CACHE:
+                self._heads.clear()
+            self._heads[key] = head
         return head
 
     def _response_headers(
