@@ -10,10 +10,13 @@ import h2.events
 import h2.settings
 import pytest
 
+import tricorn
 from tricorn._runtime.connection import QUEUE_LIMIT
+from tricorn._runtime.context import ConnectionContext
+from tricorn._runtime.serve import serve_stream
 
 from ._h2wire import H2Wire
-from ._memory import memory_server
+from ._memory import MemoryByteStream, memory_server, stream_pair
 from ._support import ok_app
 
 pytestmark = pytest.mark.anyio
@@ -84,3 +87,46 @@ async def test_a_sender_past_the_queue_limit_waits_for_a_client_that_does_not_re
         # queue holds plus the chunk that crossed the limit.
         assert 0 < sent <= 17 * (QUEUE_LIMIT + chunk)
         await wire.aclose()
+
+
+class _GatedStream(MemoryByteStream):
+    """A server end whose large writes wait until the test lets them through."""
+
+    def __init__(self, inner: MemoryByteStream) -> None:
+        super().__init__(inner._send, inner._receive)
+        self.gate = anyio.Event()
+
+    async def send(self, item: bytes) -> None:
+        if len(item) > QUEUE_LIMIT:
+            await self.gate.wait()
+        await super().send(item)
+
+
+async def test_a_message_larger_than_the_queue_is_written_before_its_send_returns() -> None:
+    returned = anyio.Event()
+    size = 4 * QUEUE_LIMIT
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * size})
+        returned.set()
+
+    context = ConnectionContext(app, tricorn.Config(access_log=False), state={})
+    client, server = stream_pair()
+    gated = _GatedStream(server)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(serve_stream, gated, context)
+        wire = H2Wire(client, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        wire.conn.increment_flow_control_window(2**31 - 1 - 65535)
+        await wire.flush()
+        await _settled(wire)
+        stream_id = await wire.get("/")
+        await anyio.wait_all_tasks_blocked()
+        assert not returned.is_set()  # its bytes wait on the transport, and so does it
+        gated.gate.set()
+        _, body = await wire.response(stream_id)
+        assert len(body) == size
+        with anyio.fail_after(5):
+            await returned.wait()
+        await wire.aclose()
+        task_group.cancel_scope.cancel()

@@ -93,6 +93,8 @@ STREAM_ERRORS: Final = (
 )
 
 Exchange = HTTPExchange | WebSocketExchange
+#: The name of every exchange task (anyio would work one out per task).
+_EXCHANGE: Final = "tricorn exchange"
 
 
 class _WindowGate:
@@ -280,20 +282,30 @@ class Connection:
     async def send(self, stream_id: int, commands: tuple[Command, ...]) -> None:
         """Write the commands' bytes; return once the peer's window let them out.
 
-        On HTTP/2 the bytes of every stream answered in one loop turn go out
-        in one write: a sender whose bytes fit under QUEUE_LIMIT leaves them
-        with the protocol, and the writer task writes them all once the
-        senders of this turn have had their say (see queue()). Past the
-        limit a sender writes, and waits on the transport, itself.
+        On HTTP/2 the answers of all the streams served in one loop turn go
+        out in one write: a sender whose bytes leave less than QUEUE_LIMIT
+        unwritten returns at once (as queue() would), and the writer task
+        writes them all once this turn's senders have had their say. A
+        sender past the limit writes, and waits on the transport, itself.
         """
         protocol = self._protocol
         if self._coalescing and protocol.output_size < QUEUE_LIMIT:
             try:
                 for command in commands:
                     protocol.handle(command)
-            finally:
-                # Also when the protocol refused a command (see below).
+            except BaseException:
+                # What the protocol queued (the 500 that replaces an invalid
+                # response) must go out all the same.
                 self._wake_writer()
+                raise
+            if protocol.output_size < QUEUE_LIMIT:
+                self._wake_writer()
+            else:
+                await self._lock_for_writing()
+                try:
+                    await self._write_output()
+                finally:
+                    self._write_lock.release()
         else:
             await self._lock_for_writing()
             try:
@@ -906,7 +918,7 @@ class Connection:
         self._started += 1
         self._exchanges[stream_id] = exchange
         assert self._task_group is not None
-        self._task_group.start_soon(self._run_exchange, stream_id, exchange)
+        self._task_group.start_soon(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         metrics = self._metrics
