@@ -253,3 +253,19 @@ def test_a_repeated_response_head_follows_the_date() -> None:
     assert all(
         conv.response_headers(s)[b"content-type"] == b"text/plain" for s in (first, second, third)
     )
+
+
+def test_a_repeated_field_section_is_read_as_the_first_was() -> None:
+    conv = _unchecked()
+    bad = [*request_headers(), (b"x-thing", b" padded")]
+    for _ in range(3):
+        _, first = conv.request(b"/same", (b"accept", b"*/*"))
+        stream_id = conv.client.get_next_available_stream_id()
+        conv.client.send_headers(stream_id, bad, end_stream=True)
+        assert conv.exchange() == []
+        (reset,) = conv.seen(h2.events.StreamReset, stream_id)
+        assert reset.error_code == _E.PROTOCOL_ERROR
+        request = first[0]
+        assert isinstance(request, RequestReceived)
+        assert request.target == b"/same"
+        assert request.headers == ((b"host", AUTHORITY), (b"accept", b"*/*"))

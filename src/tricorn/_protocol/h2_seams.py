@@ -123,11 +123,15 @@ class _CountingTable(HeaderTable):
         vars(HeaderTable)["maxsize"].__set__(self, value)
 
 
-#: Header blocks (each way) a connection remembers; past this the memory is
-#: cleared, so a peer sending every block different costs a lookup, no more.
-_BLOCK_CACHE = 32
-#: The largest encoded request header block remembered.
+#: Response header lists a connection remembers the encoding of; past this
+#: the memory is cleared, so lists that never repeat cost a lookup, no more.
+_ENCODED_CACHE = 16
+#: Request header blocks a connection remembers the fields of, and the
+#: largest such block, in bytes and in fields: a peer sending every block
+#: different makes us hold a few KiB at most.
+_DECODED_CACHE = 4
 _MAX_CACHED_BLOCK = 1024
+_MAX_CACHED_FIELDS = 32
 
 
 class CachingEncoder(Encoder):
@@ -165,7 +169,7 @@ class CachingEncoder(Encoder):
         generation = table.generation
         encoded = super().encode(headers, huffman)
         if table.generation == generation:
-            if len(self._blocks) >= _BLOCK_CACHE:
+            if len(self._blocks) >= _ENCODED_CACHE:
                 self._blocks.clear()
             self._blocks[key] = (generation, encoded)
         return encoded
@@ -201,8 +205,8 @@ class CachingDecoder(Decoder):
             return list(cached[3])
         generation = table.generation
         headers = list(super().decode(data, raw))
-        if table.generation == generation:
-            if len(self._blocks) >= _BLOCK_CACHE:
+        if table.generation == generation and len(headers) <= _MAX_CACHED_FIELDS:
+            if len(self._blocks) >= _DECODED_CACHE:
                 self._blocks.clear()
             self._blocks[key] = (
                 generation,

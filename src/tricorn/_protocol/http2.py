@@ -158,6 +158,8 @@ class HTTP2Protocol:
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
         self._flow = OutboundFlow(self._h2)
+        #: Request field sections read by the rule book (see _fields).
+        self._requests: dict[tuple[tuple[bytes, bytes], ...], _Fields] = {}
         #: Response heads by (status, app headers, default headers).
         self._heads: dict[tuple[int, Headers, Headers], Headers] = {}
         #: Why the connection ended on our side, for the log.
@@ -406,7 +408,7 @@ class HTTP2Protocol:
         self, stream_id: int, raw: list[tuple[bytes, bytes]], ended: bool, events: list[Event]
     ) -> None:
         self._last_stream_id = max(self._last_stream_id, stream_id)
-        pseudo, headers = rules.split_fields(raw)
+        fault, pseudo, headers, size = self._fields(raw)
         authority = pseudo.get(b":authority")
         method = pseudo.get(b":method", b"")
         stream = Stream(stream_id, method, authority or b"", request_done=ended)
@@ -415,7 +417,7 @@ class HTTP2Protocol:
             # RFC 9113 6.8: streams opened after our GOAWAY are not processed.
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
-        if rules.fields_fault(raw) is not None:
+        if fault is not None:
             self._malformed(stream_id, events)
             return
         if len(self._active) >= self._config.h2_max_concurrent_streams:
@@ -424,7 +426,7 @@ class HTTP2Protocol:
             self._spend(self._resets, "streams reset")
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
-        if rules.field_section_size(raw) > self._config.h2_max_header_list_size:
+        if size > self._config.h2_max_header_list_size:
             # See __init__ for why a list over the limit gets this far.
             self._refuse(stream_id, 431, "request header fields too large")
             return
@@ -434,6 +436,23 @@ class HTTP2Protocol:
         self._active.add(stream_id)
         self._stillborn.announced(stream_id)
         events.append(request)  # h2 reports END_STREAM as its own event next
+
+    def _fields(self, raw: list[tuple[bytes, bytes]]) -> _Fields:
+        """A request's field section read by the rule book: (fault, pseudo-headers,
+        headers, size), remembered for a small section, since most requests
+        repeat the one before (a decoded block repeats its field objects, so
+        the lookup hashes nothing anew)."""
+        key = tuple(raw)
+        fields = self._requests.get(key)
+        if fields is None:
+            size = rules.field_section_size(raw)
+            pseudo, headers = rules.split_fields(raw)
+            fields = (rules.fields_fault(raw), pseudo, tuple(headers), size)
+            if size <= _MAX_CACHED_SECTION:
+                if len(self._requests) >= _REQUEST_CACHE:
+                    self._requests.clear()
+                self._requests[key] = fields
+        return fields
 
     def _malformed(self, stream_id: int, events: list[Event]) -> None:
         """RFC 9113 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR).
@@ -450,7 +469,7 @@ class HTTP2Protocol:
         stream_id: int,
         stream: Stream,
         pseudo: dict[bytes, bytes],
-        headers: list[tuple[bytes, bytes]],
+        headers: Headers,
     ) -> RequestReceived | None:
         """The request event, or None once it has been answered here."""
         method = stream.method
@@ -461,7 +480,7 @@ class HTTP2Protocol:
                 self._refuse(stream_id, 501, fault)
                 return None
             try:
-                ws_request = websocket.read_connect_handshake(tuple(headers))
+                ws_request = websocket.read_connect_handshake(headers)
             except PeerProtocolError as exc:
                 self._refuse(stream_id, exc.status_code, str(exc), websocket.refusal_headers(exc))
                 return None
@@ -474,7 +493,7 @@ class HTTP2Protocol:
             method=method,
             target=pseudo.get(b":path", b"/") if ws_request is None else pseudo[b":path"],
             http_version="2",
-            headers=tuple(headers),
+            headers=headers,
             # RFC 9110 10.1.1 holds on HTTP/2 too: the client may wait for a
             # 100 before it sends the body.
             expects_continue=not stream.request_done
@@ -482,7 +501,7 @@ class HTTP2Protocol:
                 name == b"expect" and value.lower() == b"100-continue" for name, value in headers
             ),
             websocket=ws_request,
-            can_send_trailers=ws_request is None and rules.accepts_trailers(tuple(headers)),
+            can_send_trailers=ws_request is None and rules.accepts_trailers(headers),
             can_push=ws_request is None and self._push_allowed,
             can_send_early_hints=ws_request is None,
         )
@@ -934,6 +953,12 @@ class HTTP2Protocol:
         return data
 
 
+#: A request field section as the rule book reads it (see HTTP2Protocol._fields).
+_Fields = tuple[str | None, dict[bytes, bytes], Headers, int]
+#: Request field sections a connection remembers, and the largest one (by
+#: RFC 9113's count): a peer sending every one different makes us hold a few KiB.
+_REQUEST_CACHE: Final = 4
+_MAX_CACHED_SECTION: Final = 2048
 #: Response heads a connection remembers (see HTTP2Protocol._head).
 _HEAD_CACHE: Final = 16
 #: Fields kept out of the HPACK tables (RFC 7541 7.1.3), as h2 keeps them.
