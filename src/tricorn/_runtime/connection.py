@@ -17,9 +17,11 @@ phase and ``wants_data``.
   phase's timeout starts when the phase begins; bytes do not move it.
 - **Writing**: a sender writes its own commands' bytes under the write lock,
   and returns once the peer's window let them out (the senders of one stream
-  wait together, see :class:`_WindowGate`). Bytes the protocol produces on
-  its own (acks, pongs, refusals, GOAWAY) go out with the read loop's next
-  write, or through the writer task.
+  wait together, see :class:`_WindowGate`). On HTTP/2 a sender whose bytes
+  leave less than QUEUE_LIMIT unwritten leaves them to the writer task, so
+  the answers of all the streams served in one loop turn go out in one
+  write. Bytes the protocol produces on its own (acks, pongs, refusals,
+  GOAWAY) go out with the read loop's next write, or through the writer task.
 """
 
 from __future__ import annotations
@@ -435,7 +437,16 @@ class Connection:
         """
         self._take_soon()
         write_now = getattr(self._stream, "write_now", None)
-        if write_now is not None and not self._transport_closed and (data := self._take_output()):
+        if (
+            write_now is not None
+            and not self._coalescing
+            and not self._transport_closed
+            and (data := self._take_output())
+        ):
+            # Not on HTTP/2: there the output may hold the answers of many
+            # streams, whose senders returned without waiting; the writer
+            # task writes them and waits for the transport, so that a peer
+            # that reads nothing holds them up, not the transport's buffer.
             write_now(data)
         self._refresh()
 
