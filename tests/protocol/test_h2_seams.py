@@ -6,10 +6,17 @@ so a defence can never switch itself off quietly with a new h2.
 
 from __future__ import annotations
 
+from typing import Any
+
 import h2.config
 import h2.connection
 import h2.events
+import pytest
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple, OversizedHeaderListError
 from hyperframe.frame import DataFrame, HeadersFrame
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tricorn._protocol import h2_seams
 
@@ -113,3 +120,82 @@ def test_compact_settings_behave_as_h2s_own() -> None:
     assert dict(ours) == dict(theirs)
     assert ours.initial_window_size == 1000
     assert ours.max_header_list_size == 5000
+
+
+# -- HPACK blocks remembered -------------------------------------------------------
+
+_FIELDS = st.sampled_from(
+    [
+        (b":status", b"200"),
+        (b":status", b"404"),
+        (b"content-type", b"text/plain"),
+        (b"content-length", b"13"),
+        (b"server", b"tricorn"),
+        (b"date", b"Mon, 07 Dec 2026 12:00:00 GMT"),
+        (b"date", b"Mon, 07 Dec 2026 12:00:01 GMT"),
+        (b"x-long", b"v" * 600),  # over a 256-byte table
+        (b"authorization", b"secret"),
+    ]
+)
+#: A step: a header list to encode, or a new table size (from the peer's SETTINGS).
+_STEPS = st.lists(
+    st.one_of(st.lists(_FIELDS, min_size=1, max_size=6), st.sampled_from([0, 256, 4096])),
+    max_size=30,
+)
+
+
+def _sensitive(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [
+        NeverIndexedHeaderTuple(*field) if field[0] == b"authorization" else field
+        for field in fields
+    ]
+
+
+@hypothesis_settings(deadline=None)
+@given(_STEPS)
+def test_remembered_blocks_are_the_bytes_hpack_would_make(steps: list[Any]) -> None:
+    caching, plain = h2_seams.CachingEncoder(), Encoder()
+    remembering, decoder = h2_seams.CachingDecoder(), Decoder()
+    for step in steps * 2:  # the second round meets what the first left in the tables
+        if isinstance(step, int):
+            # Setting the size it has is skipped: hpack would then forget a
+            # change not yet announced (h2 sets it only when SETTINGS change it).
+            if step != plain.header_table_size:
+                caching.header_table_size = plain.header_table_size = step
+            continue
+        fields = _sensitive(step)
+        block = caching.encode(list(fields))
+        assert block == plain.encode(list(fields))
+        assert remembering.decode(block, raw=True) == decoder.decode(block, raw=True)
+
+
+def test_a_never_indexed_field_is_never_served_from_memory() -> None:
+    encoder = h2_seams.CachingEncoder()
+    fields = [(b":status", b"200"), (b"authorization", b"secret")]
+    sensitive = _sensitive(fields)
+    for _ in range(3):
+        decoded = Decoder().decode(encoder.encode(list(sensitive)), raw=True)
+        assert isinstance(decoded[1], NeverIndexedHeaderTuple)
+    assert all(name != b"authorization" for name, _ in encoder.header_table.dynamic_entries)
+    # Its indexable twin, remembered, does not stand in for it either.
+    plain = Encoder()
+    for _ in range(3):
+        assert encoder.encode(list(fields)) == plain.encode(list(fields))
+    assert encoder.encode(list(sensitive)) == plain.encode(list(sensitive))
+
+
+def test_a_remembered_block_is_checked_against_a_lowered_limit() -> None:
+    encoder, decoder = Encoder(), h2_seams.CachingDecoder()
+    fields = [(b":method", b"GET"), (b"x-big", b"v" * 200)]
+    decoder.decode(encoder.encode(fields), raw=True)
+    block = encoder.encode(fields)  # indexed now: decoding leaves the table alone
+    assert decoder.decode(block, raw=True) == decoder.decode(block, raw=True)
+    decoder.max_header_list_size = 100
+    with pytest.raises(OversizedHeaderListError):
+        decoder.decode(block, raw=True)
+
+
+def test_an_h2_connection_encodes_and_decodes_through_the_remembering_coders() -> None:
+    server = _server()
+    assert isinstance(server.encoder, h2_seams.CachingEncoder)
+    assert isinstance(server.decoder, h2_seams.CachingDecoder)

@@ -23,10 +23,15 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 from h2.settings import SettingCodes
+from hpack.hpack import Decoder, Encoder
+from hpack.struct import HeaderTuple
+from hpack.table import HeaderTable
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import Frame, GoAwayFrame
 
 __all__ = [
+    "CachingDecoder",
+    "CachingEncoder",
     "CompactSettings",
     "CountingH2Connection",
     "check",
@@ -54,6 +59,13 @@ def check() -> None:
         hasattr(values, "popleft") for values in settings.values()
     ):
         missing.append("Settings._settings")
+    table = HeaderTable()
+    if not isinstance(vars(HeaderTable).get("maxsize"), property) or not all(
+        hasattr(table, name) for name in ("add", "resized", "_maxsize", "dynamic_entries")
+    ):
+        missing.append("hpack HeaderTable")
+    if not all(hasattr(coder(), "header_table") for coder in (Encoder, Decoder)):
+        missing.append("hpack Encoder/Decoder.header_table")
     if missing:
         raise ImportError(
             "tricorn's HTTP/2 abuse defences rely on h2 internals that this h2 lacks: "
@@ -92,6 +104,119 @@ class CompactSettings(h2.settings.Settings):
             self._settings[key] = _Values(values)  # type: ignore[assignment]
 
 
+class _CountingTable(HeaderTable):
+    """hpack's dynamic table, counting its changes: what makes a cached block stale."""
+
+    generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value: int) -> None:
+        self.generation += 1
+        vars(HeaderTable)["maxsize"].__set__(self, value)
+
+
+#: Response header lists a connection remembers the encoding of; past this
+#: the memory is cleared, so lists that never repeat cost a lookup, no more.
+_ENCODED_CACHE = 16
+#: Request header blocks a connection remembers the fields of, and the
+#: largest such block, in bytes and in fields: a peer sending every block
+#: different makes us hold a few KiB at most.
+_DECODED_CACHE = 4
+_MAX_CACHED_BLOCK = 1024
+_MAX_CACHED_FIELDS = 32
+
+
+class CachingEncoder(Encoder):
+    """hpack's encoder, remembering what each header list encoded to.
+
+    A response's header list repeats (the same status, type, length, date
+    and server, answer after answer), and once its fields are all in the
+    dynamic table it encodes to the same bytes every time, without changing
+    the table. Such an encoding is kept and reused until the table changes
+    (a new field, a new size). A list with a never-indexed field is always
+    encoded afresh.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = _CountingTable()
+        self._blocks: dict[tuple[Any, ...], tuple[int, bytes]] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        table = self.header_table
+        assert isinstance(table, _CountingTable)
+        if (
+            table.resized
+            or type(headers) is not list
+            or any(isinstance(field, HeaderTuple) and not field.indexable for field in headers)
+        ):
+            return super().encode(headers, huffman)
+        key = (huffman, *headers)
+        try:
+            cached = self._blocks.get(key)
+        except TypeError:  # an unhashable field: nothing to remember
+            return super().encode(headers, huffman)
+        if cached is not None and cached[0] == table.generation:
+            return cached[1]
+        generation = table.generation
+        encoded = super().encode(headers, huffman)
+        if table.generation == generation:
+            if len(self._blocks) >= _ENCODED_CACHE:
+                self._blocks.clear()
+            self._blocks[key] = (generation, encoded)
+        return encoded
+
+
+class CachingDecoder(Decoder):
+    """hpack's decoder, remembering what each header block decoded to.
+
+    The same request, sent again with every field indexed, is the same
+    bytes; decoding those leaves the table as it was. Such a block's fields
+    are kept and handed out again until the table or a limit changes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = _CountingTable()
+        self.max_allowed_table_size = self.header_table.maxsize
+        self._blocks: dict[tuple[bytes, bool], tuple[int, int, int, list[Any]]] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> list[Any]:
+        table = self.header_table
+        assert isinstance(table, _CountingTable)
+        if len(data) > _MAX_CACHED_BLOCK:
+            return list(super().decode(data, raw))
+        key = (bytes(data), raw)
+        cached = self._blocks.get(key)
+        if (
+            cached is not None
+            and cached[0] == table.generation
+            and cached[1] == self.max_header_list_size
+            and cached[2] == self.max_allowed_table_size
+        ):
+            return list(cached[3])
+        generation = table.generation
+        headers = list(super().decode(data, raw))
+        if table.generation == generation and len(headers) <= _MAX_CACHED_FIELDS:
+            if len(self._blocks) >= _DECODED_CACHE:
+                self._blocks.clear()
+            self._blocks[key] = (
+                generation,
+                self.max_header_list_size,
+                self.max_allowed_table_size,
+                headers,
+            )
+        return list(headers)
+
+
 class CountingH2Connection(h2.connection.H2Connection):
     """h2's connection, counting the frames it takes in without an event.
 
@@ -105,6 +230,11 @@ class CountingH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config)
         self.remote_settings = CompactSettings(client=not config.client_side)
+        # Nothing is encoded or decoded yet: fresh tables, as h2's own.
+        self.encoder = CachingEncoder()
+        decoder = CachingDecoder()
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        self.decoder = decoder
 
     def receive_frames(self, data: bytes) -> Iterator[list[h2.events.Event]]:
         """``receive_data``, one frame at a time: the events of each frame as it is read.

@@ -28,6 +28,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hpack.struct import NeverIndexedHeaderTuple
 from hyperframe.exceptions import HyperframeError
 
 from ..config import Config
@@ -107,7 +108,15 @@ class HTTP2Protocol:
         self._scheme = scheme
         self._h2 = CountingH2Connection(
             h2.config.H2Configuration(
-                client_side=False, header_encoding=None, validate_inbound_headers=True
+                client_side=False,
+                header_encoding=None,
+                # h2's header checks cost more than the rest of a request's
+                # parsing; the rule book makes them (rules.fields_fault on the
+                # way in, _response_fields on the way out), in one pass.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
             )
         )
         # The initial values go in the preface's SETTINGS frame; h2 would
@@ -151,6 +160,10 @@ class HTTP2Protocol:
         self._resets = Budget(config.h2_max_resets, clock)
         self._control = Budget(config.h2_max_control_frames, clock)
         self._flow = OutboundFlow(self._h2)
+        #: Request field sections read by the rule book (see _fields).
+        self._requests: dict[tuple[tuple[bytes, bytes], ...], _Fields] = {}
+        #: Response heads by (status, app headers, default headers).
+        self._heads: dict[tuple[int, Headers, Headers], Headers] = {}
         #: Why the connection ended on our side, for the log.
         self.error: str | None = None
 
@@ -356,10 +369,12 @@ class HTTP2Protocol:
             case h2.events.StreamEnded(stream_id=stream_id):
                 assert stream_id is not None
                 self._stream_ended(stream_id, events)
-            case h2.events.TrailersReceived(stream_id=stream_id):
+            case h2.events.TrailersReceived(stream_id=stream_id, headers=headers):
                 # ASGI has no request trailers; the trailer section only
                 # ends the body (h2 reports the end as StreamEnded too).
-                pass
+                assert stream_id is not None
+                if rules.fields_fault(headers or (), trailers=True) is not None:
+                    self._malformed(stream_id, events)
             case h2.events.StreamReset(stream_id=stream_id, error_code=code):
                 assert stream_id is not None
                 stream = self._streams.get(stream_id)
@@ -395,7 +410,7 @@ class HTTP2Protocol:
         self, stream_id: int, raw: list[tuple[bytes, bytes]], ended: bool, events: list[Event]
     ) -> None:
         self._last_stream_id = max(self._last_stream_id, stream_id)
-        pseudo, headers = rules.split_fields(raw)
+        fault, pseudo, headers, size = self._fields(raw)
         authority = pseudo.get(b":authority")
         method = pseudo.get(b":method", b"")
         stream = Stream(stream_id, method, authority or b"", request_done=ended)
@@ -404,13 +419,16 @@ class HTTP2Protocol:
             # RFC 9113 6.8: streams opened after our GOAWAY are not processed.
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
+        if fault is not None:
+            self._malformed(stream_id, events)
+            return
         if len(self._active) >= self._config.h2_max_concurrent_streams:
             # h2 counts only streams open in the protocol; a reset stream's
             # app may still run. Refusing here keeps the apps bounded too.
             self._spend(self._resets, "streams reset")
             self._reset(stream_id, _E.REFUSED_STREAM)
             return
-        if rules.field_section_size(raw) > self._config.h2_max_header_list_size:
+        if size > self._config.h2_max_header_list_size:
             # See __init__ for why a list over the limit gets this far.
             self._refuse(stream_id, 431, "request header fields too large")
             return
@@ -421,12 +439,39 @@ class HTTP2Protocol:
         self._stillborn.announced(stream_id)
         events.append(request)  # h2 reports END_STREAM as its own event next
 
+    def _fields(self, raw: list[tuple[bytes, bytes]]) -> _Fields:
+        """A request's field section read by the rule book: (fault, pseudo-headers,
+        headers, size), remembered for a small section, since most requests
+        repeat the one before (a decoded block repeats its field objects, so
+        the lookup hashes nothing anew)."""
+        key = tuple(raw)
+        fields = self._requests.get(key)
+        if fields is None:
+            size = rules.field_section_size(raw)
+            pseudo, headers = rules.split_fields(raw)
+            fields = (rules.fields_fault(raw), pseudo, tuple(headers), size)
+            if size <= _MAX_CACHED_SECTION:
+                if len(self._requests) >= _REQUEST_CACHE:
+                    self._requests.clear()
+                self._requests[key] = fields
+        return fields
+
+    def _malformed(self, stream_id: int, events: list[Event]) -> None:
+        """RFC 9113 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR).
+
+        Like any reset the peer caused, it is budgeted (CVE-2025-8671).
+        """
+        self._spend(self._resets, "streams reset")
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.reset_stream(stream_id, _E.PROTOCOL_ERROR)
+        self._gone(stream_id, int(_E.PROTOCOL_ERROR), events)
+
     def _check_request(
         self,
         stream_id: int,
         stream: Stream,
         pseudo: dict[bytes, bytes],
-        headers: list[tuple[bytes, bytes]],
+        headers: Headers,
     ) -> RequestReceived | None:
         """The request event, or None once it has been answered here."""
         method = stream.method
@@ -437,7 +482,7 @@ class HTTP2Protocol:
                 self._refuse(stream_id, 501, fault)
                 return None
             try:
-                ws_request = websocket.read_connect_handshake(tuple(headers))
+                ws_request = websocket.read_connect_handshake(headers)
             except PeerProtocolError as exc:
                 self._refuse(stream_id, exc.status_code, str(exc), websocket.refusal_headers(exc))
                 return None
@@ -450,7 +495,7 @@ class HTTP2Protocol:
             method=method,
             target=pseudo.get(b":path", b"/") if ws_request is None else pseudo[b":path"],
             http_version="2",
-            headers=tuple(headers),
+            headers=headers,
             # RFC 9110 10.1.1 holds on HTTP/2 too: the client may wait for a
             # 100 before it sends the body.
             expects_continue=not stream.request_done
@@ -458,7 +503,7 @@ class HTTP2Protocol:
                 name == b"expect" and value.lower() == b"100-continue" for name, value in headers
             ),
             websocket=ws_request,
-            can_send_trailers=ws_request is None and rules.accepts_trailers(tuple(headers)),
+            can_send_trailers=ws_request is None and rules.accepts_trailers(headers),
             can_push=ws_request is None and self._push_allowed,
             can_send_early_hints=ws_request is None,
         )
@@ -600,17 +645,14 @@ class HTTP2Protocol:
             case SendInformational(status_code=status_code, headers=headers):
                 self._h2.send_headers(
                     stream_id,
-                    [(b":status", str(status_code).encode()), *rules.response_fields(headers)],
+                    [(b":status", str(status_code).encode()), *_response_fields(headers)],
                 )
             case StartResponse(status_code=status_code, headers=headers):
                 stream.advance(StreamEvent.RESPONSE_STARTED)
                 stream.body_allowed = rules.response_allows_body(stream.method, status_code)
                 # Held until the first body chunk, so an empty body ends the
                 # stream on the HEADERS frame itself.
-                stream.head = (
-                    (b":status", str(status_code).encode()),
-                    *self._response_headers(headers),
-                )
+                stream.head = self._head(status_code, headers)
             case SendData(data=data, end_stream=end_stream):
                 self._send_head(stream, end_stream=end_stream and not data)
                 if data and stream.body_allowed:
@@ -620,7 +662,7 @@ class HTTP2Protocol:
                 self._let_out_stream(stream)
             case SendTrailers(headers=headers):
                 self._send_head(stream, end_stream=False)
-                stream.held_trailers = tuple(rules.response_fields(headers))
+                stream.held_trailers = tuple(_response_fields(headers))
                 stream.advance(StreamEvent.RESPONSE_ENDING)
                 self._let_out_stream(stream)
             case PushPromise(path=path, headers=headers):
@@ -643,12 +685,32 @@ class HTTP2Protocol:
             stream.advance(StreamEvent.RESPONSE_ENDED)
             self._settle(stream)
 
-    def _response_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
-        result = rules.response_fields(headers)
+    def _head(self, status_code: int, headers: Headers) -> Headers:
+        """A response head's fields, remembered: most answers repeat the last ones."""
+        defaults = self._default_headers()
+        key = (status_code, headers, defaults)
+        try:
+            head = self._heads.get(key)
+        except TypeError:  # unhashable headers (not from the ASGI cycle)
+            return ((b":status", str(status_code).encode()), *self._response_headers(headers))
+        if head is None:
+            head = (
+                (b":status", str(status_code).encode()),
+                *self._response_headers(headers, defaults),
+            )
+            if len(self._heads) >= _HEAD_CACHE:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
+
+    def _response_headers(
+        self, headers: Headers, defaults: Headers | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        result = _response_fields(headers)
         present = {name for name, _ in result}
-        result.extend(
-            (name, value) for name, value in self._default_headers() if name not in present
-        )
+        if defaults is None:
+            defaults = self._default_headers()
+        result.extend((name, value) for name, value in defaults if name not in present)
         return result
 
     def _accept_websocket(self, stream_id: int, stream: Stream, command: AcceptWebSocket) -> None:
@@ -675,7 +737,7 @@ class HTTP2Protocol:
             return  # ASGI: a push the connection cannot make is not made
         authority = parent.authority
         clean: list[tuple[bytes, bytes]] = []
-        for name, value in rules.response_fields(headers):
+        for name, value in _response_fields(headers):
             if name == b"host":
                 authority = value
             else:
@@ -802,7 +864,7 @@ class HTTP2Protocol:
                 [
                     (b":status", str(status).encode()),
                     *head,
-                    *rules.response_fields(headers),
+                    *_response_fields(headers),
                     *self._default_headers(),
                 ],
             )
@@ -891,6 +953,36 @@ class HTTP2Protocol:
         data = bytes(self._out)
         self._out.clear()
         return data
+
+
+#: A request field section as the rule book reads it (see HTTP2Protocol._fields).
+_Fields = tuple[str | None, dict[bytes, bytes], Headers, int]
+#: Request field sections a connection remembers, and the largest one (by
+#: RFC 9113's count): a peer sending every one different makes us hold a few KiB.
+_REQUEST_CACHE: Final = 4
+_MAX_CACHED_SECTION: Final = 2048
+#: Response heads a connection remembers (see HTTP2Protocol._head).
+_HEAD_CACHE: Final = 16
+#: Fields kept out of the HPACK tables (RFC 7541 7.1.3), as h2 keeps them.
+_NEVER_INDEXED: Final = frozenset({b"authorization", b"proxy-authorization"})
+
+
+def _response_fields(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The rule book's response fields, as h2 would have normalised them.
+
+    h2's own normalisation is off (it is slow): names and values are
+    stripped of surrounding whitespace (RFC 9113 8.2.1), and credentials
+    (and a short cookie, easily guessed) are never indexed, so that HPACK
+    cannot leak them (RFC 7541 7.1).
+    """
+    result = rules.response_fields(headers)
+    for index, (name, value) in enumerate(result):
+        stripped = (name.strip(), value.strip())
+        if stripped[0] in _NEVER_INDEXED or (stripped[0] == b"cookie" and len(stripped[1]) < 20):
+            result[index] = NeverIndexedHeaderTuple(*stripped)
+        elif stripped != (name, value):
+            result[index] = stripped
+    return result
 
 
 def _no_clock() -> float:

@@ -7,7 +7,8 @@ functions over header lists (lower-case names, as both parsers give them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Final
 
@@ -25,6 +26,7 @@ __all__ = [
     "connect_fault",
     "declared_length_exceeds",
     "field_section_size",
+    "fields_fault",
     "framing_fault",
     "header_tokens",
     "parse_fault",
@@ -135,6 +137,82 @@ def split_fields(
     if authority is not None and not any(name == b"host" for name, _ in headers):
         headers.insert(0, (b"host", authority))
     return pseudo, headers
+
+
+#: Pseudo-header fields a request may carry (RFC 9113 8.3.1, RFC 8441 4).
+REQUEST_PSEUDO_HEADERS: Final = frozenset(
+    {b":method", b":scheme", b":authority", b":path", b":protocol"}
+)
+#: A byte no field name may hold (RFC 9113 8.2.1): controls, space, upper
+#: case, DEL and beyond, and a colon (past a pseudo-header's first byte).
+_BAD_NAME: Final = re.compile(rb"[^!-9;-@\[-~]")
+#: A field value with NUL, CR or LF, or starting or ending with a space or
+#: tab (RFC 9113 8.2.1).
+_BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+
+
+def fields_fault(raw: Sequence[tuple[bytes, bytes]], *, trailers: bool = False) -> str | None:
+    """Why an HTTP/2 request's field section (or trailer section) is malformed, or None.
+
+    RFC 9113 8.1.1: a malformed request is a stream error. The checks are
+    those of RFC 9113 8.2 and 8.3 (which h2 would make with its header
+    validation, switched off for being many times slower): field names
+    lower-case and free of forbidden bytes, values free of NUL, CR, LF and
+    surrounding whitespace, no connection-specific field, ``TE`` only as
+    ``trailers``; pseudo-header fields known, single, first, and none in
+    trailers; the pseudo-headers the method needs (a plain CONNECT has no
+    ``:scheme`` or ``:path``, ``:protocol`` only on CONNECT), a non-empty
+    ``:path``, and ``:authority`` or one ``Host``, equal when both are there.
+    """
+    pseudo: dict[bytes, bytes] = {}
+    regular = False
+    host: bytes | None = None
+    for name, value in raw:
+        if name[:1] == b":":
+            if trailers:
+                return "a pseudo-header field in trailers"
+            if regular:
+                return "a pseudo-header field after a regular field"
+            if name not in REQUEST_PSEUDO_HEADERS:
+                return "an unknown pseudo-header field"
+            if name in pseudo:
+                return "a repeated pseudo-header field"
+            pseudo[name] = value
+        else:
+            regular = True
+            if not name or _BAD_NAME.search(name):
+                return "an invalid field name"
+            if name in CONNECTION_HEADERS:
+                return "a connection-specific field"
+            if name == b"te" and value.lower() != b"trailers":
+                return "TE other than trailers"
+            if name == b"host":
+                if host is not None:
+                    return "more than one Host field"
+                host = value
+        if value and _BAD_VALUE.search(value):
+            return "an invalid field value"
+    if trailers:
+        return None
+    method = pseudo.get(b":method")
+    if method is None:
+        return "no :method"
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        if b":scheme" in pseudo or b":path" in pseudo:
+            return "a CONNECT with :scheme or :path"
+    else:
+        if b":protocol" in pseudo and method != b"CONNECT":
+            return ":protocol without CONNECT"
+        if b":scheme" not in pseudo or b":path" not in pseudo:
+            return "no :scheme or :path"
+        if not pseudo[b":path"]:
+            return "an empty :path"
+    authority = pseudo.get(b":authority")
+    if authority is None and host is None:
+        return "neither :authority nor Host"
+    if authority is not None and host is not None and authority != host:
+        return ":authority and Host differ"
+    return None
 
 
 def field_section_size(raw: Fields) -> int:

@@ -17,9 +17,11 @@ phase and ``wants_data``.
   phase's timeout starts when the phase begins; bytes do not move it.
 - **Writing**: a sender writes its own commands' bytes under the write lock,
   and returns once the peer's window let them out (the senders of one stream
-  wait together, see :class:`_WindowGate`). Bytes the protocol produces on
-  its own (acks, pongs, refusals, GOAWAY) go out with the read loop's next
-  write, or through the writer task.
+  wait together, see :class:`_WindowGate`). On HTTP/2 a sender whose bytes
+  leave less than QUEUE_LIMIT unwritten leaves them to the writer task, so
+  the answers of all the streams served in one loop turn go out in one
+  write. Bytes the protocol produces on its own (acks, pongs, refusals,
+  GOAWAY) go out with the read loop's next write, or through the writer task.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ STREAM_ERRORS: Final = (
 )
 
 Exchange = HTTPExchange | WebSocketExchange
+#: The name of every exchange task (anyio would work one out per task).
+_EXCHANGE: Final = "tricorn exchange"
 
 
 class _WindowGate:
@@ -301,6 +305,11 @@ class Connection:
             h2c_prior_knowledge=cleartext and config.h2c_prior_knowledge,
         )
 
+    @property
+    def _coalescing(self) -> bool:
+        """Senders leave their bytes for one write per loop turn (HTTP/2)."""
+        return type(self._protocol) is HTTP2Protocol
+
     def _http2(self) -> HTTP2Protocol:
         return HTTP2Protocol(
             self._config,
@@ -312,18 +321,44 @@ class Connection:
     # -- what exchanges write through ----------------------------------------
 
     async def send(self, stream_id: int, commands: tuple[Command, ...]) -> None:
-        """Write the commands' bytes; return once the peer's window let them out."""
-        await self._lock_for_writing()
-        try:
-            for command in commands:
-                self._protocol.handle(command)
-        finally:
+        """Write the commands' bytes; return once the peer's window let them out.
+
+        On HTTP/2 the answers of all the streams served in one loop turn go
+        out in one write: a sender whose bytes leave less than QUEUE_LIMIT
+        unwritten returns at once (as queue() would), and the writer task
+        writes them all once this turn's senders have had their say. A
+        sender past the limit writes, and waits on the transport, itself.
+        """
+        protocol = self._protocol
+        if self._coalescing and protocol.output_size < QUEUE_LIMIT:
             try:
-                # Also when the protocol refused a command: what it queued
-                # (the 500 that replaces an invalid response) must go out.
-                await self._write_output()
+                for command in commands:
+                    protocol.handle(command)
+            except BaseException:
+                # What the protocol queued (the 500 that replaces an invalid
+                # response) must go out all the same.
+                self._wake_writer()
+                raise
+            if protocol.output_size < QUEUE_LIMIT:
+                self._wake_writer()
+            else:
+                await self._lock_for_writing()
+                try:
+                    await self._write_output()
+                finally:
+                    self._write_lock.release()
+        else:
+            await self._lock_for_writing()
+            try:
+                for command in commands:
+                    protocol.handle(command)
             finally:
-                self._write_lock.release()
+                try:
+                    # Also when the protocol refused a command: what it queued
+                    # (the 500 that replaces an invalid response) must go out.
+                    await self._write_output()
+                finally:
+                    self._write_lock.release()
         if events := self._protocol.pending_events():
             self._dispatch(events)
         self._refresh()
@@ -441,7 +476,16 @@ class Connection:
         """
         self._take_soon()
         write_now = getattr(self._stream, "write_now", None)
-        if write_now is not None and not self._transport_closed and (data := self._take_output()):
+        if (
+            write_now is not None
+            and not self._coalescing
+            and not self._transport_closed
+            and (data := self._take_output())
+        ):
+            # Not on HTTP/2: there the output may hold the answers of many
+            # streams, whose senders returned without waiting; the writer
+            # task writes them and waits for the transport, so that a peer
+            # that reads nothing holds them up, not the transport's buffer.
             write_now(data)
         self._refresh()
 
@@ -948,7 +992,7 @@ class Connection:
         self._started += 1
         self._exchanges[stream_id] = exchange
         assert self._task_group is not None
-        self._task_group.start_soon(self._run_exchange, stream_id, exchange)
+        self._task_group.start_soon(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         metrics = self._metrics
