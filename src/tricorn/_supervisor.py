@@ -442,6 +442,10 @@ class _Supervisor:
         for address in self._config.quic_bind:
             error_logger.info("serving on https://%s (HTTP/3, QUIC)", address)
         pids = [worker.pid for worker in self._workers]
+        self._metrics.addresses = [
+            *(format_address(sock) for sock in self._sockets),
+            *(f"quic:{address}" for address in self._config.quic_bind),
+        ]
         error_logger.info(summary(self._config, pids, supervisor=os.getpid()))
         quic = [f"{address} (QUIC)" for address in self._config.quic_bind]
         addresses = ", ".join([*(format_address(sock) for sock in self._sockets), *quic])
@@ -671,7 +675,12 @@ class _Supervisor:
                     _RESTART_WINDOW,
                 )
                 return EXIT_FAILURE
-            reason = "healthcheck" if worker.killed_for == "healthcheck" else "crashed"
+            if worker.killed_for == "healthcheck":
+                reason = "healthcheck"
+            else:
+                # A replacement whose lifespan startup failed (or did not end
+                # within timeout_worker_startup) counts apart from a crash.
+                reason = "crashed" if worker.ready else "startup_failed"
             replacement = self._spawn(reason=reason, replaces=worker.pid)
             self._metrics.worker_restarted(reason)
             # Exit status 0: someone stopped it on purpose (a SIGTERM of its own).

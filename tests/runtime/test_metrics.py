@@ -177,11 +177,16 @@ def test_worker_restarts_are_counted_by_reason_when_the_supervisor_says_so() -> 
     registry = CollectorRegistry()
     registry.register(metrics)
     metrics.worker_restarted("max_requests")
+    metrics.worker_restarted("startup_failed")
     metrics.workers = 3
+    metrics.addresses = ["127.0.0.1:8000", "quic:127.0.0.1:8443"]
     sample = registry.get_sample_value
     assert sample("tricorn_worker_restarts_total", {"reason": "max_requests"}) == 1
+    assert sample("tricorn_worker_restarts_total", {"reason": "startup_failed"}) == 1
     assert sample("tricorn_worker_restarts_total", {"reason": "crashed"}) == 0
     assert sample("tricorn_workers") == 3
+    assert sample("tricorn_listening", {"address": "127.0.0.1:8000"}) == 1
+    assert sample("tricorn_listening", {"address": "quic:127.0.0.1:8443"}) == 1
 
 
 def test_a_worker_counts_no_restarts_of_its_own() -> None:
@@ -207,5 +212,6 @@ async def test_metrics_bind_serves_the_counters_at_slash_metrics() -> None:
     text = scraped.text
     assert 'tricorn_requests_total{protocol="http1",status_class="2xx"} 1.0' in text
     assert 'tricorn_connections_total{protocol="http1"} 1.0' in text
+    assert f'tricorn_listening{{address="{handle.address}"}} 1.0' in text
     assert "# TYPE tricorn_request_duration_seconds histogram" in text
     assert elsewhere.status_code == 404

@@ -95,7 +95,7 @@ ABUSE_KINDS: Final = {
 #: (StatsD servers flush every 10 s by default).
 STATSD_GAUGE_EVERY: Final = 10.0
 #: Why the supervisor restarted a worker (``tricorn_worker_restarts_total``).
-RESTART_REASONS: Final = ("crashed", "max_requests", "reload", "healthcheck")
+RESTART_REASONS: Final = ("crashed", "startup_failed", "max_requests", "reload", "healthcheck")
 _ABUSE: Final = re.compile(r"too many (.+): ended the connection with ENHANCE_YOUR_CALM")
 _INSTALL: Final = "needs prometheus-client: pip install 'tricorn[metrics]'"
 
@@ -268,6 +268,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self._listening = Gauge(
+            "tricorn_listening",
+            "The addresses the server serves on, 1 each (QUIC ones as quic:HOST:PORT).",
+            ["address"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         abuse = Counter(
             "tricorn_http2_abuse_budget_hits",
             "HTTP/2 connections ended with ENHANCE_YOUR_CALM for spending an abuse budget.",
@@ -279,6 +286,11 @@ class Metrics:
         self._requests = {(p, c): requests.labels(p, c) for p in PROTOCOLS for c in STATUS_CLASSES}
         self._duration = {p: duration.labels(p) for p in PROTOCOLS}
         self._abuse = {kind: abuse.labels(kind) for kind in ABUSE_KINDS.values()}
+
+    def listening(self, addresses: list[str]) -> None:
+        """The server serves on ``addresses`` (said once, when it starts to)."""
+        for address in addresses:
+            self._listening.labels(address).set(1)
 
     # -- the runner's hooks --------------------------------------------------
 
@@ -340,6 +352,8 @@ class SupervisorMetrics:
         self._workers = 0
         self._workers_sent = -math.inf
         self.restarts = dict.fromkeys(RESTART_REASONS, 0)
+        #: What the server serves on, once every worker is ready.
+        self.addresses: list[str] = []
 
     @property
     def workers(self) -> int:
@@ -376,7 +390,14 @@ class SupervisorMetrics:
         workers = GaugeMetricFamily(
             "tricorn_workers", "Worker processes ready and serving.", value=self.workers
         )
-        return [workers, restarts]
+        listening = GaugeMetricFamily(
+            "tricorn_listening",
+            "The addresses the server serves on, 1 each (QUIC ones as quic:HOST:PORT).",
+            labels=["address"],
+        )
+        for address in self.addresses:
+            listening.add_metric([address], 1)
+        return [workers, restarts, listening]
 
 
 def multiprocess_registry(path: str, supervisor: SupervisorMetrics) -> CollectorRegistry:

@@ -249,6 +249,7 @@ class _Server:
                 endpoints = await self._open_quic(datagram, context, connections)
                 async with anyio.create_task_group() as accepting:
                     if context.prometheus is not None and self._metrics_endpoint:
+                        context.prometheus.listening(addresses)
                         # Stops when accepting does.
                         await accepting.start(
                             serve_metrics, context.prometheus.registry, self._config
