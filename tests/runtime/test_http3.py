@@ -398,3 +398,28 @@ async def test_http3_connections_and_requests_are_counted_under_their_own_label(
     assert 'tricorn_requests_total{protocol="h3",status_class="2xx"} 1.0' in text
     assert 'tricorn_connections_total{protocol="h3"} 1.0' in text
     assert 'tricorn_requests_total{protocol="http1",status_class="2xx"} 0.0' in text
+
+
+async def test_early_hints_and_the_tls_extension_work_as_on_http2(pki: PKI) -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.update(scope["extensions"]["tls"])
+        assert "http.response.early_hint" in scope["extensions"]
+        await send({"type": "http.response.early_hint", "links": [b"</s.css>; rel=preload"]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with (
+        server(app, **h3_options(pki)) as handle,
+        h3_client(quic_address(handle.addresses), pki.ca_file) as client,
+    ):
+        response = await client.get("/")
+    assert response.status == 200
+    informational = dict(response.heads[0])
+    assert informational[b":status"] == b"103"
+    assert informational[b"link"] == b"</s.css>; rel=preload"
+    assert seen["tls_version"] == 0x0304  # QUIC is TLS 1.3
+    assert seen["cipher_suite"] is not None
