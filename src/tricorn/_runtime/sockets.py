@@ -73,34 +73,6 @@ def bind_udp_sockets(config: Config, *, reuse_port: bool = False) -> list[socket
     return sockets
 
 
-def _bind_udp(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
-    infos = socket.getaddrinfo(
-        host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP, flags=socket.AI_PASSIVE
-    )
-    sockets: list[socket.socket] = []
-    seen: set[tuple[int, object]] = set()
-    try:
-        for family, kind, proto, _, sockaddr in infos:
-            if (family, sockaddr) in seen:
-                continue
-            seen.add((family, sockaddr))
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(sockets) > 1:
-                sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
-            sock.bind(sockaddr)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
-
-
 def _bind(address: str, config: Config) -> list[socket.socket]:
     backlog = config.backlog
     kind, target, port = parse_bind(address)
@@ -118,20 +90,33 @@ def _bind(address: str, config: Config) -> list[socket.socket]:
     return _bind_tcp(target, port, backlog)
 
 
+def _bind_udp(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    return _bind_inet(host, port, socket.SOCK_DGRAM, reuse_port=reuse_port)
+
+
 def _bind_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
-    infos = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
-    )
+    return _bind_inet(host, port, socket.SOCK_STREAM, backlog=backlog)
+
+
+def _bind_inet(
+    host: str, port: int, kind: int, *, backlog: int | None = None, reuse_port: bool = False
+) -> list[socket.socket]:
+    """A socket per address ``host`` resolves to: TCP listening with ``backlog``, or UDP."""
+    proto = socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else socket.IPPROTO_UDP
+    infos = socket.getaddrinfo(host, port, type=kind, proto=proto, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
     try:
-        for family, kind, proto, _, sockaddr in infos:
+        for family, sock_kind, sock_proto, _, sockaddr in infos:
             if (family, sockaddr) in seen:
                 continue
             seen.add((family, sockaddr))
-            sock = socket.socket(family, kind, proto)
+            sock = socket.socket(family, sock_kind, sock_proto)
             sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 # One socket per family: "localhost" binds ::1 and 127.0.0.1
                 # separately, so the IPv6 one must not claim IPv4 too.
@@ -141,7 +126,8 @@ def _bind_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
                 # port the OS picked for the first.
                 sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
             sock.bind(sockaddr)
-            sock.listen(backlog)
+            if backlog is not None:
+                sock.listen(backlog)
             sock.setblocking(False)
     except BaseException:
         for sock in sockets:
