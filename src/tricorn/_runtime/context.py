@@ -29,6 +29,7 @@ from .statsd import open_statsd
 from .tls import tls_extension
 
 __all__ = [
+    "AttributesOnly",
     "ConnectionContext",
     "Member",
     "Peer",
@@ -111,11 +112,11 @@ def connection_info(stream: anyio.abc.ByteStream, scheme: str = "http") -> Conne
     return ConnectionInfo(client=_address(remote), server=_address(local), scheme=scheme, tls=tls)
 
 
-class _Plain(anyio.abc.ByteStream):
-    """A stream's attributes without the PROXY header's (to read the socket's own)."""
+class AttributesOnly(anyio.abc.ByteStream):
+    """Stream attributes with no stream: for reading facts as any stream's.
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
-        self._stream = stream
+    Subclasses give ``extra_attributes``; nothing is ever sent or received.
+    """
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         raise NotImplementedError
@@ -128,6 +129,13 @@ class _Plain(anyio.abc.ByteStream):
 
     async def aclose(self) -> None:
         raise NotImplementedError
+
+
+class _Plain(AttributesOnly):
+    """A stream's attributes without the PROXY header's (to read the socket's own)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

@@ -26,7 +26,7 @@ from anyio.abc import SocketAttribute
 from .._asgi.proxy import ProxyTrust
 from .._protocol import ProxyHeader, ProxyHeaderReader
 from ..errors import PeerProtocolError
-from .context import ConnectionContext, ProxyAttribute, connection_info
+from .context import AttributesOnly, ConnectionContext, ProxyAttribute, connection_info
 from .logging import error_logger
 
 __all__ = ["ProxyAttribute", "accept_proxy_header", "accept_proxy_header_before_tls"]
@@ -185,23 +185,11 @@ def _proxied_by(
     return lambda stream: _Proxied(stream, header, b"")
 
 
-class _SocketFacts(anyio.abc.ByteStream):
+class _SocketFacts(AttributesOnly):
     """A socket's addresses as stream attributes, to read them as any stream's."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        raise NotImplementedError
-
-    async def send(self, item: bytes) -> None:
-        raise NotImplementedError
-
-    async def send_eof(self) -> None:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
