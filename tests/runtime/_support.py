@@ -7,6 +7,7 @@ including garbage) and parses responses with h11's client side.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -354,3 +355,21 @@ async def request_then_leave(app: Any, streaming: anyio.Event, done: anyio.Event
                 await streaming.wait()
         with anyio.fail_after(WAIT):
             await done.wait()
+
+
+@asynccontextmanager
+async def connected() -> AsyncIterator[tuple[socket.socket, anyio.abc.SocketStream]]:
+    """An accepted, non-blocking server socket and the client's stream, over loopback."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with anyio.fail_after(WAIT):
+            client = await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
+            accepted, _ = listener.accept()
+        accepted.setblocking(False)
+        async with client:
+            try:
+                yield accepted, client
+            finally:
+                accepted.close()
+    finally:
+        listener.close()

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -20,7 +18,7 @@ from tricorn._runtime.context import ConnectionContext, ProxyAttribute
 from tricorn._runtime.proxy_protocol import ProxiedSource, accept_proxy_header_before_tls
 from tricorn._runtime.transport import open_socket_stream
 
-from ._support import WAIT, watch_log
+from ._support import WAIT, connected, watch_log
 from .test_proxy_protocol import v2_tcp4
 
 pytestmark = pytest.mark.anyio
@@ -47,24 +45,6 @@ def context(trusted: bool = True, **options: Any) -> ConnectionContext:
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("no request gets this far")
-
-
-@asynccontextmanager
-async def connected() -> AsyncIterator[tuple[socket.socket, anyio.abc.SocketStream]]:
-    """An accepted, non-blocking server socket and the client's stream, over loopback."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    try:
-        with anyio.fail_after(WAIT):
-            client = await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
-            accepted, _ = listener.accept()
-        accepted.setblocking(False)
-        async with client:
-            try:
-                yield accepted, client
-            finally:
-                accepted.close()
-    finally:
-        listener.close()
 
 
 async def read_header(sock: socket.socket, ctx: ConnectionContext) -> ProxiedSource | None:

@@ -7,7 +7,6 @@ write timeout, closing) is checked with every other transport in test_transport.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +21,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 import tricorn
 from tricorn._runtime.tls import accept_tls, create_ssl_context, negotiated_protocol, tls_extension
 
-from ._support import WAIT, watch_log
+from ._support import WAIT, connected, watch_log
 
 pytestmark = pytest.mark.anyio
 
@@ -60,24 +59,6 @@ def client_context(
     if certificate is not None:
         certificate.configure_cert(context)
     return context
-
-
-@asynccontextmanager
-async def connected() -> AsyncIterator[tuple[socket.socket, anyio.abc.SocketStream]]:
-    """An accepted, non-blocking server socket and the client's stream, over loopback."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    try:
-        with anyio.fail_after(WAIT):
-            client = await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
-            accepted, _ = listener.accept()
-        accepted.setblocking(False)
-        async with client:
-            try:
-                yield accepted, client
-            finally:
-                accepted.close()
-    finally:
-        listener.close()
 
 
 @asynccontextmanager
