@@ -33,6 +33,7 @@ __all__ = [
     "chunk_bytes_expected",
     "chunk_bytes_left",
     "receive_buffer",
+    "receive_closed",
     "take",
 ]
 
@@ -49,7 +50,7 @@ def check() -> None:
         if not hasattr(reader, name):
             missing.append(f"ChunkedReader.{name}")
     connection_attributes = vars(h11.Connection(h11.SERVER))
-    for name in ("_reader", "_receive_buffer"):
+    for name in ("_reader", "_receive_buffer", "_receive_buffer_closed"):
         if name not in connection_attributes:
             missing.append(f"Connection.{name}")
     buffer = h11._receivebuffer.ReceiveBuffer()
@@ -106,6 +107,11 @@ def body_reader(connection: h11.Connection) -> object:
 def receive_buffer(connection: h11.Connection) -> h11._receivebuffer.ReceiveBuffer:
     """The buffer h11 parses from."""
     return connection._receive_buffer
+
+
+def receive_closed(connection: h11.Connection) -> bool:
+    """Whether the peer closed its side (what ``trailing_data`` says, without its copy)."""
+    return connection._receive_buffer_closed
 
 
 def buffered(buffer: h11._receivebuffer.ReceiveBuffer) -> bytearray:

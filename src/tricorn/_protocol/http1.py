@@ -63,6 +63,11 @@ _BODY_BUFFER: Final = 64 * 1024
 
 HeaderSource = Callable[[], Headers]
 
+#: Request headers that call for a check or a decision beyond the plain case
+#: (body framing, upgrades, 100-continue, trailers).
+_NOTED: Final = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"te"})
+_NOTHING_NOTED: Final[frozenset[bytes]] = frozenset()
+
 _UPGRADE_HEADERS: Final = ((b"upgrade", b"websocket"), (b"connection", b"Upgrade"))
 
 _RESPONSE_HEAD_SENT: Final = frozenset({h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
@@ -203,7 +208,7 @@ class HTTP1Protocol:
     @property
     def idle(self) -> bool:
         """Between requests, with no byte of the next one received yet."""
-        return self._wire.their_state is h11.IDLE and not self._wire.trailing_data[0]
+        return self._wire.their_state is h11.IDLE and not self._wire.buffered
 
     @property
     def keep_alive(self) -> bool:
@@ -222,7 +227,7 @@ class HTTP1Protocol:
             return not self.closed and not self._ws_lagging
         if self._closed or self._unacknowledged >= _BODY_BUFFER:
             return False
-        held = len(self._wire.trailing_data[0]) if self.request_complete else 0
+        held = self._wire.buffered if self.request_complete else 0
         return held < _PIPELINE_BUFFER
 
     @property
@@ -371,14 +376,17 @@ class HTTP1Protocol:
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
         self._next_cycle()
-        buffered, eof = self._wire.trailing_data
-        if not buffered and not eof:
+        if not self._wire.buffered and not self._wire.peer_closed:
             return []  # nothing pipelined: the next request's bytes are still to come
         return self._events()
 
     def _next_cycle(self) -> None:
         self._wire.start_next_cycle()
-        leftover, eof = self._wire.trailing_data
+        buffered = self._wire.buffered
+        if buffered:
+            leftover, eof = self._wire.trailing_data
+        else:
+            leftover, eof = b"", False  # eof alone needs no fresh parser
         if leftover[:1] in (b"\r", b"\n"):
             # RFC 9112 2.2: ignore empty lines before a request line. h11
             # cannot drop bytes it holds, so a fresh parser takes the rest.
@@ -396,7 +404,7 @@ class HTTP1Protocol:
         self._ws_request = None
         self._h2c = None
         self._h2c_body = bytearray()
-        self._line_start = bytes(self._wire.trailing_data[0][:_LINE_START])
+        self._line_start = bytes(leftover[:_LINE_START]) if buffered else b""
         self._in_flight = False
         self._unacknowledged = 0
 
@@ -406,15 +414,16 @@ class HTTP1Protocol:
         return _merge_body(events)
 
     def _parse(self, events: list[Event]) -> None:
+        wire = self._wire
         while True:
-            if self._wire.their_state is h11.MUST_CLOSE:
-                if self._wire.trailing_data[1]:
+            if wire.their_state is h11.MUST_CLOSE:
+                if wire.peer_closed:
                     events.extend(self._close_event())
                 return
             if self._max_body is not None:
-                self._wire.chunk_run_limit = self._max_body - self._body_received
+                wire.chunk_run_limit = self._max_body - self._body_received
             try:
-                event = self._wire.next_event()
+                event = wire.next_event()
             except h11.RemoteProtocolError as exc:
                 if not self._speaks_http1():
                     # Not an HTTP/1.x request line at all (no HTTP-version):
@@ -431,97 +440,112 @@ class HTTP1Protocol:
                 }.get(status) or rules.parse_fault(str(exc))
                 events.append(self._reject(status, reason, detail=rules.short_reason(exc)))
                 return
-            match event:
-                case RequestHead():
-                    if (rejected := self._check_request(event)) is not None:
-                        events.append(rejected)
-                        return
-                    headers = event.headers
-                    try:
-                        if (host := rules.absolute_form_host(event.target)) is not None:
-                            headers = rules.with_host(headers, host)
-                    except ValueError as exc:
-                        events.append(self._reject(400, str(exc)))
-                        return
-                    http_version = event.http_version.decode("ascii")
-                    if self._config.ws != "none" and websocket.is_websocket_upgrade(headers):
-                        try:
-                            self._ws_request = websocket.read_handshake(
-                                event.method, http_version, headers
-                            )
-                        except PeerProtocolError as exc:
-                            events.append(
-                                self._reject(
-                                    exc.status_code, str(exc), websocket.refusal_headers(exc)
-                                )
-                            )
-                            return
-                    request = RequestReceived(
-                        stream_id=STREAM_ID,
-                        method=event.method,
-                        target=event.target,
-                        http_version=http_version,
-                        headers=headers,
-                        expects_continue=self._wire.they_are_waiting_for_100_continue,
-                        websocket=self._ws_request,
-                        # Trailers need a chunked body and a client that
-                        # asked for them (ASGI trailers extension).
-                        can_send_trailers=http_version == "1.1"
-                        and self._ws_request is None
-                        and rules.accepts_trailers(headers),
-                        can_send_early_hints=http_version == "1.1" and self._ws_request is None,
-                    )
-                    settings = self._h2c_settings(request)
-                    if settings is not None:
-                        # Read the body first: the answer comes as HTTP/2.
-                        self._h2c = (request, settings)
-                    else:
-                        self._in_flight = self._served = True
-                        events.append(request)
-                case h11.Data() if self._h2c is not None:
+            # Dispatch on the exact type: h11's events are ABCs, whose
+            # isinstance checks (a match statement's class patterns) cost.
+            kind = type(event)
+            if kind is RequestHead:
+                assert isinstance(event, RequestHead)
+                if not self._request(event, events):
+                    return
+            elif kind is h11.Data:
+                assert isinstance(event, h11.Data)
+                if self._h2c is not None:
                     self._h2c_body += event.data
-                case h11.EndOfMessage() if self._h2c is not None:
+                    continue
+                self._body_received += len(event.data)
+                if (rejected := self._body_fault()) is not None:
+                    events.append(rejected)
+                    return
+                if self._in_flight:
+                    self._unacknowledged += len(event.data)
+                    events.append(DataReceived(STREAM_ID, bytes(event.data)))
+                # else the app is done with this request: its body is dropped.
+            elif kind is h11.EndOfMessage:
+                if self._h2c is not None:
                     request, settings = self._h2c
                     data = self._accept_h2c()
                     events.append(
                         H2CUpgradeRequested(request, settings, bytes(self._h2c_body), data)
                     )
                     return
-                case h11.Data():
-                    self._body_received += len(event.data)
-                    if (rejected := self._body_fault()) is not None:
-                        events.append(rejected)
-                        return
-                    if self._in_flight:
-                        self._unacknowledged += len(event.data)
-                        events.append(DataReceived(STREAM_ID, bytes(event.data)))
-                    # else the app is done with this request: its body is dropped.
-                case h11.EndOfMessage() if self._in_flight:
+                if self._in_flight:
                     events.append(StreamEnded(STREAM_ID))
-                case h11.EndOfMessage():
+                    if not wire.buffered and not wire.peer_closed:
+                        return  # the request is complete and nothing follows yet
+                else:
                     # The body of a request already answered is drained.
                     if not self.reusable:
                         self._closed = True
                         return
                     self._next_cycle()
-                case h11.ConnectionClosed():
-                    events.extend(self._close_event())
-                    return
-                case h11.PAUSED if self._wire.trailing_data[1] and (
-                    self._wire.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
-                ):
-                    # An Upgrade request waits for our answer, and h11 reports
-                    # PAUSED there even once the peer has closed: the client
-                    # that would have switched protocols is gone.
-                    events.extend(self._close_event())
-                    return
-                case _:
-                    # NEED_DATA or PAUSED: nothing more until bytes arrive or
-                    # the next cycle starts. A chunk header may have been
-                    # read without any of its bytes: judge its size now.
-                    if self._chunked_request and (rejected := self._body_fault()) is not None:
-                        events.append(rejected)
-                    return
+                    wire = self._wire  # a fresh one, when empty lines led the rest
+            elif kind is h11.ConnectionClosed:
+                events.extend(self._close_event())
+                return
+            elif (
+                event is h11.PAUSED
+                and wire.peer_closed
+                and wire.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+            ):
+                # An Upgrade request waits for our answer, and h11 reports
+                # PAUSED there even once the peer has closed: the client
+                # that would have switched protocols is gone.
+                events.extend(self._close_event())
+                return
+            else:
+                # NEED_DATA or PAUSED: nothing more until bytes arrive or
+                # the next cycle starts. A chunk header may have been
+                # read without any of its bytes: judge its size now.
+                if self._chunked_request and (rejected := self._body_fault()) is not None:
+                    events.append(rejected)
+                return
+
+    def _request(self, head: RequestHead, events: list[Event]) -> bool:
+        """A request head arrived: its event, or its refusal (False: parse no further)."""
+        noted = self._check_request(head, events)
+        if noted is None:
+            return False
+        headers = head.headers
+        target = head.target
+        if target[:1] != b"/":
+            try:
+                if (host := rules.absolute_form_host(target)) is not None:
+                    headers = rules.with_host(headers, host)
+            except ValueError as exc:
+                events.append(self._reject(400, str(exc)))
+                return False
+        http_version = "1.1" if head.http_version == b"1.1" else "1.0"
+        upgrade = b"upgrade" in noted
+        if upgrade and self._config.ws != "none" and websocket.is_websocket_upgrade(headers):
+            try:
+                self._ws_request = websocket.read_handshake(head.method, http_version, headers)
+            except PeerProtocolError as exc:
+                events.append(
+                    self._reject(exc.status_code, str(exc), websocket.refusal_headers(exc))
+                )
+                return False
+        plain = http_version == "1.1" and self._ws_request is None
+        request = RequestReceived(
+            stream_id=STREAM_ID,
+            method=head.method,
+            target=target,
+            http_version=http_version,
+            headers=headers,
+            expects_continue=b"expect" in noted and self._wire.they_are_waiting_for_100_continue,
+            websocket=self._ws_request,
+            # Trailers need a chunked body and a client that asked for them
+            # (ASGI trailers extension).
+            can_send_trailers=plain and b"te" in noted and rules.accepts_trailers(headers),
+            can_send_early_hints=plain,
+        )
+        settings = self._h2c_settings(request) if upgrade else None
+        if settings is not None:
+            # Read the body first: the answer comes as HTTP/2.
+            self._h2c = (request, settings)
+        else:
+            self._in_flight = self._served = True
+            events.append(request)
+        return True
 
     def _body_fault(self) -> RequestRejected | None:
         """Refuse a body that is, or has announced that it will be, too large.
@@ -580,32 +604,57 @@ class HTTP1Protocol:
         self._closed = True
         return leftover
 
-    def _check_request(self, request: RequestHead) -> RequestRejected | None:
-        self._method = request.method
+    def _check_request(self, request: RequestHead, events: list[Event]) -> frozenset[bytes] | None:
+        """Refuse a head we do not serve (into ``events``: None), else the
+        names among :data:`_NOTED` it carries: a head without any of them
+        needs none of the checks they would bring."""
+        self._method = method = request.method
         if request.http_version not in (b"1.0", b"1.1"):
             # h11 parses any HTTP/x.y; this parser serves 1.0 and 1.1 only.
             # An HTTP/2 preface lands here when prior knowledge is off.
-            return self._reject(505, "HTTP version not supported")
+            events.append(self._reject(505, "HTTP version not supported"))
+            return None
         # h11 bounds a head only while it is incomplete, so a head that
         # arrives in one read escapes it; measure the parsed head instead
         # ("METHOD SP target SP HTTP/x.y CRLF", then "name: value CRLF").
-        line = len(request.method) + len(request.target) + 12
+        line = len(method) + len(request.target) + 12
         if line > self._max_head:
-            return self._reject(414, "request line too long")
-        size = line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
+            events.append(self._reject(414, "request line too long"))
+            return None
+        size = line + 2
+        noted: set[bytes] | None = None
+        for name, value in request.headers:
+            size += len(name) + len(value) + 4
+            if name in _NOTED:
+                if noted is None:
+                    noted = set()
+                noted.add(name)
         if size > self._max_head:
-            return self._reject(431, "request header block too large")
-        if (fault := rules.framing_fault(request.headers)) is not None:
-            return self._reject(400, fault)
-        if (fault := rules.connect_fault(request.method, None, websocket=False)) is not None:
+            events.append(self._reject(431, "request header block too large"))
+            return None
+        fault: str | None
+        if noted is None:
+            if method == b"CONNECT":
+                fault = rules.connect_fault(method, None, websocket=False)
+                assert fault is not None
+                events.append(self._reject(501, fault))
+                return None
+            return _NOTHING_NOTED
+        headers = request.headers
+        if (fault := rules.framing_fault(headers)) is not None:
+            events.append(self._reject(400, fault))
+            return None
+        if (fault := rules.connect_fault(method, None, websocket=False)) is not None:
             # Answered here, as on HTTP/2: an app could not serve a tunnel,
             # and h11 would fail it for any 2xx (a protocol switch).
-            return self._reject(501, fault)
+            events.append(self._reject(501, fault))
+            return None
         # h11 answers any coding but chunked itself (501), so this means chunked.
-        self._chunked_request = any(name == b"transfer-encoding" for name, _ in request.headers)
-        if rules.declared_length_exceeds(request.headers, self._max_body):
-            return self._reject(413, "request body too large")
-        return None
+        self._chunked_request = b"transfer-encoding" in noted
+        if b"content-length" in noted and rules.declared_length_exceeds(headers, self._max_body):
+            events.append(self._reject(413, "request body too large"))
+            return None
+        return frozenset(noted)
 
     def _status_for(self, exc: h11.RemoteProtocolError) -> int:
         status = exc.error_status_hint
@@ -666,13 +715,10 @@ class HTTP1Protocol:
                         # connection (ASGI websocket denial response).
                         self._keep_alive = False
                     self._body_allowed = rules.response_allows_body(self._method, status_code)
-                    self._chunked = self._body_allowed and not any(
-                        name.lower() == b"content-length" for name, _ in headers
-                    )
+                    fields, present = self._response_headers(headers)
+                    self._chunked = self._body_allowed and b"content-length" not in present
                     self._out += self._wire.send_response(
-                        status_code,
-                        self._response_headers(headers),
-                        rules.status_phrase(status_code),
+                        status_code, fields, rules.status_phrase(status_code)
                     )
                 case SendData(data=data, end_stream=end_stream):
                     # HEAD, 204 and 304 responses carry no body (RFC 9110
@@ -765,7 +811,7 @@ class HTTP1Protocol:
                     *command.headers,
                 ),
                 switching=True,
-            ),
+            )[0],
             b"Switching Protocols",
         )
         self._ws = websocket.WebSocketProtocol(STREAM_ID, guard)
@@ -774,15 +820,17 @@ class HTTP1Protocol:
 
     def _response_headers(
         self, headers: Headers, *, switching: bool = False
-    ) -> list[tuple[bytes, bytes]]:
+    ) -> tuple[list[tuple[bytes, bytes]], set[bytes]]:
+        """The headers to send (the app's, then the defaults it lacks), and the
+        lower-case names the app gave."""
         result = list(headers)
         present = {name.lower() for name, _ in result}
-        result.extend(
-            (name, value) for name, value in self._default_headers() if name not in present
-        )
+        for field in self._default_headers():
+            if field[0] not in present:
+                result.append(field)
         if not self._keep_alive and not switching and b"connection" not in present:
             result.append((b"connection", b"close"))
-        return result
+        return result, present
 
     @property
     def has_output(self) -> bool:

@@ -107,6 +107,8 @@ class HttptoolsWire:
     def __init__(self, max_incomplete_event_size: int) -> None:
         self._max_head = max_incomplete_event_size
         self._buffer = ReceiveBuffer()
+        #: The buffer's bytes (the same bytearray for the buffer's life).
+        self._data = h11_seams.buffered(self._buffer)
         self._eof = False
         #: Where the search for the blank line that ends a head goes on.
         self._search = 0
@@ -137,6 +139,15 @@ class HttptoolsWire:
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
         return bytes(self._buffer), self._eof
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes wait to be parsed (``trailing_data`` without the copy)."""
+        return len(self._data)
+
+    @property
+    def peer_closed(self) -> bool:
+        return self._eof
 
     def chunk_bytes_expected(self) -> int:
         reader = self._reader
@@ -395,6 +406,24 @@ class HttptoolsWire:
             raise
 
     def send_response(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
+        plain = _plain_fields(headers)
+        if (
+            plain is not None
+            and 200 <= status_code < 1000
+            and self.our_state is SEND_RESPONSE
+            and self._keep_alive
+            and not self._switch_connect
+        ):
+            # The common case: valid fields, one Content-Length, nothing
+            # h11 would rewrite (framing, Connection, Host first).
+            lines, declared = plain
+            self.our_state = SEND_BODY
+            self._switch_upgrade = False
+            self._waiting_for_100 = False
+            self._framing, self._remaining = _framing(status_code, False, declared, self._method)
+            if self.their_state is MIGHT_SWITCH_PROTOCOL:
+                self._settle()
+            return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status_code, reason, b"".join(lines))
         checked = _validated(headers)
         if not 200 <= status_code < 1000:
             raise h11.LocalProtocolError(
@@ -506,6 +535,63 @@ class HttptoolsWire:
         except BaseException:
             self._failed()
             raise
+
+
+#: Response fields found plain (see _plain_fields), by (name, value): the
+#: lower-case name and the line h11 writes for them. Bounded: emptied when full.
+_PLAIN: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes]]] = {}
+_PLAIN_LIMIT: Final = 512
+
+#: Response fields h11 may rewrite or reorder: never plain.
+_NOT_PLAIN: Final = frozenset({b"transfer-encoding", b"connection", b"host"})
+
+
+def _plain_fields(headers: Fields) -> tuple[list[bytes], bytes] | None:
+    """The header lines of a response h11 would write as given, and its Content-Length.
+
+    Plain: every field valid (h11's grammar), exactly one Content-Length, no
+    Transfer-Encoding, Connection or Host (which h11 rewrites or moves).
+    None for anything else, which goes through h11's own rules.
+    """
+    lines: list[bytes] = []
+    length: bytes | None = None
+    for field in headers:
+        known = _PLAIN.get(field) if type(field) is tuple else None
+        if known is None:
+            known = _learn(field)
+            if known is None:
+                return None
+        lower, line = known
+        if lower == b"content-length":
+            if length is not None:
+                return None  # h11 merges equal duplicates
+            length = field[1]
+        lines.append(line)
+    if length is None:
+        return None
+    return lines, length
+
+
+def _learn(field: tuple[bytes, bytes]) -> tuple[bytes, bytes] | None:
+    """A plain field's lower-case name and line, remembered; None if it is not plain."""
+    name, value = field
+    if not (
+        type(name) is bytes
+        and type(value) is bytes
+        and _FIELD_NAME.fullmatch(name)
+        and _FIELD_VALUE.fullmatch(value)
+    ):
+        return None
+    lower = name.lower()
+    if lower in _NOT_PLAIN:
+        return None
+    if lower == b"content-length" and (not value.isdigit() or len(value) > _LENGTH_DIGITS):
+        return None
+    known = lower, b"%s: %s\r\n" % (name, value)
+    if len(_PLAIN) >= _PLAIN_LIMIT:
+        _PLAIN.clear()
+    _PLAIN[(name, value)] = known
+    return known
 
 
 def _validated(headers: Fields) -> H11Headers:

@@ -167,6 +167,16 @@ class H11Wire(h11.Connection):
     def chunk_bytes_expected(self) -> int:
         return h11_seams.chunk_bytes_expected(self)
 
+    @property
+    def buffered(self) -> int:
+        """How many received bytes wait to be parsed (``trailing_data`` without the copy)."""
+        return len(h11_seams.buffered(h11_seams.receive_buffer(self)))
+
+    @property
+    def peer_closed(self) -> bool:
+        """The peer closed its side (``trailing_data``'s flag without the copy)."""
+        return h11_seams.receive_closed(self)
+
 
 class _Elsewhere:
     """A body piece h11 frames but never sees: only its length is real."""

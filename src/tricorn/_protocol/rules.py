@@ -279,12 +279,13 @@ def response_allows_body(method: bytes, status_code: int) -> bool:
     return not (method == b"HEAD" or status_code in (204, 304))
 
 
+#: Every status the standard names, with its reason phrase.
+_PHRASES: Final = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 def status_phrase(status_code: int) -> bytes:
     """The reason phrase of a status (b"" for one the standard does not name)."""
-    try:
-        return HTTPStatus(status_code).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    return _PHRASES.get(status_code, b"")
 
 
 def refusal(status_code: int, reason: str) -> tuple[Headers, bytes]:
