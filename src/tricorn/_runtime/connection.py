@@ -59,6 +59,7 @@ from .._protocol import (
     rules,
 )
 from ..errors import AppProtocolError, ClientDisconnected
+from . import transport
 from .context import ConnectionContext, Peer
 from .exchange import HTTPExchange
 from .logging import error_logger
@@ -203,9 +204,11 @@ class Connection:
     # instance dict holds, and a dict of its own cost 1.5 KiB per connection.
     __slots__ = (
         "_carried",
+        "_clock",
         "_config",
         "_context",
         "_counted",
+        "_deadline",
         "_eof",
         "_exchanges",
         "_first_request_by",
@@ -228,6 +231,8 @@ class Connection:
         "_stream",
         "_stuck",
         "_task_group",
+        "_timer",
+        "_timer_at",
         "_transport_closed",
         "_windows",
         "_write_lock",
@@ -264,8 +269,13 @@ class Connection:
         self._reset: set[int] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._read_scope = anyio.CancelScope()
-        #: The phase whose timeout is armed on the read scope.
+        #: The phase whose timeout is armed, and when it runs out (see _arm).
         self._phase: Phase | None = None
+        self._deadline = math.inf
+        self._clock = transport.clock()
+        #: The timer that checks the deadline, and when it fires.
+        self._timer: transport.Timer | None = None
+        self._timer_at = math.inf
         #: Set when reading may go on after ``wants_data`` stopped it.
         self._resume: anyio.Event | None = None
         #: The writer task runs: it takes any output queued before it ends.
@@ -689,6 +699,7 @@ class Connection:
             if task_group.cancel_scope.cancelled_caught:
                 _log_orphan_cancelled(self._config.app_disconnect_grace)
         finally:
+            self._disarm()
             self._task_group = None
             self._context.connections.discard(self)
             if self._metrics is not None:
@@ -737,11 +748,19 @@ class Connection:
                     await anyio.lowlevel.checkpoint()
                     async with self._write_lock:
                         pass
+        self._disarm()
         if self._read_scope.cancelled_caught and not self._stopped:
             error_logger.debug(self._protocol.timed_out())
 
     def _arm(self) -> None:
-        """Start the timeout of the protocol's phase when the phase begins."""
+        """Start the timeout of the protocol's phase when the phase begins.
+
+        The phase changes two or three times per request, so a change costs
+        no timer: it moves the deadline, and one timer per connection looks
+        at the deadline when it fires, cancelling the read scope once it has
+        passed, or waiting on to the new one. Only a deadline earlier than
+        the timer's moves the timer.
+        """
         phase = self._protocol.phase
         if phase is self._phase:
             return
@@ -759,10 +778,33 @@ class Connection:
                 timeout = _WS_CLOSE_TIMEOUT
             case _:
                 assert_never(phase)
-        # No clock read for the phase without a deadline (the one each request enters).
-        self._read_scope.deadline = (
-            math.inf if timeout == math.inf else anyio.current_time() + timeout
-        )
+        if timeout == math.inf:
+            # No clock read for the phase without a deadline (the one each request enters).
+            self._deadline = math.inf
+            return
+        deadline = self._deadline = self._clock() + timeout
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = transport.call_later(max(timeout, 0.0), self._deadline_check)
+
+    def _deadline_check(self) -> None:
+        """The timer fired: end the read loop if the phase's deadline passed, else wait on."""
+        self._timer, self._timer_at = None, math.inf
+        if self._reading_over or self._deadline == math.inf:
+            return
+        left = self._deadline - self._clock()
+        if left <= 0:
+            self._read_scope.cancel()
+        else:
+            self._timer_at = self._deadline
+            self._timer = transport.call_later(left, self._deadline_check)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
 
     async def _close(self, *, linger: bool) -> None:
         """Write what is left and close the transport (once).

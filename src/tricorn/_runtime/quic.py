@@ -330,6 +330,7 @@ class HTTP3Connection(Connection):
                     await anyio.lowlevel.checkpoint()
                     async with self._write_lock:
                         pass
+        self._disarm()
         if self._read_scope.cancelled_caught and not self._stopped:
             error_logger.debug(self._protocol.timed_out())
 

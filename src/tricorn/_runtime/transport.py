@@ -239,6 +239,19 @@ def call_later(delay: float, callback: Callable[[], None]) -> Timer:
     return _trio_runner().call_later(delay, callback)
 
 
+def clock() -> Callable[[], float]:
+    """The event loop's clock (the one :func:`call_later` counts in), as a plain function.
+
+    ``anyio.current_time()`` finds the loop anew on each call; a connection
+    that reads the clock once per request keeps this instead.
+    """
+    if on_asyncio():
+        return asyncio.get_running_loop().time
+    import trio
+
+    return trio.current_time
+
+
 def _soon_runner() -> Callable[[Callable[[], None]], object]:
     """How this event loop runs a plain callback once the running task yields."""
     if on_asyncio():
