@@ -137,7 +137,9 @@ def check_headers(headers: object, message: Mapping[str, Any]) -> Headers:
             raise AppProtocolError(
                 f"header {pair!r} is not a [name, value] pair in {_describe(message)}"
             ) from None
-        if not isinstance(name, bytes) or not isinstance(value, bytes):
+        if (type(name) is not bytes and not isinstance(name, bytes)) or (
+            type(value) is not bytes and not isinstance(value, bytes)
+        ):
             raise AppProtocolError(
                 f"header {pair!r} must be a pair of byte strings in {_describe(message)}"
             )
@@ -228,7 +230,9 @@ class HTTPCycle:
 
     def commands_for(self, message: object) -> list[Command]:
         """The protocol commands for one app message, or AppProtocolError."""
-        if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
+        if (type(message) is not dict and not isinstance(message, Mapping)) or not isinstance(
+            message.get("type"), str
+        ):
             raise AppProtocolError(
                 f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
             )
@@ -469,7 +473,9 @@ class WebSocketCycle:
 
     def commands_for(self, message: object) -> list[Command]:
         """The protocol commands for one app message, or AppProtocolError."""
-        if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
+        if (type(message) is not dict and not isinstance(message, Mapping)) or not isinstance(
+            message.get("type"), str
+        ):
             raise AppProtocolError(
                 f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
             )

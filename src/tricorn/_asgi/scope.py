@@ -64,6 +64,8 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode a path and read it as UTF-8 (invalid bytes become U+FFFD)."""
+    if b"%" not in raw_path:
+        return raw_path.decode("utf-8", "replace")
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 

@@ -226,6 +226,7 @@ class Connection:
         "_scopes",
         "_shutdown_pending",
         "_soon",
+        "_spawner",
         "_started",
         "_stopped",
         "_stream",
@@ -268,6 +269,9 @@ class Connection:
         #: Streams the peer reset while their exchange runs.
         self._reset: set[int] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
+        #: Where exchange tasks start: inside the task group, a group of the
+        #: loop's own tasks (see transport.Spawner).
+        self._spawner: transport.Spawner | None = None
         self._read_scope = anyio.CancelScope()
         #: The phase whose timeout is armed, and when it runs out (see _arm).
         self._phase: Phase | None = None
@@ -683,24 +687,27 @@ class Connection:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                if self._context.shutting_down:
-                    self.shutdown()
-                await self._read_loop()
-                self._reading_over = True
-                # Nothing more will be read. Apps still running learn that
-                # their client is gone, and the transport is closed now:
-                # nothing more can pass on it, so they must not hold it open.
-                for stream_id, exchange in list(self._exchanges.items()):
-                    exchange.disconnect()
-                    self._orphan(stream_id, exchange)
-                self._windows.open_all()
-                await self._close(linger=self._protocol.drain_on_close)
+                async with transport.open_spawner() as spawner:
+                    self._spawner = spawner
+                    if self._context.shutting_down:
+                        self.shutdown()
+                    await self._read_loop()
+                    self._reading_over = True
+                    # Nothing more will be read. Apps still running learn that
+                    # their client is gone, and the transport is closed now:
+                    # nothing more can pass on it, so they must not hold it open.
+                    for stream_id, exchange in list(self._exchanges.items()):
+                        exchange.disconnect()
+                        self._orphan(stream_id, exchange)
+                    self._windows.open_all()
+                    await self._close(linger=self._protocol.drain_on_close)
+                self._spawner = None
             self._task_group = None  # nothing may start in it once it is done
             if task_group.cancel_scope.cancelled_caught:
                 _log_orphan_cancelled(self._config.app_disconnect_grace)
         finally:
             self._disarm()
-            self._task_group = None
+            self._task_group = self._spawner = None
             self._context.connections.discard(self)
             if self._metrics is not None:
                 self._metrics.connection_closed(self._protocol)
@@ -1033,8 +1040,8 @@ class Connection:
     def _begin(self, stream_id: int, exchange: Exchange) -> None:
         self._started += 1
         self._exchanges[stream_id] = exchange
-        assert self._task_group is not None
-        self._task_group.start_soon(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
+        assert self._spawner is not None
+        self._spawner.spawn(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         metrics = self._metrics
