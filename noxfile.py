@@ -112,6 +112,7 @@ def bench(session: nox.Session) -> None:
 
     Uvicorn gets httptools (its fast parser) and tricorn its speed extra.
     nox -s bench -- --duration 20 --rst bench.rst   (options: python bench/http1.py -h)
+    nox -s bench -- --workloads post64k,get1m   (a 64 KiB upload, a 1 MiB download)
     """
     session.install("-e", ".[speed,trio]", "uvicorn", "httptools", "hypercorn", "granian")
     session.run("python", "bench/http1.py", *session.posargs)
@@ -173,7 +174,7 @@ def bench_memory(session: nox.Session) -> None:
 
 @nox.session(name="bench-report")
 def bench_report(session: nox.Session) -> None:
-    """Every benchmark, short (about 10 minutes on 2 cores), then the docs' tables and charts.
+    """Every benchmark, short (about 13 minutes on 2 cores), then the docs' tables and charts.
 
     Writes bench/results/*.json and docs/benchmarks/ (see docs/performance.rst). Needs
     Debian's wrk and nghttp2-client. nox -s bench-report -- --only http1,http2

@@ -1,13 +1,13 @@
 """Tiny chunks: what a chunked body of one-byte chunks costs each server.
 
-A client sends ``POST /`` with ``--chunks`` chunks of one byte each
+A client sends ``POST /upload`` with ``--chunks`` chunks of one byte each
 (``1\\r\\nX\\r\\n``, 6 bytes on the wire per body byte), written in 64 KiB
 pieces as fast as the server takes them, and reads the answer (the body's
 size). The server's CPU time for the whole request (from /proc, its process
 group) is the row's number: a server that pays per chunk rather than per
 read is slow here, and an attacker can use that against everyone else on it.
 Servers run one at a time, one worker, pinned away from the client, serving
-``bench.chunks_app:app`` (which reads the whole body).
+``bench.app:app`` (whose ``/upload`` reads the whole body and answers its size).
 
 Run it as ``python bench/chunks.py [--chunks 200000] [--repeat 3]
 [--server-cpu 0 --load-cpus 1] [--json chunks.json]`` from the repository
@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import http1, record
 
-APP = "bench.chunks_app:app"
 PIECE = 64 * 1024
 
 
@@ -49,7 +48,7 @@ class Row:
 
 
 def servers() -> list[http1.Server]:
-    rows = [
+    return [
         http1.tricorn("asyncio", "h11"),
         http1.tricorn("asyncio", "httptools"),
         http1.tricorn("trio"),
@@ -58,18 +57,14 @@ def servers() -> list[http1.Server]:
         http1.hypercorn("asyncio"),
         http1.granian("asyncio"),
     ]
-    return [dataclasses.replace(s, argv_template=_with_app(s.argv_template)) for s in rows]
-
-
-def _with_app(argv: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(APP if arg == http1.APP else arg for arg in argv)
 
 
 def post_chunks(port: int, chunks: int) -> bytes:
     """Send the request, return the response body."""
     body = b"1\r\nX\r\n" * chunks + b"0\r\n\r\n"
     head = (
-        b"POST / HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"POST /upload HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
     )
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         sock.sendall(head)

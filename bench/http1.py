@@ -1,17 +1,22 @@
-"""HTTP/1.1 hello-world throughput: tricorn beside Uvicorn, Hypercorn and Granian, with wrk.
+"""HTTP/1.1 throughput: tricorn beside Uvicorn, Hypercorn and Granian, with wrk.
 
 Each server runs alone, with one worker, on 127.0.0.1 and a port the OS picked,
-serving ``bench.app:app``. After a short warm-up, ``wrk --latency`` loads it for
-``--duration`` seconds; the table gives requests per second, the 99th
-percentile latency, errors, the throughput relative to Hypercorn, and (from
-/proc) the CPU the server used and the CPU anything else used meanwhile, which
-flags a disturbed row.
+serving ``bench.app:app``, started afresh for every workload (``--workloads``):
+``hello``, ``GET /`` (13 bytes); ``post64k``, ``POST /upload`` with a 64 KiB
+body that the app reads in full and answers with its length; ``get1m``,
+``GET /bytes/1048576``, a 1 MiB response from one preallocated bytes object.
+After checking one answer and a short warm-up, ``wrk --latency`` loads it for
+``--duration`` seconds; the table gives requests per second, the body bytes
+moved per second (MB/s, the body workloads only), the 99th percentile latency,
+errors, the throughput relative to Hypercorn (asyncio) and to Uvicorn
+(httptools) on the same loop, and (from /proc) the CPU the server used and the
+CPU anything else used meanwhile, which flags a disturbed row.
 
 Run it as ``nox -s bench`` or ``python bench/http1.py [--duration 10]
-[--connections 64] [--no-uvloop] [--json results.json]`` from the repository
-root. It needs wrk (``apt-get install -y wrk``). Exit status: 0 when every
-server was measured, 1 when at least one failed, 2 when wrk is missing or an
-argument is wrong.
+[--connections 64] [--workloads hello,post64k,get1m] [--no-uvloop] [--json
+results.json]`` from the repository root. It needs wrk (``apt-get install -y
+wrk``). Exit status: 0 when every server was measured, 1 when at least one
+failed, 2 when wrk is missing or an argument is wrong.
 """
 
 from __future__ import annotations
@@ -44,12 +49,68 @@ from bench import record
 ROOT = Path(__file__).resolve().parent.parent
 APP = "bench.app:app"
 BASELINE = "hypercorn"  # the row every ratio is relative to
+UVICORN = ("uvicorn", "httptools")  # the "vs uvicorn" row, on each row's own loop
 
 STARTUP_TIMEOUT = 15.0  # seconds for a server to answer its first request
 STOP_TIMEOUT = 10.0  # seconds between SIGINT and SIGKILL
 STDERR_TAIL = 2000  # characters of a failed server's stderr to show
 BUSY_WARNING = 0.15  # warn when the CPUs are busier than this before the run
 NOISE_WARNING = 0.1  # flag a row when other processes used this many cores during it
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What every wrk connection asks for, again and again, and what bench.app answers."""
+
+    name: str
+    title: str  # the request, for the table's title
+    path: str
+    answer_length: int  # the response body's bytes
+    upload: int = 0  # the request body's bytes (a POST when above 0)
+    moves_bytes: bool = False  # whether MB/s (payload bytes per second) means something
+
+    @property
+    def payload(self) -> int:
+        """What MB/s counts per request: the upload's bytes for a POST, else the answer's."""
+        return self.upload or self.answer_length
+
+    @property
+    def method(self) -> str:
+        return "POST" if self.upload else "GET"
+
+    def wrk_script(self) -> str | None:
+        """The Lua that makes wrk send this request (None: wrk's plain GET does)."""
+        if not self.upload:
+            return None
+        return (
+            f'wrk.method = "{self.method}"\n'
+            f'wrk.body = string.rep("x", {self.upload})\n'
+            'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+        )  # wrk adds the Content-Length of wrk.body itself
+
+
+MIB = 1024 * 1024
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload("hello", "GET / (13 B)", "/", answer_length=13),
+        Workload(
+            "post64k",
+            "POST /upload with a 64 KiB body, read whole, answered with its length",
+            "/upload",
+            answer_length=len(str(64 * 1024)),
+            upload=64 * 1024,
+            moves_bytes=True,
+        ),
+        Workload(
+            "get1m",
+            f"GET /bytes/{MIB}: a 1 MiB response",
+            f"/bytes/{MIB}",
+            answer_length=MIB,
+            moves_bytes=True,
+        ),
+    )
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +216,15 @@ class Result:
     wrk_cpu: float | None = None
     other_cpu: float | None = None  # everything else on the machine: noise
     wrk_output: str = ""
+    workload: str = "hello"  # a key of WORKLOADS
+
+    @property
+    def mb_per_sec(self) -> float | None:
+        """The body bytes moved per second, in MB (10**6 B), where the workload moves some."""
+        workload = WORKLOADS[self.workload]
+        if not workload.moves_bytes or self.requests_per_sec is None:
+            return None
+        return self.requests_per_sec * workload.payload / 1e6
 
     @property
     def label(self) -> str:
@@ -221,6 +291,29 @@ def answers(port: int) -> bool:
     return head.startswith(b"HTTP/1.1 200")
 
 
+def check_answer(port: int, workload: Workload) -> None:
+    """Ask ``workload``'s request once; RuntimeError unless bench.app's answer comes back whole."""
+    head = (
+        f"{workload.method} {workload.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Length: {workload.upload}\r\nConnection: close\r\n\r\n"
+    )
+    answer = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+        sock.sendall(head.encode("ascii") + b"x" * workload.upload)
+        while chunk := sock.recv(1 << 20):
+            answer += chunk
+    status, _, rest = bytes(answer).partition(b"\r\n")
+    body = rest.partition(b"\r\n\r\n")[2]
+    if not status.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"{workload.name}: answered {status.decode(errors='replace')!r}")
+    if len(body) != workload.answer_length:
+        raise RuntimeError(
+            f"{workload.name}: a body of {len(body)} bytes, not {workload.answer_length}"
+        )
+    if workload.upload and body != str(workload.upload).encode("ascii"):
+        raise RuntimeError(f"{workload.name}: the app read {body!r} bytes, not {workload.upload}")
+
+
 def wait_until_up(process: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
     """None once the server answers; otherwise why it did not."""
     deadline = time.monotonic() + timeout
@@ -265,19 +358,26 @@ def load_cpus(args: argparse.Namespace) -> set[int]:
     return set() if args.server_cpu < 0 else {int(n) for n in args.load_cpus.split(",") if n}
 
 
-def run_wrk(port: int, seconds: int, args: argparse.Namespace) -> str:
+def run_wrk(
+    port: int, seconds: int, args: argparse.Namespace, workload: Workload = WORKLOADS["hello"]
+) -> str:
     argv = [
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
-        f"http://127.0.0.1:{port}/",
+        f"http://127.0.0.1:{port}{workload.path}",
     ]  # fmt: skip
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=False,
-        preexec_fn=pinned(load_cpus(args)),
-    )
+    with tempfile.TemporaryDirectory() as directory:
+        if (script := workload.wrk_script()) is not None:
+            lua = Path(directory, f"{workload.name}.lua")
+            lua.write_text(script)
+            argv[1:1] = ["-s", str(lua)]
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
+            preexec_fn=pinned(load_cpus(args)),
+        )
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with status {done.returncode}: {done.stderr.strip()}")
     return done.stdout
@@ -347,8 +447,10 @@ def tail(file: IO[bytes]) -> str:
     return text[-STDERR_TAIL:] if text else "(no output)"
 
 
-def measure(server: Server, args: argparse.Namespace) -> Result:
-    result = Result(server.name, server.loop, ok=False, impl=server.impl)
+def measure(server: Server, args: argparse.Namespace, workload: str = "hello") -> Result:
+    """``workload`` against a fresh ``server``."""
+    result = Result(server.name, server.loop, ok=False, impl=server.impl, workload=workload)
+    load = WORKLOADS[workload]
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -368,10 +470,11 @@ def measure(server: Server, args: argparse.Namespace) -> Result:
             if (why := wait_until_up(process, port, STARTUP_TIMEOUT)) is not None:
                 result.error = f"{why}; its output:\n{tail(output)}"
                 return result
+            check_answer(port, load)
             if args.warmup > 0:
-                run_wrk(port, args.warmup, args)
+                run_wrk(port, args.warmup, args, load)
             before = cpu_snapshot(process.pid)
-            result.wrk_output = run_wrk(port, args.duration, args)
+            result.wrk_output = run_wrk(port, args.duration, args, load)
             account_cpu(result, before, cpu_snapshot(process.pid))
             if process.poll() is not None:
                 result.error = f"exited with status {process.returncode} during the run"
@@ -436,15 +539,36 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             "connections": args.connections,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "workloads": list(args.workloads),
         },
     }
 
 
-def baseline_rps(results: list[Result]) -> float | None:
-    for result in results:
-        if result.server == BASELINE and result.loop == "asyncio" and result.ok:
-            return result.requests_per_sec
+def rps_of(
+    results: list[Result], workload: str, server: str, loop: str, impl: str | None = None
+) -> float | None:
+    """The req/s of ``server`` on ``loop`` (with ``impl``, if given) in ``workload``."""
+    for r in results:
+        if (
+            r.ok
+            and (r.server, r.loop, r.workload) == (server, loop, workload)
+            and (impl is None or r.impl == impl)
+        ):
+            return r.requests_per_sec
     return None
+
+
+def baseline_rps(results: list[Result], workload: str = "hello") -> float | None:
+    return rps_of(results, workload, BASELINE, "asyncio")
+
+
+def uvicorn_rps(results: list[Result], r: Result) -> float | None:
+    """Uvicorn's (httptools) req/s on ``r``'s loop, in ``r``'s workload."""
+    return rps_of(results, r.workload, UVICORN[0], r.loop, UVICORN[1])
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}" if base else "n/a"
 
 
 def _cores(value: float | None) -> str:
@@ -459,25 +583,31 @@ def _cpu_us(r: Result) -> str:
 
 
 def table_rows(results: list[Result]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The table's header and rows, as text cells."""
-    base = baseline_rps(results)
+    """The table of one workload's ``results``: its header and rows, as text cells.
+
+    MB/s only where the workload moves body bytes; vs uvicorn is against Uvicorn
+    with httptools on the row's own loop.
+    """
+    mb_s = any(WORKLOADS[r.workload].moves_bytes for r in results)
     header = (
-        "server", "req/s", "p99 ms", "errors", f"vs {BASELINE}", "cpu", "cpu us/req", "other cpu",
+        "server", "req/s", *(("MB/s",) if mb_s else ()), "p99 ms", "errors", f"vs {BASELINE}",
+        f"vs {UVICORN[0]}", "cpu", "cpu us/req", "other cpu",
     )  # fmt: skip
     rows: list[tuple[str, ...]] = []
     for r in results:
         if not r.ok or r.requests_per_sec is None or r.p99_ms is None:
             rows.append((r.label, "FAILED", *("-" * (len(header) - 2))))
             continue
-        ratio = f"{r.requests_per_sec / base:.2f}" if base else "n/a"
         noisy = " !" if r.other_cpu is not None and r.other_cpu > NOISE_WARNING else ""
         rows.append(
             (
                 r.label + noisy,
                 f"{r.requests_per_sec:,.0f}",
+                *((f"{r.mb_per_sec or 0:,.0f}",) if mb_s else ()),
                 f"{r.p99_ms:.2f}",
                 str(r.errors),
-                ratio,
+                _ratio(r.requests_per_sec, baseline_rps(results, r.workload)),
+                _ratio(r.requests_per_sec, uvicorn_rps(results, r)),
                 _cores(r.server_cpu),
                 _cpu_us(r),
                 _cores(r.other_cpu),
@@ -555,17 +685,47 @@ def write_json(path: str, document: dict[str, Any]) -> None:
 
 
 def json_row(machine: dict[str, Any], r: Result) -> dict[str, Any]:
-    """``r`` in the common shape (bench/record.py)."""
+    """``r`` in the common shape (bench/record.py); its scenario is its workload."""
     cpu_us = (
         r.server_cpu / r.requests_per_sec * 1e6 if r.server_cpu and r.requests_per_sec else None
     )
+    values: dict[str, float | int | None] = {"req_s": r.requests_per_sec, "errors": r.errors}
+    if WORKLOADS[r.workload].moves_bytes:
+        values["mb_s"] = r.mb_per_sec
     return record.row(
-        machine, scenario="hello", server=r.server, loop=r.loop, parser=r.impl, label=r.label,
-        status="ok" if r.ok else "failed", error=r.error,
-        values={"req_s": r.requests_per_sec, "errors": r.errors}, p50_ms=r.p50_ms,
+        machine, scenario=r.workload, server=r.server, loop=r.loop, parser=r.impl, label=r.label,
+        status="ok" if r.ok else "failed", error=r.error, values=values, p50_ms=r.p50_ms,
         p99_ms=r.p99_ms, cpu_us_per_req=cpu_us, server_cpu=r.server_cpu, load_cpu=r.wrk_cpu,
         other_cpu=r.other_cpu,
     )  # fmt: skip
+
+
+def scenario(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
+    """The workload's table in the common shape: req/s, and MB/s where it moves bytes."""
+    what = f"{workload.title}, wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+    extra = {"mb_s": "MB/s"} if workload.moves_bytes else None
+    return record.scenario(workload.name, what, extra=extra)
+
+
+def document_name(workloads: Sequence[str]) -> tuple[str, str]:
+    """The JSON document's benchmark name and title.
+
+    ``http1`` when it holds the hello workload; the body workloads alone are
+    ``http1-bodies``, a benchmark (and docs table) of their own.
+    """
+    if list(workloads) == ["hello"]:
+        return "http1", "HTTP/1.1 hello world"
+    if "hello" in workloads:
+        return "http1", "HTTP/1.1"
+    return "http1-bodies", "HTTP/1.1 request and response bodies"
+
+
+def comma_names(value: str, allowed: Sequence[str]) -> list[str]:
+    """An option's comma-separated names, each one of ``allowed`` (argparse's ``type``)."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or any(name not in allowed for name in names):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}")
+    return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -581,6 +741,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--connections", "-c", type=int, default=64, help="wrk connections (default 64)"
     )
     parser.add_argument("--threads", "-t", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--workloads",
+        type=lambda v: comma_names(v, tuple(WORKLOADS)),
+        default=["hello"],
+        metavar="NAMES",
+        help="comma-separated: hello (GET /, 13 B), post64k (POST /upload, a 64 KiB body), "
+        "get1m (GET /bytes/1048576, a 1 MiB response) (default: hello)",
+    )
     add_selection_options(parser, example="tricorn,uvicorn,granian")
     parser.add_argument(
         "--rst",
@@ -637,59 +805,74 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for server in rows:
         print(f"- {server.label} ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        result = measure(server, args)
-        took = time.monotonic() - started
-        if result.ok:
-            rps, p99 = result.requests_per_sec, result.p99_ms
-            print(f"  {rps:,.0f} req/s, p99 {p99:.2f} ms ({took:.0f} s)", file=sys.stderr)
-        else:
-            print(f"  FAILED: {result.error}", file=sys.stderr)
-        results.append(result)
+        for workload in args.workloads:
+            started = time.monotonic()
+            result = measure(server, args, workload)
+            took = time.monotonic() - started
+            if result.ok:
+                rps, p99 = result.requests_per_sec, result.p99_ms
+                print(
+                    f"  {workload}: {rps:,.0f} req/s, p99 {p99:.2f} ms ({took:.0f} s)",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"  {workload}: FAILED: {result.error}", file=sys.stderr)
+            results.append(result)
 
     versions = ", ".join(f"{name} {v}" for name, v in env["versions"].items())
+    benchmark, heading = document_name(args.workloads)
     sys.stderr.flush()
     print()
-    title = f"HTTP/1.1 hello world, {env['wrk']}, Python {env['python']}, {versions}"
-    print(title)
-    print(table(results))
+    print(f"{heading}, {env['wrk']}, Python {env['python']}, {versions}")
+    tables = []
+    for workload in args.workloads:
+        title = scenario(WORKLOADS[workload], args)["title"]
+        ran = [r for r in results if r.workload == workload]
+        print(f"\n{title}")
+        print(table(ran))
+        tables.append(rst_table(f"{heading}: {title}", *table_rows(ran)))
+        if not baseline_rps(results, workload):
+            print(f"({BASELINE} (asyncio) was not measured, so there are no vs {BASELINE} ratios)")
     if args.rst:
-        Path(args.rst).write_text(rst_table(title, *table_rows(results)))
+        Path(args.rst).write_text("\n".join(tables))
         print(f"wrote {args.rst}", file=sys.stderr)
-    if (failed := [r for r in results if not r.ok]) and not baseline_rps(results):
-        print(f"({BASELINE} (asyncio) was not measured, so there are no ratios)")
+    failed = [r for r in results if not r.ok]
     if any(r.ok and r.other_cpu is not None and r.other_cpu > NOISE_WARNING for r in results):
         print(
             f"! other processes used more than {NOISE_WARNING:.2f} of a core during this row's "
             "run: its numbers are disturbed; rerun on a quiet machine"
         )
     print(
-        "cpu = the server's CPU use during the run, in cores; other cpu = everything "
-        "except the server and wrk"
+        "MB/s = the request body's bytes per second for a POST, the response body's for a GET "
+        "(MB = 10**6 B); vs uvicorn = against Uvicorn (httptools) on the same loop; cpu = the "
+        "server's CPU use during the run, in cores; other cpu = everything except the server "
+        "and wrk"
     )
     for r in failed:
         first = (r.error or "").splitlines()[0] if r.error else "unknown"
-        print(f"{r.label} failed: {first}")
+        print(f"{r.label}, {r.workload} failed: {first}")
 
     if args.json:
-        base = baseline_rps(results)
+
+        def over(value: float | None, base: float | None) -> float | None:
+            return value / base if value and base else None
+
         own = [
             {
                 **dataclasses.asdict(r),
                 "label": r.label,
                 "errors": r.errors,
-                "ratio_to_baseline": (
-                    r.requests_per_sec / base if r.ok and r.requests_per_sec and base else None
-                ),
+                "mb_per_sec": r.mb_per_sec,
+                "ratio_to_baseline": over(r.requests_per_sec, baseline_rps(results, r.workload)),
+                "ratio_to_uvicorn": over(r.requests_per_sec, uvicorn_rps(results, r)),
             }
             for r in results
         ]
-        what = f"GET / (13 B), wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
         document = record.document(
-            "http1",
-            "HTTP/1.1 hello world",
+            benchmark,
+            heading,
             machine,
-            [record.scenario("hello", what)],
+            [scenario(WORKLOADS[w], args) for w in args.workloads],
             [json_row(machine, r) for r in results],
             environment=env,
             baseline=f"{BASELINE} (asyncio)",

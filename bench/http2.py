@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -559,13 +559,6 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _names(value: str, allowed: Sequence[str]) -> list[str]:
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    if not names or any(name not in allowed for name in names):
-        raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}")
-    return names
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/http2.py",
@@ -631,12 +624,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     option(
         "--transports",
-        type=lambda v: _names(v, TRANSPORTS),
+        type=lambda v: http1.comma_names(v, TRANSPORTS),
         default=list(TRANSPORTS),
         metavar="NAMES",
         help="comma-separated: h2c (cleartext, prior knowledge), tls (ALPN) (default: h2c,tls)",
     )
-    option("--workloads", type=lambda v: _names(v, WORKLOADS), default=list(WORKLOADS),
+    option("--workloads", type=lambda v: http1.comma_names(v, WORKLOADS), default=list(WORKLOADS),
            metavar="NAMES", help="comma-separated: hello (GET /), body (GET /bytes/SIZE) "
            "(default: hello,body)")  # fmt: skip
     http1.add_selection_options(parser, example="hypercorn,granian")

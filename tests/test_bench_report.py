@@ -11,7 +11,7 @@ from typing import Any
 
 import docutils.core  # type: ignore[import-untyped]
 import pytest
-from bench import http1, record, report
+from bench import app, http1, record, report
 
 SVG = "{http://www.w3.org/2000/svg}"
 PINNED = {"server_cpus": [0], "load_cpus": [1]}
@@ -307,3 +307,121 @@ def test_run_replaces_each_result_and_reports_a_missing_one(
     assert not (results / "memory.json").exists()  # the old numbers are not passed off as new
     assert "Not measured" in (out / "memory.rst").read_text()
     assert not (out / "memory-http1.svg").exists()
+
+
+def measured(server: str, loop: str, rps: float, impl: str | None, workload: str) -> http1.Result:
+    result = http1.Result(server, loop, ok=True, impl=impl, workload=workload)
+    result.requests_per_sec, result.p50_ms, result.p99_ms = rps, 2.0, 9.0
+    result.server_cpu, result.wrk_cpu, result.other_cpu = 1.0, 0.5, 0.0
+    return result
+
+
+def test_body_workloads_count_their_bytes_and_compare_with_uvicorn_httptools() -> None:
+    results = [
+        measured("tricorn", "asyncio", 3000.0, "h11", "post64k"),
+        measured("uvicorn", "asyncio", 1000.0, "h11", "post64k"),
+        measured("uvicorn", "asyncio", 2000.0, "httptools", "post64k"),
+        measured("tricorn", "uvloop", 2500.0, "httptools", "post64k"),
+        measured("uvicorn", "uvloop", 5000.0, "httptools", "post64k"),
+        measured("uvicorn", "asyncio", 9999.0, "httptools", "hello"),  # another workload's
+        measured("tricorn", "trio", 1000.0, None, "post64k"),
+    ]
+    bodies = [r for r in results if r.workload == "post64k"]
+    header, rows = http1.table_rows(bodies)
+    cells = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    # 3000 uploads of 64 KiB a second: 196.6 MB/s of request body.
+    assert cells["tricorn (h11, asyncio)"]["MB/s"] == "197"
+    # Against Uvicorn with httptools on the same loop, in the same workload.
+    assert cells["tricorn (h11, asyncio)"]["vs uvicorn"] == "1.50"
+    assert cells["tricorn (httptools, uvloop)"]["vs uvicorn"] == "0.50"
+    assert cells["tricorn (trio)"]["vs uvicorn"] == "n/a"  # Uvicorn has no trio
+    assert cells["tricorn (trio)"]["cpu us/req"] == "1000"
+    hello, _ = http1.table_rows([r for r in results if r.workload == "hello"])
+    assert "MB/s" not in hello  # 13 bytes a request: no throughput worth a column
+
+    block = {**machine(), **PINNED}
+    shaped = http1.json_row(block, bodies[0])
+    assert (shaped["scenario"], shaped["mb_s"]) == ("post64k", pytest.approx(196.608))
+    assert "mb_s" not in http1.json_row(block, results[5])
+    get1m = http1.json_row(block, measured("tricorn", "asyncio", 500.0, "h11", "get1m"))
+    assert get1m["mb_s"] == pytest.approx(500 * 1024 * 1024 / 1e6)
+
+
+def test_the_body_workloads_are_a_benchmark_of_their_own(tmp_path: Path) -> None:
+    assert http1.document_name(["hello"]) == ("http1", "HTTP/1.1 hello world")
+    assert http1.document_name(["post64k", "get1m"])[0] == "http1-bodies"
+    assert http1.document_name(["hello", "get1m"])[0] == "http1"
+    args = http1.parse_args(["--workloads", "post64k,get1m", "--duration", "5"])
+    assert args.workloads == ["post64k", "get1m"]
+    assert http1.parse_args([]).workloads == ["hello"]
+    with pytest.raises(SystemExit):
+        http1.parse_args(["--workloads", "post1g"])
+    assert report.RUNS["http1-bodies"][:3] == ("bench/http1.py", "--workloads", "post64k,get1m")
+
+    rows = [
+        record.row(
+            machine(), scenario=name, server=server, loop="asyncio", parser=parser, label=server,
+            status="ok", values={"req_s": rps, "mb_s": rps * size / 1e6}, p99_ms=5.0,
+        )
+        for name, size in (("post64k", 65536), ("get1m", 1048576))
+        for server, parser, rps in (("tricorn", "httptools", 900.0),
+                                    ("uvicorn", "httptools", 600.0))
+    ]  # fmt: skip
+    document = record.document(
+        "http1-bodies",
+        "HTTP/1.1 request and response bodies",
+        machine(),
+        [http1.scenario(http1.WORKLOADS[name], args) for name in args.workloads],
+        rows,
+    )
+    out = tmp_path / "out"
+    report.main([str(write_results(tmp_path / "results", document)), "--out", str(out)])
+    rst = (out / "http1-bodies.rst").read_text()
+    post, get = list_tables(rst)
+    assert post[0][:4] == ["server", "loop", "req/s", "MB/s"]
+    tricorn = by_server(get)[("tricorn (httptools)", "asyncio")]
+    assert (tricorn["MB/s"], tricorn["vs uvicorn"]) == ("944", "1.50")
+    assert {"http1-bodies-post64k.svg", "http1-bodies-get1m.svg"} <= {p.name for p in out.iterdir()}
+    parse_rst(rst)
+
+
+def test_wrk_posts_the_upload_with_a_lua_script() -> None:
+    assert http1.WORKLOADS["hello"].wrk_script() is None
+    assert http1.WORKLOADS["get1m"].wrk_script() is None
+    script = http1.WORKLOADS["post64k"].wrk_script() or ""
+    assert 'wrk.method = "POST"' in script
+    assert 'wrk.body = string.rep("x", 65536)' in script
+
+
+async def call(scope: dict[str, Any], body: list[bytes]) -> tuple[dict[str, Any], bytes]:
+    """Run bench.app on one request whose body arrives in ``body``'s pieces."""
+    pieces = [
+        {"type": "http.request", "body": piece, "more_body": i < len(body) - 1}
+        for i, piece in enumerate(body)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return pieces.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app.app({"type": "http", **scope}, receive, send)
+    start, answer = sent
+    assert not answer.get("more_body")
+    return start, answer["body"]
+
+
+@pytest.mark.anyio
+async def test_the_app_answers_an_upload_with_its_length_and_a_mebibyte_whole() -> None:
+    start, body = await call({"method": "POST", "path": "/upload"}, [b"x" * 40000, b"y" * 25536])
+    assert (start["status"], body) == (200, b"65536")
+    assert (b"content-length", b"5") in start["headers"]
+    start, body = await call({"method": "POST", "path": "/"}, [b"z" * 10, b""])  # read, hello
+    assert body == app.BODY
+    start, body = await call({"method": "GET", "path": "/bytes/1048576"}, [b""])
+    assert (start["status"], len(body)) == (200, 1024 * 1024)
+    assert (b"content-length", b"1048576") in start["headers"]
+    again = await call({"method": "GET", "path": "/bytes/1048576"}, [b""])
+    assert again[1] is body  # built once, sent from the same bytes every time
