@@ -128,7 +128,7 @@ class HTTP1Protocol:
         self._max_body = config.max_request_body_size
         self._max_head = config.h11_max_incomplete_size
         self._default_headers = default_headers
-        self._out = bytearray()
+        self._out = _Output()
         self._closed = False
         self._keep_alive = True
         self._config = config
@@ -835,7 +835,7 @@ class HTTP1Protocol:
     @property
     def has_output(self) -> bool:
         """Bytes are waiting to be written: pongs, close replies, frames an app queued."""
-        return self.output_size > 0
+        return bool(self._out) or (self._ws is not None and self._ws.output_size > 0)
 
     @property
     def output_size(self) -> int:
@@ -846,10 +846,48 @@ class HTTP1Protocol:
         """The bytes to write to the peer, emptied on each call."""
         if self._out and self._wire.our_state in _RESPONSE_HEAD_SENT:
             self._head_handed_out = True
-        data = bytes(self._out)
-        self._out.clear()
+        data = self._out.take()
         if self._ws is not None:
             data += self._ws.data_to_send()
+        return data
+
+
+class _Output:
+    """The bytes waiting for ``data_to_send``, kept as the pieces they came in.
+
+    Joined once when taken (a bytearray grown by ``+=`` and copied out cost a
+    1 MiB body two copies), and not at all when there is one piece.
+    """
+
+    __slots__ = ("_pieces", "_size")
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def __iadd__(self, data: bytes) -> _Output:
+        if data:
+            self._pieces.append(data)
+            self._size += len(data)
+        return self
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self._size = 0
+
+    def take(self) -> bytes:
+        """Everything, emptied."""
+        pieces = self._pieces
+        if not pieces:
+            return b""
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.clear()
         return data
 
 

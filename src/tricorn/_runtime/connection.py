@@ -103,6 +103,57 @@ Exchange = HTTPExchange | WebSocketExchange
 _EXCHANGE: Final = "tricorn exchange"
 
 
+class _WriteLock:
+    """One writer at a time, first come first served.
+
+    anyio's Lock, less its bookkeeping on the path every write takes: a free
+    lock is taken with one check, without a trip through the event loop, and
+    waiters (rare: a WebSocket's ping beside its app's message, HTTP/2's
+    senders) each get an event. A waiter cancelled after the lock was handed
+    to it passes it on.
+    """
+
+    __slots__ = ("_locked", "_waiters")
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[anyio.Event] | None = None
+
+    def try_acquire(self) -> bool:
+        if self._locked:
+            return False
+        self._locked = True
+        return True
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        if self._waiters is None:
+            self._waiters = []
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event in self._waiters:
+                self._waiters.remove(event)
+            else:
+                self.release()  # handed over as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.pop(0).set()  # the lock stays taken: it is the waiter's
+        else:
+            self._locked = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 class _WindowGate:
     """Senders waiting for their stream's flow-control window to let their data out.
 
@@ -261,7 +312,7 @@ class Connection:
         self._protocol: ServerProtocol = protocol
         if isinstance(self._protocol, HTTP2Protocol):
             self._protocol.initiate()
-        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._write_lock = _WriteLock()
         self._windows = _WindowGate()
         self._exchanges: dict[int, Exchange] = {}
         #: Exchanges started so far.
@@ -362,7 +413,11 @@ class Connection:
                 finally:
                     self._write_lock.release()
         else:
-            await self._lock_for_writing()
+            # The path of every HTTP/1.1 response: written inline, no
+            # coroutine per step (the lock is almost always free).
+            lock = self._write_lock
+            if not lock.try_acquire():
+                await lock.acquire()
             try:
                 for command in commands:
                     protocol.handle(command)
@@ -370,9 +425,13 @@ class Connection:
                 try:
                     # Also when the protocol refused a command: what it queued
                     # (the 500 that replaces an invalid response) must go out.
-                    await self._write_output()
+                    if data := self._take_output():
+                        try:
+                            await self._stream.send(data)
+                        except STREAM_ERRORS as exc:
+                            raise self._write_failed(exc) from None
                 finally:
-                    self._write_lock.release()
+                    lock.release()
         if events := self._protocol.pending_events():
             self._dispatch(events)
         self._refresh()
@@ -548,14 +607,8 @@ class Connection:
         self._protocol.stop_keep_alive()
 
     async def _lock_for_writing(self) -> None:
-        """Take the write lock; when it is free, without a trip through the event loop.
-
-        Most writes meet a free lock (one writer at a time is the rule), and
-        the write itself checkpoints; only a contended lock waits.
-        """
-        try:
-            self._write_lock.acquire_nowait()
-        except anyio.WouldBlock:
+        """Take the write lock; when it is free, without a trip through the event loop."""
+        if not self._write_lock.try_acquire():
             await self._write_lock.acquire()
 
     def _take_output(self) -> bytes:
@@ -571,21 +624,24 @@ class Connection:
             return
         try:
             await self._stream.send(data)
-        except WriteTimeout:
+        except STREAM_ERRORS as exc:
+            raise self._write_failed(exc) from None
+
+    def _write_failed(self, error: BaseException) -> ClientDisconnected:
+        """A write failed: the connection is over; the error to raise to the sender."""
+        self._stop_reading()
+        if isinstance(error, WriteTimeout):
             # The client stopped reading (the transport keeps the write
             # timeout). What was cut short cannot be resumed, so the
             # connection is over, and nothing more is tried on it: its task,
             # buffers and app go now.
             self._stuck = True
-            self._stop_reading()
             error_logger.info(
                 "closed a connection whose client read nothing for %gs (write_timeout)",
                 self._config.write_timeout,
             )
-            raise ClientDisconnected("the client stopped reading (write_timeout)") from None
-        except STREAM_ERRORS as exc:
-            self._stop_reading()
-            raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
+            return ClientDisconnected("the client stopped reading (write_timeout)")
+        return ClientDisconnected(f"the client has disconnected: {error!r}")
 
     async def _write_output(self) -> None:
         """Write what the protocol has to send (the write lock is held)."""
