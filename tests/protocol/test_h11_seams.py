@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import h11
 import h11._readers
+import h11._receivebuffer
 
 from tricorn._protocol import h11_seams
 
@@ -49,3 +50,15 @@ def test_chunk_bytes_left_is_what_chunk_bytes_expected_reads() -> None:
     reader = connection._reader
     assert isinstance(reader, h11._readers.ChunkedReader)
     assert h11_seams.chunk_bytes_left(reader) == h11_seams.chunk_bytes_expected(connection) == 6
+
+
+def test_take_body_hands_on_the_read_itself_and_counts_it_as_read() -> None:
+    reader = h11._readers.ContentLengthReader(5)
+    data = b"abc"
+    body, rest = h11_seams.take_body(reader, data)
+    assert body is data
+    assert rest == b""
+    body, rest = h11_seams.take_body(reader, b"deGET")
+    assert (body, rest) == (b"de", b"GET")
+    # h11's own reader agrees that the body is complete.
+    assert type(reader(h11._receivebuffer.ReceiveBuffer())) is h11.EndOfMessage

@@ -826,3 +826,29 @@ def test_an_incomplete_request_line_is_not_judged_early() -> None:
     server = make_server()
     assert server.receive_data(b"GET /slow") == []
     assert not server.closed
+
+
+def test_a_body_arriving_read_by_read_is_delivered_in_order_with_the_next_request_behind_it() -> (
+    None
+):
+    # The httptools wire hands a read that holds only body bytes on as it is
+    # (no copy through its buffer); the part of a read past the body's end
+    # is the next request, parsed once this one is done.
+    server = make_server()
+    head = b"POST /upload HTTP/1.1\r\nhost: example.com\r\ncontent-length: 10\r\n\r\n"
+    events = server.receive_data(head)
+    assert isinstance(events[0], RequestReceived)
+    assert server.receive_data(b"0123") == [DataReceived(1, b"0123")]
+    assert server.receive_data(b"45") == [DataReceived(1, b"45")]
+    follow = b"GET /next HTTP/1.1\r\nhost: example.com\r\n\r\n"
+    assert server.receive_data(b"6789" + follow) == [
+        DataReceived(1, b"6789"),
+        StreamEnded(1),
+    ]
+    server.handle(StartResponse(1, 200, ((b"content-length", b"0"),)))
+    server.handle(SendData(1, b"", end_stream=True))
+    server.data_to_send()
+    events = server.exchange_finished(1)
+    assert isinstance(events[0], RequestReceived)
+    assert events[0].target == b"/next"
+    assert events[1:] == [StreamEnded(1)]

@@ -35,6 +35,7 @@ __all__ = [
     "receive_buffer",
     "receive_closed",
     "take",
+    "take_body",
 ]
 
 
@@ -53,6 +54,8 @@ def check() -> None:
     for name in ("_reader", "_receive_buffer", "_receive_buffer_closed"):
         if name not in connection_attributes:
             missing.append(f"Connection.{name}")
+    if not isinstance(getattr(h11._readers.ContentLengthReader(1), "_remaining", None), int):
+        missing.append("ContentLengthReader._remaining")
     buffer = h11._receivebuffer.ReceiveBuffer()
     if not isinstance(getattr(buffer, "_data", None), bytearray):
         missing.append("ReceiveBuffer._data")
@@ -117,6 +120,22 @@ def receive_closed(connection: h11.Connection) -> bool:
 def buffered(buffer: h11._receivebuffer.ReceiveBuffer) -> bytearray:
     """The bytes ``buffer`` holds, not copied: read them, never change them."""
     return buffer._data
+
+
+def take_body(reader: h11._readers.ContentLengthReader, data: bytes) -> tuple[bytes, bytes]:
+    """Read body bytes straight from ``data``, as ``reader`` would from a buffer holding it.
+
+    Returns the part of ``data`` the body still expects (``data`` itself,
+    not a copy, when the body takes all of it) and what follows it, and
+    counts the part as read. For a reader whose buffer is empty: a request
+    body arriving read by read is handed on without a copy per step.
+    """
+    left = reader._remaining
+    if len(data) <= left:
+        reader._remaining = left - len(data)
+        return data, b""
+    reader._remaining = 0
+    return data[:left], data[left:]
 
 
 def take(buffer: h11._receivebuffer.ReceiveBuffer, count: int) -> bytearray:

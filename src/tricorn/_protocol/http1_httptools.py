@@ -124,6 +124,8 @@ class HttptoolsWire:
         self._waiting_for_100 = False
         #: The request body's reader while the client sends one (h11's own).
         self._reader: _Reader | None = None
+        #: Body bytes taken straight from a read, ahead of the buffer (see receive_data).
+        self._direct: h11.Data | None = None
         #: How the response body is framed: "content-length", "chunked" or "http/1.0".
         self._framing = ""
         self._remaining = 0
@@ -189,7 +191,21 @@ class HttptoolsWire:
         if data:
             if self._eof:
                 raise RuntimeError("received close, then received more data?")
-            self._buffer += data
+            reader = self._reader
+            if (
+                type(reader) is ContentLengthReader
+                and self._direct is None
+                and not self._data
+                and self.their_state is SEND_BODY
+            ):
+                # Body bytes with nothing before them: handed on as they
+                # came, not copied into the buffer and out again.
+                body, rest = h11_seams.take_body(reader, data)
+                self._direct = h11.Data(data=body)
+                if rest:
+                    self._buffer += rest
+            else:
+                self._buffer += data
         else:
             self._eof = True
 
@@ -216,6 +232,10 @@ class HttptoolsWire:
         state = self.their_state
         buffer = self._buffer
         if state is SEND_BODY:
+            if self._direct is not None:
+                direct, self._direct = self._direct, None
+                self._waiting_for_100 = False
+                return direct
             assert self._reader is not None
             chunks = whole_chunks(self._reader, buffer, self.chunk_run_limit)
             if chunks is not None:

@@ -568,7 +568,9 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.incoming = bytearray()
+        #: What arrived and the reader has not taken: the reads, as they came.
+        self.incoming: list[bytes] = []
+        self.size = 0
         self.eof = False
         self.error: BaseException | None = None
         self.lost = False
@@ -587,11 +589,17 @@ class _Protocol(asyncio.BufferedProtocol):
         return _scratch_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.incoming += _scratch_buffer()[:nbytes]
-        if len(self.incoming) >= _READ_AHEAD and self.transport is not None:
+        self.incoming.append(bytes(_scratch_buffer()[:nbytes]))
+        self.size += nbytes
+        readable = self.readable
+        if readable is not None and not readable.done():
+            # The reader waits: it takes all this on its next step, so a
+            # full read (a request body) does not stop and restart reading,
+            # two epoll_ctl calls each time.
+            readable.set_result(None)
+        elif self.size >= _READ_AHEAD and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
-        self._wake_reader()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -667,13 +675,14 @@ class _AsyncioStream(anyio.abc.ByteStream):
                     raise anyio.BrokenResourceError from protocol.error
                 raise anyio.EndOfStream
         incoming = protocol.incoming
-        if len(incoming) <= max_bytes:
-            data = bytes(incoming)
-            incoming.clear()
-        else:
-            data = bytes(incoming[:max_bytes])
-            del incoming[:max_bytes]
-        if protocol.paused and len(incoming) < _READ_AHEAD and not protocol.lost:
+        # The common case, one read waiting that fits, is handed on as it is.
+        data = incoming[0] if len(incoming) == 1 else b"".join(incoming)
+        incoming.clear()
+        if len(data) > max_bytes:
+            incoming.append(data[max_bytes:])
+            data = data[:max_bytes]
+        protocol.size = len(incoming[0]) if incoming else 0
+        if protocol.paused and protocol.size < _READ_AHEAD and not protocol.lost:
             protocol.paused = False
             self._transport.resume_reading()
         return data
