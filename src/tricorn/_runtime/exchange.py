@@ -20,6 +20,7 @@ from .._asgi.cycle import FILE_MESSAGES, FileBody, HTTPCycle
 from .._asgi.types import ASGI3App, HTTPScope, Message
 from .._protocol import Command, SendData, SendInformational, StartResponse, rules
 from ..errors import AppProtocolError, ClientDisconnected
+from . import transport
 from .asyncio_apps import log_needs_asyncio
 from .logging import DEFAULT_ACCESS_FORMAT, error_logger, log_access
 
@@ -88,14 +89,20 @@ class Inbox:
         """At or past the limits: a ``put`` would wait."""
         return self._full()
 
-    async def get(self) -> Message | None:
-        """The next message, or None once the inbox is closed and empty."""
+    async def get(self, *, until_woken: bool = False) -> Message | None:
+        """The next message, or None once the inbox is closed and empty.
+
+        With ``until_woken``, also None when :meth:`wake` ends the wait
+        before a message came (a timer's way to give up on it).
+        """
         messages = self._messages
         while self._head == len(messages):
             if self._closed:
                 return None
             self._readable = anyio.Event()
             await self._readable.wait()
+            if until_woken and self._head == len(messages):
+                return None
         head = self._head
         message, size = messages[head]
         self._bytes -= size
@@ -109,6 +116,11 @@ class Inbox:
             messages[head] = _TAKEN  # let the message go now
             self._head = head + 1
         return message
+
+    def wake(self) -> None:
+        """End a wait of ``get(until_woken=True)`` without a message."""
+        if self._readable is not None:
+            self._readable.set()
 
     @property
     def ready(self) -> bool:
@@ -317,11 +329,23 @@ class HTTPExchange:
         """
         if self._inbox.ready or self._body_complete or self._body_timeout == math.inf:
             return await self._inbox.get()
-        started = anyio.current_time()
-        with anyio.move_on_after(self._body_wait_left) as scope:
-            message = await self._inbox.get()
-        if not scope.cancelled_caught:
-            self._body_wait_left -= anyio.current_time() - started
+        # A loop timer, not a cancel scope: this runs once per body read.
+        clock = transport.clock()
+        started = clock()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            self._inbox.wake()
+
+        timer = transport.call_later(self._body_wait_left, expire)
+        try:
+            message = await self._inbox.get(until_woken=True)
+        finally:
+            timer.cancel()
+        if message is not None or not expired:
+            self._body_wait_left -= clock() - started
             return message
         error_logger.debug(
             "request body stalled for %gs: %s %s",
