@@ -158,6 +158,13 @@ class HttptoolsWire:
     def _settle(self) -> None:
         """h11's state-triggered transitions, to a fixed point."""
         client, server = self.their_state, self.our_state
+        if (
+            self._keep_alive
+            and not (self._switch_upgrade or self._switch_connect)
+            and client is not MIGHT_SWITCH_PROTOCOL
+            and (client, server) not in _JOINT
+        ):
+            return  # the common case: no rule applies
         while True:
             before = client, server
             pending = self._switch_upgrade or self._switch_connect
