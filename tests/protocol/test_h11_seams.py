@@ -62,3 +62,19 @@ def test_take_body_hands_on_the_read_itself_and_counts_it_as_read() -> None:
     assert (body, rest) == (b"de", b"GET")
     # h11's own reader agrees that the body is complete.
     assert type(reader(h11._receivebuffer.ReceiveBuffer())) is h11.EndOfMessage
+
+
+def test_take_bytes_and_take_from_buffer_read_as_h11_would() -> None:
+    buffer = h11._receivebuffer.ReceiveBuffer()
+    buffer += b"head\r\n\r\n0123456789GET"
+    assert h11_seams.take_bytes(buffer, 8) == b"head\r\n\r\n"
+    reader = h11._readers.ContentLengthReader(10)
+    body = h11_seams.take_from_buffer(reader, buffer)
+    assert body == b"0123456789"
+    assert type(body) is bytes
+    assert h11_seams.take_from_buffer(reader, buffer) == b""
+    assert type(reader(buffer)) is h11.EndOfMessage
+    assert bytes(buffer) == b"GET"
+    # h11's line search starts over on what is left.
+    buffer += b" / HTTP/1.1\r\n"
+    assert buffer.maybe_extract_next_line() == b"GET / HTTP/1.1\r\n"

@@ -243,6 +243,12 @@ class HttptoolsWire:
                 direct, self._direct = self._direct, None
                 self._waiting_for_100 = False
                 return direct
+            if type(self._reader) is ContentLengthReader and (
+                taken := h11_seams.take_from_buffer(self._reader, buffer)
+            ):
+                # The body bytes that came with the head: one copy, not three.
+                self._waiting_for_100 = False
+                return h11.Data(data=taken)
             assert self._reader is not None
             chunks = whole_chunks(self._reader, buffer, self.chunk_run_limit)
             if chunks is not None:
@@ -291,7 +297,7 @@ class HttptoolsWire:
                 raise h11.LocalProtocolError("illegal request line")
             return None
         self._search = 0
-        head = bytes(h11_seams.take(self._buffer, found.end()))
+        head = h11_seams.take_bytes(self._buffer, found.end())
         request = self._parse(head) if _STRICT_HEAD.fullmatch(head) else None
         if request is None:
             request = _h11_verdict(head)
