@@ -852,3 +852,30 @@ def test_a_body_arriving_read_by_read_is_delivered_in_order_with_the_next_reques
     assert isinstance(events[0], RequestReceived)
     assert events[0].target == b"/next"
     assert events[1:] == [StreamEnded(1)]
+
+
+def test_connections_interleaved_read_their_own_requests() -> None:
+    # The httptools wire shares one parser between a thread's connections:
+    # a head that announces a body, ends its connection, or upgrades must
+    # leave nothing behind for another connection's next head.
+    first, second = make_server(), make_server()
+    heads = [
+        (first, b"POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\n", b"/a"),
+        (second, b"GET /b HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", b"/b"),
+        (first, b"hello", None),
+        (second, b"", None),
+    ]
+    targets = []
+    for server, data, target in heads:
+        events = server.receive_data(data)
+        if target is not None:
+            assert isinstance(events[0], RequestReceived)
+            targets.append(events[0].target)
+    assert targets == [b"/a", b"/b"]
+    third = make_server()
+    events = third.receive_data(b"GET /c HTTP/1.0\r\n\r\n")
+    assert isinstance(events[0], RequestReceived)
+    assert events[0].target == b"/c"
+    events = make_server().receive_data(b"GET /d HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert isinstance(events[0], RequestReceived)
+    assert events[0].target == b"/d"

@@ -23,6 +23,7 @@ framed by h11's own header functions, so the rules have one author.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from typing import Final
 
@@ -101,6 +102,51 @@ class _Head:
         self.complete = True
 
 
+#: One httptools parser per thread, shared by its connections: it is fed one
+#: whole head at a time and left between messages (or renewed) after each,
+#: so no connection's state stays in it, and a connection costs no parser.
+_PARSERS: Final = threading.local()
+
+
+def _parser() -> tuple[_Head, httptools.HttpRequestParser]:
+    pair: tuple[_Head, httptools.HttpRequestParser] | None = getattr(_PARSERS, "pair", None)
+    return pair if pair is not None else _renew_parser()
+
+
+def _renew_parser() -> tuple[_Head, httptools.HttpRequestParser]:
+    callbacks = _Head()
+    pair = _PARSERS.pair = callbacks, httptools.HttpRequestParser(callbacks)
+    return pair
+
+
+def _feed(head: bytes) -> _Head | None:
+    """httptools' reading of one whole head, or None if llhttp refuses it.
+
+    The shared parser is left ready for the next head. A message that ends
+    its connection (``Connection: close``, HTTP/1.0) leaves llhttp refusing
+    anything after it, so a refusal is tried once more on a fresh parser
+    before it counts.
+    """
+    for fresh in (False, True):
+        callbacks, parser = _renew_parser() if fresh else _parser()
+        callbacks.headers = []
+        callbacks.complete = False
+        try:
+            parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            # The head is read; llhttp parses nothing after an upgrade.
+            _renew_parser()
+            return callbacks
+        except httptools.HttpParserError:
+            continue
+        if not callbacks.complete:
+            # A body is announced: llhttp would read the next head as its bytes.
+            _renew_parser()
+        return callbacks
+    _renew_parser()
+    return None
+
+
 class HttptoolsWire:
     """The server side of an HTTP/1.1 connection, heads read by httptools."""
 
@@ -112,8 +158,6 @@ class HttptoolsWire:
         self._eof = False
         #: Where the search for the blank line that ends a head goes on.
         self._search = 0
-        self._head = _Head()
-        self._parser = httptools.HttpRequestParser(self._head)
         self.their_state: State = IDLE
         self.our_state: State = IDLE
         self._keep_alive = True
@@ -306,21 +350,9 @@ class HttptoolsWire:
 
     def _parse(self, head: bytes) -> RequestHead | None:
         """The head as httptools reads it, or None where only h11 may judge it."""
-        callbacks = self._head
-        callbacks.headers = []
-        callbacks.complete = False
-        try:
-            self._parser.feed_data(head)
-        except httptools.HttpParserUpgrade:
-            # The head is read; llhttp parses nothing after an upgrade.
-            self._renew_parser()
-        except httptools.HttpParserError:
-            self._renew_parser()
+        callbacks = _feed(head)
+        if callbacks is None:
             return None
-        else:
-            if not callbacks.complete:
-                # A body is announced: llhttp would read the next head as its bytes.
-                self._renew_parser()
         headers: list[tuple[bytes, bytes]] = []
         hosts = 0
         length = framing = False
@@ -344,10 +376,6 @@ class HttptoolsWire:
         if hosts > 1 or (hosts == 0 and version == b"1.1"):
             return None
         return RequestHead(method, target, version, tuple(headers))
-
-    def _renew_parser(self) -> None:
-        self._head = _Head()
-        self._parser = httptools.HttpRequestParser(self._head)
 
     def _request_received(self, request: RequestHead) -> None:
         """h11's bookkeeping for a request: switch proposals, keep-alive, 100-continue, framing."""

@@ -103,6 +103,25 @@ Exchange = HTTPExchange | WebSocketExchange
 _EXCHANGE: Final = "tricorn exchange"
 
 
+#: The empty stream set every connection starts with (an empty set() costs
+#: 216 bytes, and most connections never need one).
+_NO_STREAMS: Final[frozenset[int]] = frozenset()
+
+
+def _with(streams: set[int] | frozenset[int], stream_id: int) -> set[int]:
+    """``streams`` with ``stream_id`` added (a set of its own from the first one on)."""
+    result = streams if isinstance(streams, set) else set(streams)
+    result.add(stream_id)
+    return result
+
+
+def _without(streams: set[int] | frozenset[int], stream_id: int) -> set[int] | frozenset[int]:
+    """``streams`` without ``stream_id``; the shared empty set once none is left."""
+    if isinstance(streams, set):
+        streams.discard(stream_id)
+    return streams if streams else _NO_STREAMS
+
+
 class _WriteLock:
     """One writer at a time, first come first served.
 
@@ -318,7 +337,7 @@ class Connection:
         #: Exchanges started so far.
         self._started = 0
         #: Streams the peer reset while their exchange runs.
-        self._reset: set[int] = set()
+        self._reset: set[int] | frozenset[int] = _NO_STREAMS
         self._task_group: anyio.abc.TaskGroup | None = None
         #: Where exchange tasks start: inside the task group, a group of the
         #: loop's own tasks (see transport.Spawner).
@@ -351,11 +370,11 @@ class Connection:
         #: HTTP/2 exchanges' own cancel scopes, and the streams whose client
         #: left before their response was done (see _orphan).
         self._scopes: dict[int, anyio.CancelScope] = {}
-        self._orphaned: set[int] = set()
+        self._orphaned: set[int] | frozenset[int] = _NO_STREAMS
         #: Body bytes per stream handed to its app and not yet taken.
         self._held: dict[int, int] = {}
         #: Streams whose app counts against limit_concurrency.
-        self._counted: set[int] = set()
+        self._counted: set[int] | frozenset[int] = _NO_STREAMS
         #: Actions to run when the current task yields (see soon()).
         self._soon: list[tuple[int, Callable[[], tuple[Command, ...]]]] = []
 
@@ -971,7 +990,7 @@ class Connection:
                     websockets = websockets or set()
                     websockets.add(stream_id)
                 case StreamReset(stream_id=stream_id):
-                    self._reset.add(stream_id)
+                    self._reset = _with(self._reset, stream_id)
                     exchange = self._exchanges.get(stream_id)
                     if exchange is not None:
                         exchange.disconnect()
@@ -1036,7 +1055,7 @@ class Connection:
                 app = _at_capacity  # answers 503 itself, and does not count
             else:
                 context.running_apps += 1
-                self._counted.add(request.stream_id)
+                self._counted = _with(self._counted, request.stream_id)
         exchange: Exchange
         if request.websocket is None:
             exchange = HTTPExchange(
@@ -1075,7 +1094,7 @@ class Connection:
             isinstance(exchange, HTTPExchange) and exchange.response_complete
         ):
             return
-        self._orphaned.add(stream_id)
+        self._orphaned = _with(self._orphaned, stream_id)
         self._context.orphans += 1
         grace = self._config.app_disconnect_grace
         deadline = anyio.current_time() + (grace if self._context.orphans <= MAX_ORPHANS else 0)
@@ -1117,17 +1136,18 @@ class Connection:
             if metrics is not None:
                 metrics.exchange_finished(self._protocol, exchange, started)
             if stream_id in self._counted:
-                self._counted.discard(stream_id)
+                self._counted = _without(self._counted, stream_id)
                 self._context.running_apps -= 1
             self._scopes.pop(stream_id, None)
             if stream_id in self._held:
                 self._release(stream_id, self._held[stream_id])  # never taken now
             if stream_id in self._orphaned:
-                self._orphaned.discard(stream_id)
+                self._orphaned = _without(self._orphaned, stream_id)
                 self._context.orphans -= 1
             if self._exchanges.get(stream_id) is exchange:
                 del self._exchanges[stream_id]
-            self._reset.discard(stream_id)
+            if stream_id in self._reset:
+                self._reset = _without(self._reset, stream_id)
             # The next pipelined request, a stream's end, or the close.
             self._dispatch(self._protocol.exchange_finished(stream_id))
             self._refresh()

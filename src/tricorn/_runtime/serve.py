@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
@@ -19,6 +19,7 @@ from .._asgi.types import ASGI3App
 from .._protocol import require_http3, resolve_http1_parser
 from ..config import Config
 from ..errors import LifespanFailure
+from . import transport
 from .connection import Connection
 from .context import ConnectionContext
 from .lifespan import Lifespan
@@ -245,7 +246,13 @@ class _Server:
         )
         with anyio.CancelScope() as grace:
             # StatsD is sent until the last connection is done (or the grace is over).
-            async with context.reporting(), anyio.create_task_group() as connections:
+            async with (
+                context.reporting(),
+                anyio.create_task_group() as connections,
+                # The connection tasks, one per accepted client: the loop's own
+                # (see transport.Spawner), cancelled with the group around them.
+                transport.open_spawner() as clients,
+            ):
                 endpoints = await self._open_quic(datagram, context, connections)
                 async with anyio.create_task_group() as accepting:
                     if context.prometheus is not None and self._metrics_endpoint:
@@ -258,7 +265,7 @@ class _Server:
                         accepting.start_soon(
                             _accept,
                             listener,
-                            connections,
+                            clients,
                             context,
                             self._ssl_context,
                             self._accept_after,
@@ -351,7 +358,7 @@ class _Handshake:
 
 async def _accept(
     listener: socket.socket,
-    connections: anyio.abc.TaskGroup,
+    connections: transport.Spawner,
     context: ConnectionContext,
     ssl_context: ssl.SSLContext | None,
     after: anyio.Event | None = None,
@@ -378,7 +385,11 @@ async def _accept(
                 error_logger.error("accept failed: %s", exc)
                 await anyio.sleep(0.1)
                 break
-            connections.start_soon(_handle, client, context, ssl_context)
+            connections.spawn(_handle, client, context, ssl_context, name=_CONNECTION)
+
+
+#: The name of every connection task.
+_CONNECTION: Final = "tricorn connection"
 
 
 async def _handle(
