@@ -40,6 +40,10 @@ __all__ = [
 
 
 class HTTPCycleState(enum.Enum):
+    # Members are singletons compared by identity: hash them so too, not
+    # by Enum's __hash__ (Python code), as they key the transition tables.
+    __hash__ = object.__hash__
+
     AWAITING_START = "awaiting http.response.start"
     #: The start is held back until the first body message (ASGI allows it),
     #: so an app that fails in between can still get a clean 500.
@@ -415,6 +419,10 @@ class HTTPCycle:
 
 
 class WebSocketCycleState(enum.Enum):
+    # Members are singletons compared by identity: hash them so too, not
+    # by Enum's __hash__ (Python code), as they key the transition tables.
+    __hash__ = object.__hash__
+
     HANDSHAKE = "awaiting websocket.accept, websocket.close or websocket.http.response.start"
     #: The app answers the handshake with its own HTTP response (denial).
     RESPONDING = "sending a websocket.http.response"

@@ -31,6 +31,10 @@ __all__ = ["TRANSITIONS", "Stream", "StreamEvent", "StreamState"]
 
 
 class StreamState(enum.Enum):
+    # Members are singletons compared by identity: hash them so too, not
+    # by Enum's __hash__ (Python code), as they key the transition tables.
+    __hash__ = object.__hash__
+
     #: The request is arriving; no response yet.
     OPEN = "open"
     #: The request is arriving; the response has started.
@@ -51,6 +55,10 @@ class StreamState(enum.Enum):
 
 
 class StreamEvent(enum.Enum):
+    # Members are singletons compared by identity: hash them so too, not
+    # by Enum's __hash__ (Python code), as they key the transition tables.
+    __hash__ = object.__hash__
+
     #: The peer's END_STREAM.
     REQUEST_ENDED = "request ended"
     #: A response head (or a WebSocket's acceptance) from the app.

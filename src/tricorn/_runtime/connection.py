@@ -543,13 +543,19 @@ class Connection:
         else:
             self._wake_writer()
 
-    def _take_soon(self) -> None:
-        """Run the pending ``soon`` actions: their commands go into the protocol."""
+    def _take_soon(self) -> bool:
+        """Run the pending ``soon`` actions: their commands go into the protocol.
+
+        False when none had anything to say (the head they would release
+        went out with its body): nothing changed.
+        """
         pending, self._soon = self._soon, []
+        handled = False
         for stream_id, action in pending:
             commands = action()
             if not commands or self._protocol.closed:
                 continue
+            handled = True
             try:
                 for command in commands:
                     self._protocol.handle(command)
@@ -559,6 +565,7 @@ class Connection:
                     exchange.head_failed(exc)
             except ClientDisconnected:
                 pass
+        return handled
 
     def _run_soon(self) -> None:
         """The end of a loop turn: run the soon actions; what they made goes out now.
@@ -566,7 +573,8 @@ class Connection:
         A transport that can write without waiting (asyncio's) takes it here;
         otherwise the writer task starts, only when there is something to write.
         """
-        self._take_soon()
+        if not self._take_soon() and not self._protocol.has_output:
+            return  # the common case: the head went out with its body
         write_now = getattr(self._stream, "write_now", None)
         if (
             write_now is not None
