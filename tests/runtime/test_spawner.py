@@ -129,3 +129,26 @@ async def test_each_task_starts_with_a_copy_of_the_spawning_context() -> None:
         spawner.spawn(request, "second", name="second")
     assert seen == ["connection", "connection"]
     assert _REQUEST.get() == "connection"
+
+
+async def test_one_task_can_be_cancelled_alone() -> None:
+    # How an HTTP/1.1 app left running by a client that is gone is stopped.
+    ended: list[str] = []
+    release = anyio.Event()
+
+    async def task(name: str) -> None:
+        try:
+            await release.wait()
+        except anyio.get_cancelled_exc_class():
+            ended.append(f"{name} cancelled")
+            raise
+        ended.append(f"{name} finished")
+
+    async with open_spawner() as spawner:
+        doomed = spawner.spawn(task, "doomed", name="doomed")
+        spawner.spawn(task, "kept", name="kept")
+        await anyio.wait_all_tasks_blocked()
+        doomed.cancel()
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert ended == ["doomed cancelled", "kept finished"]

@@ -101,6 +101,8 @@ STREAM_ERRORS: Final = (
 Exchange = HTTPExchange | WebSocketExchange
 #: The name of every exchange task (anyio would work one out per task).
 _EXCHANGE: Final = "tricorn exchange"
+_WRITER: Final = "tricorn writer"
+_WS_SHUTDOWN: Final = "tricorn websocket shutdown"
 
 
 #: The empty stream set every connection starts with (an empty set() costs
@@ -278,6 +280,7 @@ class Connection:
         "_config",
         "_context",
         "_counted",
+        "_current",
         "_deadline",
         "_eof",
         "_exchanges",
@@ -301,7 +304,6 @@ class Connection:
         "_stopped",
         "_stream",
         "_stuck",
-        "_task_group",
         "_timer",
         "_timer_at",
         "_transport_closed",
@@ -338,10 +340,11 @@ class Connection:
         self._started = 0
         #: Streams the peer reset while their exchange runs.
         self._reset: set[int] | frozenset[int] = _NO_STREAMS
-        self._task_group: anyio.abc.TaskGroup | None = None
-        #: Where exchange tasks start: inside the task group, a group of the
-        #: loop's own tasks (see transport.Spawner).
+        #: Where this connection's tasks start (exchanges, the writer): a
+        #: group of the loop's own tasks (see transport.Spawner).
         self._spawner: transport.Spawner | None = None
+        #: HTTP/1.1's running exchange task, which an orphan's timer cancels.
+        self._current: transport.Cancellable | None = None
         self._read_scope = anyio.CancelScope()
         #: The phase whose timeout is armed, and when it runs out (see _arm).
         self._phase: Phase | None = None
@@ -698,12 +701,12 @@ class Connection:
         The task runs only while there is something to write (most writes are
         made by the sender itself), so an idle connection keeps no task for it.
         """
-        if self._writing or self._task_group is None or self._reading_over:
+        if self._writing or self._spawner is None or self._reading_over:
             # A running writer takes it along before it ends; once reading is
             # over, the close writes what is left.
             return
         self._writing = True
-        self._task_group.start_soon(self._writer)
+        self._spawner.spawn(self._writer, name=_WRITER)
 
     async def _writer(self) -> None:
         try:
@@ -712,10 +715,10 @@ class Connection:
                     self._take_soon()
                 if self._shutdown_pending:
                     self._shutdown_pending = False
-                    assert self._task_group is not None
+                    assert self._spawner is not None
                     for exchange in list(self._exchanges.values()):
                         if isinstance(exchange, WebSocketExchange):
-                            self._task_group.start_soon(exchange.shutdown)
+                            self._spawner.spawn(exchange.shutdown, name=_WS_SHUTDOWN)
                 if not (self._protocol.has_output or self._carried):
                     break
                 await self._flush()
@@ -768,29 +771,27 @@ class Connection:
         if self._metrics is not None:
             self._metrics.connection_opened(self._protocol)
         try:
-            async with anyio.create_task_group() as task_group:
-                self._task_group = task_group
-                async with transport.open_spawner() as spawner:
-                    self._spawner = spawner
-                    if self._context.shutting_down:
-                        self.shutdown()
-                    await self._read_loop()
-                    self._reading_over = True
-                    # Nothing more will be read. Apps still running learn that
-                    # their client is gone, and the transport is closed now:
-                    # nothing more can pass on it, so they must not hold it open.
-                    for stream_id, exchange in list(self._exchanges.items()):
-                        exchange.disconnect()
-                        self._orphan(stream_id, exchange)
-                    self._windows.open_all()
-                    await self._close(linger=self._protocol.drain_on_close)
-                self._spawner = None
-            self._task_group = None  # nothing may start in it once it is done
-            if task_group.cancel_scope.cancelled_caught:
-                _log_orphan_cancelled(self._config.app_disconnect_grace)
+            # The connection's task group: its tasks are the loop's own (a
+            # third of anyio's task group in memory and CPU, on every
+            # connection), cancelled with the scope around it.
+            async with transport.open_spawner() as spawner:
+                self._spawner = spawner
+                if self._context.shutting_down:
+                    self.shutdown()
+                await self._read_loop()
+                self._reading_over = True
+                # Nothing more will be read. Apps still running learn that
+                # their client is gone, and the transport is closed now:
+                # nothing more can pass on it, so they must not hold it open.
+                for stream_id, exchange in list(self._exchanges.items()):
+                    exchange.disconnect()
+                    self._orphan(stream_id, exchange)
+                self._windows.open_all()
+                await self._close(linger=self._protocol.drain_on_close)
+            self._spawner = None  # nothing may start in it once it is done
         finally:
             self._disarm()
-            self._task_group = self._spawner = None
+            self._spawner = self._current = None
             self._context.connections.discard(self)
             if self._metrics is not None:
                 self._metrics.connection_closed(self._protocol)
@@ -1088,8 +1089,8 @@ class Connection:
             )
         self._begin(request.stream_id, exchange)
         if context.shutting_down and isinstance(exchange, WebSocketExchange):
-            assert self._task_group is not None
-            self._task_group.start_soon(exchange.shutdown)
+            assert self._spawner is not None
+            self._spawner.spawn(exchange.shutdown, name=_WS_SHUTDOWN)
 
     def _orphan(self, stream_id: int, exchange: Exchange) -> None:
         """The client of a running exchange is gone: cancel its app after the grace.
@@ -1105,15 +1106,20 @@ class Connection:
         self._orphaned = _with(self._orphaned, stream_id)
         self._context.orphans += 1
         grace = self._config.app_disconnect_grace
-        deadline = anyio.current_time() + (grace if self._context.orphans <= MAX_ORPHANS else 0)
+        delay = grace if self._context.orphans <= MAX_ORPHANS else 0.0
         scope = self._scopes.get(stream_id)
         if scope is not None:
-            scope.deadline = min(scope.deadline, deadline)
-        elif self._task_group is not None and not self._multiplexed:
-            # HTTP/1.1: one exchange at a time, so the connection's own
-            # task group is this exchange's scope.
-            tg_scope = self._task_group.cancel_scope
-            tg_scope.deadline = min(tg_scope.deadline, deadline)
+            scope.deadline = min(scope.deadline, anyio.current_time() + delay)
+        elif (task := self._current) is not None and not self._multiplexed:
+            # HTTP/1.1: one exchange at a time, without a scope of its own
+            # (one per request would cost every request): its task is
+            # cancelled, unless it has ended by then.
+            def cancel() -> None:
+                if self._current is task:
+                    task.cancel()
+                    _log_orphan_cancelled(grace)
+
+            transport.call_later(delay, cancel)
 
     @property
     def _multiplexed(self) -> bool:
@@ -1124,7 +1130,9 @@ class Connection:
         self._started += 1
         self._exchanges[stream_id] = exchange
         assert self._spawner is not None
-        self._spawner.spawn(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
+        task = self._spawner.spawn(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
+        if not self._multiplexed:
+            self._current = task
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         metrics = self._metrics
@@ -1132,7 +1140,7 @@ class Connection:
         try:
             if self._multiplexed:
                 # Streams outlive one another: each gets its own scope, so an
-                # orphan can be cancelled alone (HTTP/1.1 uses the task group's).
+                # orphan can be cancelled alone (HTTP/1.1 cancels its task).
                 with anyio.CancelScope() as scope:
                     self._scopes[stream_id] = scope
                     await exchange.run()
@@ -1156,6 +1164,8 @@ class Connection:
                 del self._exchanges[stream_id]
             if stream_id in self._reset:
                 self._reset = _without(self._reset, stream_id)
+            if not self._multiplexed:
+                self._current = None  # before the next request starts its own
             # The next pipelined request, a stream's end, or the close.
             self._dispatch(self._protocol.exchange_finished(stream_id))
             self._refresh()

@@ -61,6 +61,7 @@ from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 __all__ = [
+    "Cancellable",
     "Spawner",
     "Timer",
     "WriteTimeout",
@@ -255,6 +256,12 @@ def clock() -> Callable[[], float]:
     return trio.current_time
 
 
+class Cancellable(Protocol):
+    """One spawned task, which :meth:`cancel` cancels (once; a done task is left alone)."""
+
+    def cancel(self) -> object: ...
+
+
 class Spawner(Protocol):
     """Starts tasks that its ``async with`` block waits for: a task group, for one kind of task.
 
@@ -272,7 +279,9 @@ class Spawner(Protocol):
 
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
-    ) -> None: ...
+    ) -> Cancellable:
+        """Start ``function(*args)``; what is returned cancels that task alone."""
+        ...
 
     async def __aenter__(self) -> Spawner: ...
 
@@ -309,10 +318,11 @@ class _AsyncioSpawner:
 
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
-    ) -> None:
+    ) -> Cancellable:
         task = self._loop.create_task(function(*args), name=name)
         self._tasks.append(task)
         task.add_done_callback(self._finished)
+        return task
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.remove(task)
@@ -358,6 +368,13 @@ class _AsyncioSpawner:
             raise cancellation
 
 
+async def _in_scope(
+    scope: Any, function: Callable[..., Coroutine[Any, Any, None]], args: tuple[Any, ...]
+) -> None:
+    with scope:
+        await function(*args)
+
+
 class _TrioSpawner:
     __slots__ = ("_manager", "_nursery")
 
@@ -373,8 +390,14 @@ class _TrioSpawner:
 
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
-    ) -> None:
-        self._nursery.start_soon(function, *args, name=name)
+    ) -> Cancellable:
+        import trio
+
+        # A nursery cancels its tasks together: one of them alone needs a
+        # scope of its own.
+        scope = trio.CancelScope()
+        self._nursery.start_soon(_in_scope, scope, function, args, name=name)
+        return scope
 
     async def __aexit__(
         self,
