@@ -343,8 +343,8 @@ class Connection:
         #: Where this connection's tasks start (exchanges, the writer): a
         #: group of the loop's own tasks (see transport.Spawner).
         self._spawner: transport.Spawner | None = None
-        #: HTTP/1.1's running exchange task, which an orphan's timer cancels.
-        self._current: transport.Cancellable | None = None
+        #: HTTP/1.1's running exchange (see _orphan).
+        self._current: Exchange | None = None
         self._read_scope = anyio.CancelScope()
         #: The phase whose timeout is armed, and when it runs out (see _arm).
         self._phase: Phase | None = None
@@ -1110,13 +1110,14 @@ class Connection:
         scope = self._scopes.get(stream_id)
         if scope is not None:
             scope.deadline = min(scope.deadline, anyio.current_time() + delay)
-        elif (task := self._current) is not None and not self._multiplexed:
+        elif self._current is exchange and not self._multiplexed:
             # HTTP/1.1: one exchange at a time, without a scope of its own
-            # (one per request would cost every request): its task is
-            # cancelled, unless it has ended by then.
+            # (one per request would cost every request). Reading is over,
+            # so the connection's group has nothing left but this exchange:
+            # the group is cancelled, unless the exchange has ended by then.
             def cancel() -> None:
-                if self._current is task:
-                    task.cancel()
+                if self._current is exchange and self._spawner is not None:
+                    self._spawner.cancel()
                     _log_orphan_cancelled(grace)
 
             transport.call_later(delay, cancel)
@@ -1130,9 +1131,9 @@ class Connection:
         self._started += 1
         self._exchanges[stream_id] = exchange
         assert self._spawner is not None
-        task = self._spawner.spawn(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
+        self._spawner.spawn(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
         if not self._multiplexed:
-            self._current = task
+            self._current = exchange
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         metrics = self._metrics
@@ -1140,7 +1141,7 @@ class Connection:
         try:
             if self._multiplexed:
                 # Streams outlive one another: each gets its own scope, so an
-                # orphan can be cancelled alone (HTTP/1.1 cancels its task).
+                # orphan can be cancelled alone (HTTP/1.1 cancels its group).
                 with anyio.CancelScope() as scope:
                     self._scopes[stream_id] = scope
                     await exchange.run()

@@ -61,7 +61,6 @@ from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 __all__ = [
-    "Cancellable",
     "Spawner",
     "Timer",
     "WriteTimeout",
@@ -256,12 +255,6 @@ def clock() -> Callable[[], float]:
     return trio.current_time
 
 
-class Cancellable(Protocol):
-    """One spawned task, which :meth:`cancel` cancels (once; a done task is left alone)."""
-
-    def cancel(self) -> object: ...
-
-
 class Spawner(Protocol):
     """Starts tasks that its ``async with`` block waits for: a task group, for one kind of task.
 
@@ -279,8 +272,11 @@ class Spawner(Protocol):
 
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
-    ) -> Cancellable:
-        """Start ``function(*args)``; what is returned cancels that task alone."""
+    ) -> None: ...
+
+    def cancel(self) -> None:
+        """Cancel the group's tasks (on trio the rest of the block as well, as a
+        task group's scope would): for a block with nothing left to do but wait."""
         ...
 
     async def __aenter__(self) -> Spawner: ...
@@ -318,11 +314,13 @@ class _AsyncioSpawner:
 
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
-    ) -> Cancellable:
+    ) -> None:
         task = self._loop.create_task(function(*args), name=name)
         self._tasks.append(task)
         task.add_done_callback(self._finished)
-        return task
+
+    def cancel(self) -> None:
+        self._cancel_all()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.remove(task)
@@ -368,13 +366,6 @@ class _AsyncioSpawner:
             raise cancellation
 
 
-async def _in_scope(
-    scope: Any, function: Callable[..., Coroutine[Any, Any, None]], args: tuple[Any, ...]
-) -> None:
-    with scope:
-        await function(*args)
-
-
 class _TrioSpawner:
     __slots__ = ("_manager", "_nursery")
 
@@ -390,14 +381,11 @@ class _TrioSpawner:
 
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
-    ) -> Cancellable:
-        import trio
+    ) -> None:
+        self._nursery.start_soon(function, *args, name=name)
 
-        # A nursery cancels its tasks together: one of them alone needs a
-        # scope of its own.
-        scope = trio.CancelScope()
-        self._nursery.start_soon(_in_scope, scope, function, args, name=name)
-        return scope
+    def cancel(self) -> None:
+        self._nursery.cancel_scope.cancel()
 
     async def __aexit__(
         self,
