@@ -7,6 +7,7 @@ out (``data_to_send``). No clock, no sockets: the runtime owns those.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import ClassVar, Final, assert_never
 
 import h11
@@ -604,7 +605,9 @@ class HTTP1Protocol:
         self._closed = True
         return leftover
 
-    def _check_request(self, request: RequestHead, events: list[Event]) -> frozenset[bytes] | None:
+    def _check_request(
+        self, request: RequestHead, events: list[Event]
+    ) -> AbstractSet[bytes] | None:
         """Refuse a head we do not serve (into ``events``: None), else the
         names among :data:`_NOTED` it carries: a head without any of them
         needs none of the checks they would bring."""
@@ -654,7 +657,7 @@ class HTTP1Protocol:
         if b"content-length" in noted and rules.declared_length_exceeds(headers, self._max_body):
             events.append(self._reject(413, "request body too large"))
             return None
-        return frozenset(noted)
+        return noted
 
     def _status_for(self, exc: h11.RemoteProtocolError) -> int:
         status = exc.error_status_hint

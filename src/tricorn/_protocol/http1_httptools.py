@@ -482,8 +482,7 @@ class HttptoolsWire:
             self._switch_upgrade = False
             self._waiting_for_100 = False
             self._framing, self._remaining = _framing(status_code, False, declared, self._method)
-            if self.their_state is MIGHT_SWITCH_PROTOCOL:
-                self._settle()
+            self._settle()
             return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status_code, reason, b"".join(lines))
         checked = _validated(headers)
         if not 200 <= status_code < 1000:

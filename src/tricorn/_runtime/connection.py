@@ -280,7 +280,6 @@ class Connection:
         "_config",
         "_context",
         "_counted",
-        "_current",
         "_deadline",
         "_eof",
         "_exchanges",
@@ -343,8 +342,6 @@ class Connection:
         #: Where this connection's tasks start (exchanges, the writer): a
         #: group of the loop's own tasks (see transport.Spawner).
         self._spawner: transport.Spawner | None = None
-        #: HTTP/1.1's running exchange (see _orphan).
-        self._current: Exchange | None = None
         self._read_scope = anyio.CancelScope()
         #: The phase whose timeout is armed, and when it runs out (see _arm).
         self._phase: Phase | None = None
@@ -429,17 +426,13 @@ class Connection:
             if protocol.output_size < QUEUE_LIMIT:
                 self._wake_writer()
             else:
-                await self._lock_for_writing()
+                await self._write_lock.acquire()
                 try:
                     await self._write_output()
                 finally:
                     self._write_lock.release()
         else:
-            # The path of every HTTP/1.1 response: written inline, no
-            # coroutine per step (the lock is almost always free).
-            lock = self._write_lock
-            if not lock.try_acquire():
-                await lock.acquire()
+            await self._write_lock.acquire()
             try:
                 for command in commands:
                     protocol.handle(command)
@@ -447,13 +440,9 @@ class Connection:
                 try:
                     # Also when the protocol refused a command: what it queued
                     # (the 500 that replaces an invalid response) must go out.
-                    if data := self._take_output():
-                        try:
-                            await self._stream.send(data)
-                        except STREAM_ERRORS as exc:
-                            raise self._write_failed(exc) from None
+                    await self._write(self._take_output())
                 finally:
-                    lock.release()
+                    self._write_lock.release()
         if events := self._protocol.pending_events():
             self._dispatch(events)
         self._refresh()
@@ -491,7 +480,7 @@ class Connection:
             return False
         if not protocol.sends_file_data:
             return False
-        await self._lock_for_writing()
+        await self._write_lock.acquire()
         try:
             try:
                 for command in commands:
@@ -636,11 +625,6 @@ class Connection:
     def stop_keep_alive(self) -> None:
         self._protocol.stop_keep_alive()
 
-    async def _lock_for_writing(self) -> None:
-        """Take the write lock; when it is free, without a trip through the event loop."""
-        if not self._write_lock.try_acquire():
-            await self._write_lock.acquire()
-
     def _take_output(self) -> bytes:
         data = self._protocol.data_to_send()
         if self._carried:
@@ -654,24 +638,21 @@ class Connection:
             return
         try:
             await self._stream.send(data)
-        except STREAM_ERRORS as exc:
-            raise self._write_failed(exc) from None
-
-    def _write_failed(self, error: BaseException) -> ClientDisconnected:
-        """A write failed: the connection is over; the error to raise to the sender."""
-        self._stop_reading()
-        if isinstance(error, WriteTimeout):
+        except WriteTimeout:
             # The client stopped reading (the transport keeps the write
             # timeout). What was cut short cannot be resumed, so the
             # connection is over, and nothing more is tried on it: its task,
             # buffers and app go now.
             self._stuck = True
+            self._stop_reading()
             error_logger.info(
                 "closed a connection whose client read nothing for %gs (write_timeout)",
                 self._config.write_timeout,
             )
-            return ClientDisconnected("the client stopped reading (write_timeout)")
-        return ClientDisconnected(f"the client has disconnected: {error!r}")
+            raise ClientDisconnected("the client stopped reading (write_timeout)") from None
+        except STREAM_ERRORS as exc:
+            self._stop_reading()
+            raise ClientDisconnected(f"the client has disconnected: {exc!r}") from None
 
     async def _write_output(self) -> None:
         """Write what the protocol has to send (the write lock is held)."""
@@ -791,7 +772,7 @@ class Connection:
             self._spawner = None  # nothing may start in it once it is done
         finally:
             self._disarm()
-            self._spawner = self._current = None
+            self._spawner = None
             self._context.connections.discard(self)
             if self._metrics is not None:
                 self._metrics.connection_closed(self._protocol)
@@ -1110,13 +1091,13 @@ class Connection:
         scope = self._scopes.get(stream_id)
         if scope is not None:
             scope.deadline = min(scope.deadline, anyio.current_time() + delay)
-        elif self._current is exchange and not self._multiplexed:
+        elif not self._multiplexed:
             # HTTP/1.1: one exchange at a time, without a scope of its own
             # (one per request would cost every request). Reading is over,
             # so the connection's group has nothing left but this exchange:
             # the group is cancelled, unless the exchange has ended by then.
             def cancel() -> None:
-                if self._current is exchange and self._spawner is not None:
+                if self._exchanges.get(stream_id) is exchange and self._spawner is not None:
                     self._spawner.cancel()
                     _log_orphan_cancelled(grace)
 
@@ -1132,8 +1113,6 @@ class Connection:
         self._exchanges[stream_id] = exchange
         assert self._spawner is not None
         self._spawner.spawn(self._run_exchange, stream_id, exchange, name=_EXCHANGE)
-        if not self._multiplexed:
-            self._current = exchange
 
     async def _run_exchange(self, stream_id: int, exchange: Exchange) -> None:
         metrics = self._metrics
@@ -1165,8 +1144,6 @@ class Connection:
                 del self._exchanges[stream_id]
             if stream_id in self._reset:
                 self._reset = _without(self._reset, stream_id)
-            if not self._multiplexed:
-                self._current = None  # before the next request starts its own
             # The next pipelined request, a stream's end, or the close.
             self._dispatch(self._protocol.exchange_finished(stream_id))
             self._refresh()

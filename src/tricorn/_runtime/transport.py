@@ -319,19 +319,16 @@ class _AsyncioSpawner:
         self._tasks.append(task)
         task.add_done_callback(self._finished)
 
-    def cancel(self) -> None:
-        self._cancel_all()
-
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.remove(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             if self._error is None:
                 self._error = error
-            self._cancel_all()
+            self.cancel()
         if not self._tasks and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
-    def _cancel_all(self) -> None:
+    def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
             for task in self._tasks:
@@ -344,7 +341,7 @@ class _AsyncioSpawner:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is not None:
-            self._cancel_all()  # the block failed, or was cancelled
+            self.cancel()  # the block failed, or was cancelled
         cancellation: BaseException | None = None
         while self._tasks:
             self._idle = self._loop.create_future()
@@ -358,7 +355,7 @@ class _AsyncioSpawner:
                         await self._idle
             except asyncio.CancelledError as error:
                 cancellation = error
-                self._cancel_all()
+                self.cancel()
         self._idle = None
         if self._error is not None and exc_type is None:
             raise self._error
@@ -604,13 +601,10 @@ class _Protocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self.incoming.append(bytes(_scratch_buffer()[:nbytes]))
         self.size += nbytes
-        readable = self.readable
-        if readable is not None and not readable.done():
-            # The reader waits: it takes all this on its next step, so a
-            # full read (a request body) does not stop and restart reading,
-            # two epoll_ctl calls each time.
-            readable.set_result(None)
-        elif self.size >= _READ_AHEAD and self.transport is not None:
+        # A reader that waits takes all this on its next step: only when none
+        # does may a full read (a request body) stop reading, two epoll_ctl
+        # calls each time.
+        if not self._wake_reader() and self.size >= _READ_AHEAD and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
 
@@ -632,9 +626,12 @@ class _Protocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._wake_writer()
 
-    def _wake_reader(self) -> None:
+    def _wake_reader(self) -> bool:
+        """Wake the reader if it waits; whether it did."""
         if self.readable is not None and not self.readable.done():
             self.readable.set_result(None)
+            return True
+        return False
 
     def _wake_writer(self) -> None:
         if self.writable is not None and not self.writable.done():
