@@ -22,7 +22,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,19 +82,8 @@ def post_chunks(port: int, chunks: int) -> bytes:
 def measure(server: http1.Server, args: argparse.Namespace) -> Row:
     row = Row(server.label, server.name, server.loop, server.impl)
     port = http1.free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(http1.ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            server.argv(port),
-            cwd=http1.ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=http1.pinned(http1.server_cpus(args)),
-        )
+        process = http1.launch(server.argv(port), args, output)
         try:
             if (why := http1.wait_until_up(process, port, http1.STARTUP_TIMEOUT)) is not None:
                 row.error = f"{why}; its output:\n{http1.tail(output)}"

@@ -90,24 +90,12 @@ def client(port: int, path: str, downloads: int, cpus: set[int]) -> None:
 def measure(loop: str, file: str, args: argparse.Namespace) -> list[Result]:
     results = [Result(loop, mode) for mode in MODES]
     port = http1.free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(http1.ROOT), env.get("PYTHONPATH")]))
-    env["BENCH_DOWNLOAD_FILE"] = file
     argv = [
         sys.executable, "-m", "tricorn", APP, "--bind", f"127.0.0.1:{port}",
         "--worker-class", loop, "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            argv,
-            cwd=http1.ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=http1.pinned(http1.server_cpus(args)),
-        )
+        process = http1.launch(argv, args, output, BENCH_DOWNLOAD_FILE=file)
         try:
             if (why := http1.wait_until_up(process, port, http1.STARTUP_TIMEOUT)) is not None:
                 for result in results:

@@ -447,25 +447,35 @@ def tail(file: IO[bytes]) -> str:
     return text[-STDERR_TAIL:] if text else "(no output)"
 
 
+def launch(
+    argv: list[str], args: argparse.Namespace, output: IO[bytes], **env: str
+) -> subprocess.Popen[bytes]:
+    """Start a server: from the repository root, pinned to the server CPUs, in a
+    process group of its own (for stop()), its output to ``output``; ``env``
+    adds to the environment."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=pinned(server_cpus(args)),
+    )
+
+
 def measure(server: Server, args: argparse.Namespace, workload: str = "hello") -> Result:
     """``workload`` against a fresh ``server``."""
     result = Result(server.name, server.loop, ok=False, impl=server.impl, workload=workload)
     load = WORKLOADS[workload]
     port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            server.argv(port),
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, for stop()
-            preexec_fn=pinned(server_cpus(args)),
-        )
+        process = launch(server.argv(port), args, output)
         try:
             if (why := wait_until_up(process, port, STARTUP_TIMEOUT)) is not None:
                 result.error = f"{why}; its output:\n{tail(output)}"
