@@ -151,3 +151,33 @@ async def test_cancel_cancels_the_groups_tasks() -> None:
             spawner.cancel()
     assert sorted(cancelled) == ["app", "writer"]
     assert not outer.cancelled_caught  # the scope around the group is not touched
+
+
+async def test_a_task_cancelled_before_its_first_step_does_not_hold_the_block() -> None:
+    # A forced shutdown just after a request arrived: its task is cancelled
+    # before it ever ran (on asyncio nothing of its body runs then), and yet
+    # the block must see it gone rather than wait for it forever.
+    async def task() -> None:
+        await anyio.sleep_forever()
+
+    # Failing, this hangs in the block's exit (pytest-timeout ends it).
+    with anyio.CancelScope() as outer:
+        async with open_spawner() as spawner:
+            spawner.spawn(task, name="never started")
+            spawner.cancel()
+    with anyio.CancelScope() as around:
+        async with open_spawner() as spawner:
+            spawner.spawn(task, name="never started either")
+            around.cancel()
+        await anyio.lowlevel.checkpoint()
+    assert around.cancelled_caught
+    assert not outer.cancelled_caught
+
+
+async def test_a_failing_task_leaves_no_unretrieved_error_behind() -> None:
+    async def failing() -> None:
+        raise KeyError("gone")
+
+    with pytest.raises((KeyError, BaseExceptionGroup)):
+        async with open_spawner() as spawner:
+            spawner.spawn(failing, name="failing")

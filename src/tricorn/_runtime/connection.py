@@ -783,6 +783,9 @@ class Connection:
             await self._close(linger=False)
 
     async def _read_loop(self) -> None:
+        # asyncio's transport hands what arrives while the loop waits to
+        # _fed, in its callback: most reads then cost no step of this task.
+        receive_feeding = getattr(self._stream, "receive_feeding", None)
         # One scope for the whole loop: its deadline follows the protocol's
         # phase, and when it fires (a timeout) or is cancelled (close,
         # shutdown) the loop is over either way.
@@ -790,6 +793,8 @@ class Connection:
             await self._flush()  # HTTP/2's preface
             self._arm()  # from here on, every change of phase re-arms (see _refresh)
             while not self._protocol.closed and not self._stopped:
+                started = self._started
+                data: bytes | None
                 self._parked = True
                 try:
                     if self._reading_paused():
@@ -798,18 +803,16 @@ class Connection:
                         self._resume = anyio.Event()
                         await self._resume.wait()
                         continue
-                    data = await self._stream.receive(READ_SIZE)
+                    if receive_feeding is None:
+                        data = await self._stream.receive(READ_SIZE)
+                    else:
+                        data = await receive_feeding(READ_SIZE, self._fed)
                 except STREAM_ERRORS:
                     data = b""
                 finally:
                     self._parked = False
-                if not data:
-                    self._eof = True
-                elif self._metrics is not None:
-                    self._metrics.received.inc(len(data))
-                started = self._started
-                self._dispatch(self._protocol.receive_data(data))
-                self._arm()
+                if data is not None:  # else _fed took it
+                    self._take(data)
                 if self._protocol.has_output or self._carried:
                     await self._flush()  # acks, pongs, refusals
                 elif self._started != started and len(self._exchanges) > 1:
@@ -823,6 +826,40 @@ class Connection:
         self._disarm()
         if self._read_scope.cancelled_caught and not self._stopped:
             error_logger.debug(self._protocol.timed_out())
+
+    def _take(self, data: bytes) -> None:
+        """What one read brought (b"": the peer's EOF) goes to the protocol; events on."""
+        if not data:
+            self._eof = True
+        elif self._metrics is not None:
+            self._metrics.received.inc(len(data))
+        self._dispatch(self._protocol.receive_data(data))
+        self._arm()
+
+    def _fed(self, data: bytes) -> bool:
+        """Bytes that arrived while the read loop waits, taken in the transport's callback.
+
+        True when the loop may wait on: nothing is to be written, no stream
+        started beside another, reading goes on. Else the loop wakes to do
+        what its own read would have done next.
+        """
+        # Not parked while taking: a read that ends reading (see
+        # _stop_reading) ends it as the loop's own would, at the loop's test.
+        self._parked = False
+        started = self._started
+        self._take(data)
+        protocol = self._protocol
+        if (
+            protocol.has_output
+            or self._carried
+            or protocol.closed
+            or self._stopped
+            or (self._started != started and len(self._exchanges) > 1)
+            or self._reading_paused()
+        ):
+            return False
+        self._parked = True
+        return True
 
     def _arm(self) -> None:
         """Start the timeout of the protocol's phase when the phase begins.

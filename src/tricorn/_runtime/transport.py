@@ -315,24 +315,38 @@ class _AsyncioSpawner:
     def spawn(
         self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any, name: str
     ) -> None:
-        task = self._loop.create_task(function(*args), name=name)
-        self._tasks.append(task)
-        task.add_done_callback(self._finished)
+        self._tasks.append(self._loop.create_task(self._run(function, args), name=name))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.remove(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
+    async def _run(
+        self, function: Callable[..., Coroutine[Any, Any, None]], args: tuple[Any, ...]
+    ) -> None:
+        """The task's body: its books are kept here, not in a done callback
+        (one more trip through the loop per task, on every request)."""
+        try:
+            await function(*args)
+        except Exception as error:
             if self._error is None:
                 self._error = error
             self.cancel()
-        if not self._tasks and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        finally:
+            self._tasks.remove(cast("asyncio.Task[None]", asyncio.current_task()))
+            if not self._tasks and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A cancelled task is done: its books, if its body never ran to keep them
+        (cancelled before its first step, a coroutine ends without running)."""
+        if task in self._tasks:
+            self._tasks.remove(task)
+            if not self._tasks and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
 
     def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
             for task in self._tasks:
                 task.cancel()
+                task.add_done_callback(self._ended)
 
     async def __aexit__(
         self,
@@ -587,6 +601,11 @@ class _Protocol(asyncio.BufferedProtocol):
         self.paused = False
         self.readable: asyncio.Future[None] | None = None
         self.writable: asyncio.Future[None] | None = None
+        #: Takes what arrives while the reader waits, in this callback (see
+        #: _AsyncioStream.receive_feeding); whether the reader may wait on.
+        self.sink: Callable[[bytes], bool] | None = None
+        #: The reader was woken by its sink, not with bytes.
+        self.fed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are asyncio.Transport in all but their class.
@@ -599,7 +618,28 @@ class _Protocol(asyncio.BufferedProtocol):
         return _scratch_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.incoming.append(bytes(_scratch_buffer()[:nbytes]))
+        data = bytes(_scratch_buffer()[:nbytes])
+        readable = self.readable
+        if (
+            self.sink is not None
+            and readable is not None
+            and not readable.done()
+            and not self.incoming
+        ):
+            # The reader waits with nothing untaken: its sink takes the
+            # bytes here, and the reader's task wakes only when the sink
+            # leaves it something to do.
+            try:
+                wait_on = self.sink(data)
+            except Exception as exc:
+                if not readable.done():
+                    readable.set_exception(exc)
+                return
+            if not wait_on and not readable.done():
+                self.fed = True
+                readable.set_result(None)
+            return
+        self.incoming.append(data)
         self.size += nbytes
         # A reader that waits takes all this on its next step: only when none
         # does may a full read (a request body) stop reading, two epoll_ctl
@@ -668,16 +708,37 @@ class _AsyncioStream(anyio.abc.ByteStream):
         return cls(loop, transport, protocol, sock, write_timeout)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self.receive_feeding(max_bytes, None)
+        assert data is not None  # no sink, nothing fed
+        return data
+
+    async def receive_feeding(
+        self, max_bytes: int, sink: Callable[[bytes], bool] | None
+    ) -> bytes | None:
+        """``receive()``; but what arrives while it waits goes to ``sink`` at once.
+
+        The sink is called in the loop's callback, with the bytes of one
+        read, and says whether to wait on: a small request is then parsed
+        and its app started without waking the reader's task. Returns None
+        when the sink took bytes and said not to wait on. Bytes that were
+        in already, EOF and errors are ``receive()``'s.
+        """
         protocol = self._protocol
         if not protocol.incoming:
             if self._closed:
                 raise anyio.ClosedResourceError
             if not protocol.eof and not protocol.lost:
                 protocol.readable = self._loop.create_future()
+                protocol.sink = sink
+                protocol.fed = False
                 try:
                     await protocol.readable
                 finally:
                     protocol.readable = None
+                    protocol.sink = None
+                if protocol.fed:
+                    protocol.fed = False
+                    return None
             if not protocol.incoming:
                 if self._closed:
                     raise anyio.ClosedResourceError
