@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import random
 import signal
@@ -263,6 +264,11 @@ async def _serve_until_signal(
                     with serving:
                         async with anyio.create_task_group() as inner:
                             addresses = await inner.start(server.serve)
+                            if config.gc_freeze:
+                                # The app and its startup are in place: what
+                                # is alive now stays, so the collector's full
+                                # passes need not walk it again and again.
+                                gc.freeze()
                             if supervisor is None:
                                 error_logger.info(summary(config, [os.getpid()]))
                                 notifier.ready(f"serving on {', '.join(addresses)}")

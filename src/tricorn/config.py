@@ -240,6 +240,14 @@ class Config:
         "faster), which answers every request, well-formed or not, exactly as h11 does. "
         "auto takes httptools where it is installed (pip install 'tricorn[speed]'), else h11.",
     )
+    gc_freeze: bool = _option(
+        True,
+        "Once a worker is serving, take every object alive then (the app, its modules, "
+        "what lifespan startup made) out of Python's garbage collector's full passes "
+        "(gc.freeze()): each pass then looks at what requests made, not the whole "
+        "program, which under load paused a worker for milliseconds. The command line "
+        "only; a program that calls serve() decides for itself.",
+    )
     h11_max_incomplete_size: int = _option(
         16 * 1024,
         "Largest request line plus header block, in bytes. A longer request line is "

@@ -686,3 +686,30 @@ def test_asyncio_only_lifespan_on_trio_exits_3_with_one_clear_line(
     assert result.returncode == 3, result.stderr
     _assert_one_clear_line(result.stderr)
     assert "serving on" not in result.stderr
+
+
+FREEZE_APP = """
+import gc
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = str(gc.get_freeze_count()).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.parametrize(("options", "frozen"), [((), True), (("--no-gc-freeze",), False)])
+def test_a_serving_worker_freezes_what_startup_made_unless_told_not_to(
+    start: Start, tmp_path: Path, worker_class: str, options: tuple[str, ...], frozen: bool
+) -> None:
+    # The app module, its imports and the server's own objects are alive by
+    # then: a frozen heap holds thousands; an unfrozen one none at all.
+    write_module(tmp_path, "freezemod", FREEZE_APP)
+    server = start("freezemod:app", *LOCAL, "-k", worker_class, *options)
+    response = httpx.get(server.url(), timeout=10)
+    assert response.status_code == 200
+    count = int(response.text)
+    assert (count > 1000) if frozen else (count == 0), count
