@@ -3,11 +3,32 @@
 Inbound events (from the peer) are named in the past tense; outbound commands
 (to the peer) are imperatives. One type never serves both directions. All are
 frozen, slotted dataclasses so they can be matched on and never mutated.
+
+Frozen to the type checker, that is (see :func:`event`): mypy --strict
+refuses any assignment to a field. At run time they are plain slotted
+dataclasses, because a frozen dataclass sets each field through
+``object.__setattr__``: a request's RequestReceived cost 1.5 us to make that
+way, 0.4 us this way, and a request makes five or six of these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def event(cls: type[_T]) -> type[_T]:
+    """A frozen, slotted dataclass to the type checker; at run time, slotted only.
+
+    Hashable as a frozen one is (``unsafe_hash``: hashed by its fields).
+    """
+    made: Callable[[type[_T]], type[_T]] = dataclass(slots=True, unsafe_hash=True)
+    return made(cls)
+
 
 __all__ = [
     "AcceptWebSocket",
@@ -43,7 +64,7 @@ Headers = tuple[tuple[bytes, bytes], ...]
 # -- inbound ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class WebSocketRequest:
     """A valid WebSocket opening handshake, as the hosting protocol read it.
 
@@ -57,7 +78,7 @@ class WebSocketRequest:
     key: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class RequestReceived:
     """A complete request head arrived. Header names are lower-cased.
 
@@ -81,7 +102,7 @@ class RequestReceived:
     can_send_early_hints: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class DataReceived:
     """A piece of a request body arrived."""
 
@@ -89,19 +110,19 @@ class DataReceived:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class StreamEnded:
     """The request body is complete; no more data will come for this stream."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class ConnectionClosed:
     """The peer closed its side of the connection."""
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class RequestRejected:
     """The peer broke the protocol and earned ``status_code``.
 
@@ -117,7 +138,7 @@ class RequestRejected:
     detail: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class MessageReceived:
     """A complete WebSocket message (fragments joined, text decoded)."""
 
@@ -125,7 +146,7 @@ class MessageReceived:
     data: bytes | str
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class PongReceived:
     """The peer answered a ping (or sent an unsolicited pong)."""
 
@@ -133,7 +154,7 @@ class PongReceived:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class WebSocketClosed:
     """The WebSocket is over: the closing handshake finished or the peer broke RFC 6455.
 
@@ -146,7 +167,7 @@ class WebSocketClosed:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class H2CUpgradeRequested:
     """An HTTP/1.1 request asked to continue as HTTP/2 (``Upgrade: h2c``).
 
@@ -161,7 +182,7 @@ class H2CUpgradeRequested:
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class HTTP2PrefaceReceived:
     """A cleartext connection opened with the HTTP/2 preface (prior knowledge, RFC 9113 3.3).
 
@@ -172,7 +193,7 @@ class HTTP2PrefaceReceived:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class StreamReset:
     """An HTTP/2 stream is gone before its exchange finished.
 
@@ -184,7 +205,7 @@ class StreamReset:
     error_code: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class WindowOpened:
     """The peer's flow-control window let out everything held for the stream."""
 
@@ -210,7 +231,7 @@ Event = (
 # -- outbound --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class SendInformational:
     """Send a 1xx interim response (100 Continue, 103 Early Hints)."""
 
@@ -219,7 +240,7 @@ class SendInformational:
     headers: Headers = ()
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class StartResponse:
     """Send the final response head."""
 
@@ -228,7 +249,7 @@ class StartResponse:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class SendData:
     """Send a piece of the response body; ``end_stream`` completes the response."""
 
@@ -237,7 +258,7 @@ class SendData:
     end_stream: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class AcceptWebSocket:
     """Complete the WebSocket handshake (101, or 200 on HTTP/2)."""
 
@@ -246,7 +267,7 @@ class AcceptWebSocket:
     headers: Headers = ()
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class SendMessage:
     """Send one WebSocket message: ``str`` as text, ``bytes`` as binary."""
 
@@ -254,13 +275,13 @@ class SendMessage:
     data: bytes | str
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class SendPing:
     stream_id: int
     payload: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class CloseWebSocket:
     """Start the closing handshake with ``code``; a no-op once closing."""
 
@@ -269,7 +290,7 @@ class CloseWebSocket:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class SendTrailers:
     """End the response with a trailer section."""
 
@@ -277,7 +298,7 @@ class SendTrailers:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@event
 class PushPromise:
     """Promise a pushed GET of ``path`` (HTTP/2 server push, RFC 9113 8.4)."""
 

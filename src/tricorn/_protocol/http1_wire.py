@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, cast
 
@@ -29,7 +28,7 @@ import h11._receivebuffer
 
 from ..errors import ConfigError
 from . import h11_seams
-from .events import Headers
+from .events import Headers, event
 
 if TYPE_CHECKING:
     from .http1_httptools import HttptoolsWire
@@ -99,7 +98,7 @@ def whole_chunks(
     return h11.Data(data=b"".join(pieces), chunk_start=True, chunk_end=True)
 
 
-@dataclass(frozen=True, slots=True)
+@event  # frozen to the type checker, cheap to make (see events.event)
 class RequestHead(h11.Event):
     """A request line and header block, read and validated by the wire.
 
