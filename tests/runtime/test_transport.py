@@ -269,3 +269,78 @@ async def test_an_accepted_socket_is_made_non_blocking_and_unbuffered_by_the_tra
             assert await client.receive() == b"ok"
     finally:
         listener.close()
+
+
+async def test_what_arrives_while_the_reader_waits_goes_to_its_sink(
+    make_pair: Any, anyio_backend_name: str
+) -> None:
+    # asyncio's and uvloop's streams parse a small request in the loop's
+    # callback (the connection's _fed) instead of waking the reader's task.
+    async with make_pair() as (server, client):
+        receive_feeding = getattr(server, "receive_feeding", None)
+        if anyio_backend_name == "trio":
+            assert receive_feeding is None  # trio's reader task reads itself
+            return
+        assert receive_feeding is not None
+        fed: list[bytes] = []
+        each = anyio.Event()
+        returned: list[bytes | None] = []
+
+        def sink(data: bytes) -> bool:
+            nonlocal each
+            fed.append(data)
+            each.set()
+            return len(fed) < 2  # wait on after the first read, not after the second
+
+        async def reader() -> None:
+            returned.append(await receive_feeding(100, sink))
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await anyio.wait_all_tasks_blocked()
+                await client.send(b"one")
+                await each.wait()
+                each = anyio.Event()
+                assert not returned  # the sink said wait on: the reader still waits
+                await client.send(b"two")
+            assert fed == [b"one", b"two"]
+            assert returned == [None]  # taken by the sink, not handed back
+
+            # With no sink, what arrives is returned as by receive().
+            await client.send(b"three")
+            got = await receive_feeding(100, None)
+            assert got == b"three"
+
+            # The peer's EOF is receive()'s: the sink never sees it.
+            await finish(client)
+            with pytest.raises(anyio.EndOfStream):
+                await receive_feeding(100, sink)
+        assert fed == [b"one", b"two"]
+
+
+async def test_an_error_in_the_sink_is_raised_to_the_reader(
+    make_pair: Any, anyio_backend_name: str
+) -> None:
+    async with make_pair() as (server, client):
+        receive_feeding = getattr(server, "receive_feeding", None)
+        if receive_feeding is None:
+            assert anyio_backend_name == "trio"
+            return
+
+        def sink(data: bytes) -> bool:
+            raise ValueError(f"cannot take {data!r}")
+
+        async def send_when_waiting() -> None:
+            await anyio.wait_all_tasks_blocked()
+            await client.send(b"bad")
+
+        caught: list[ValueError] = []
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send_when_waiting)
+                try:
+                    await receive_feeding(100, sink)
+                except ValueError as exc:
+                    caught.append(exc)
+        assert [str(exc) for exc in caught] == ["cannot take b'bad'"]
