@@ -138,7 +138,7 @@ class _WriteLock:
 
     def __init__(self) -> None:
         self._locked = False
-        self._waiters: list[anyio.Event] | None = None
+        self._waiters: list[transport.Flag] | None = None
 
     def try_acquire(self) -> bool:
         if self._locked:
@@ -151,7 +151,7 @@ class _WriteLock:
             return
         if self._waiters is None:
             self._waiters = []
-        event = anyio.Event()
+        event = transport.new_flag()
         self._waiters.append(event)
         try:
             await event.wait()
@@ -187,12 +187,12 @@ class _WindowGate:
     __slots__ = ("_events",)
 
     def __init__(self) -> None:
-        self._events: dict[int, anyio.Event] = {}
+        self._events: dict[int, transport.Flag] = {}
 
     async def wait(self, stream_id: int) -> None:
         event = self._events.get(stream_id)
         if event is None:
-            event = self._events[stream_id] = anyio.Event()
+            event = self._events[stream_id] = transport.new_flag()
         await event.wait()
 
     def open(self, stream_id: int) -> None:
@@ -351,7 +351,7 @@ class Connection:
         self._timer: transport.Timer | None = None
         self._timer_at = math.inf
         #: Set when reading may go on after ``wants_data`` stopped it.
-        self._resume: anyio.Event | None = None
+        self._resume: transport.Flag | None = None
         #: The writer task runs: it takes any output queued before it ends.
         self._writing = False
         self._reading_over = False
@@ -800,7 +800,7 @@ class Connection:
                     if self._reading_paused():
                         # An app lags, enough pipelined bytes are held, or
                         # the server holds enough body bytes for its apps.
-                        self._resume = anyio.Event()
+                        self._resume = transport.new_flag()
                         await self._resume.wait()
                         continue
                     if receive_feeding is None:

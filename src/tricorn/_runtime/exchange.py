@@ -69,7 +69,7 @@ class Inbox:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._closed = False
-        self._readable: anyio.Event | None = None
+        self._readable: transport.Flag | None = None
 
     def _full(self) -> bool:
         waiting = len(self._messages) - self._head
@@ -99,7 +99,7 @@ class Inbox:
         while self._head == len(messages):
             if self._closed:
                 return None
-            self._readable = anyio.Event()
+            self._readable = transport.new_flag()
             await self._readable.wait()
             if until_woken and self._head == len(messages):
                 return None

@@ -223,6 +223,56 @@ def with_write_timeout(stream: anyio.abc.ByteStream, write_timeout: float) -> an
     return _TimedStream(stream, write_timeout)
 
 
+class Flag(Protocol):
+    """A signal that tasks wait on until it is set; it stays set."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> None: ...
+
+
+def new_flag() -> Flag:
+    """A :class:`Flag` for the running loop: trio's Event, or one future on asyncio.
+
+    For what is waited on once per request or message (a body read, a
+    WebSocket message): anyio's Event finds its backend, then builds an
+    asyncio.Event with its list of waiters, for the one task that waits.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        import trio  # the only other loop tricorn runs on
+
+        return trio.Event()
+    return _FutureFlag(loop)
+
+
+class _FutureFlag:
+    __slots__ = ("_future", "_set")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._future: asyncio.Future[None] = loop.create_future()
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._future.done():
+            # Cancelled with a waiter that was: a fresh one for this wait.
+            self._future = self._future.get_loop().create_future()
+        await self._future
+
+
 class Timer(Protocol):
     """What :func:`call_later` returns: a callback that may still be called off."""
 
