@@ -110,3 +110,57 @@ async def test_an_app_that_fails_after_its_head_went_out_cuts_the_response_short
             await client.read_body()
     assert isinstance(head, h11.Response)
     assert head.status_code == 200
+
+
+class _AwaitableApp:
+    """An app whose call returns an awaitable that is not a coroutine (a
+    generator-based one), as some adapters do."""
+
+    def __init__(self, release: anyio.Event) -> None:
+        self._app = event_stream(release)
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        return _Awaiting(self._app(scope, receive, send))
+
+
+class _Awaiting:
+    def __init__(self, coroutine: Any) -> None:
+        self._coroutine = coroutine
+
+    def __await__(self) -> Any:
+        return (yield from self._coroutine.__await__())
+
+
+async def test_an_app_returning_another_awaitable_gets_its_head_out_while_it_waits() -> None:
+    release = anyio.Event()
+    async with memory_server(_AwaitableApp(release)) as srv, srv.client() as client:
+        await client.send(request())
+        client.expect()
+        assert isinstance(await client.next_event(), h11.Response)
+        assert not release.is_set()
+        release.set()
+        assert await client.read_body() == b"data: first\n\n"
+
+
+async def test_an_app_cancelled_while_it_waits_with_its_head_held_sees_the_cancellation() -> None:
+    # The loop's cancellation reaches the app through the hook that watches
+    # its waits, and what the app then sends still goes out.
+    scopes: list[anyio.CancelScope] = []
+    waiting = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        with anyio.CancelScope() as waited:
+            scopes.append(waited)
+            waiting.set()
+            await anyio.sleep_forever()
+        body = b"cancelled" if waited.cancelled_caught else b"not cancelled"
+        await send({"type": "http.response.body", "body": body})
+
+    async with memory_server(app) as srv, srv.client() as client:
+        await client.send(request())
+        client.expect()
+        assert isinstance(await client.next_event(), h11.Response)
+        await waiting.wait()
+        scopes[0].cancel()
+        assert await client.read_body() == b"cancelled"

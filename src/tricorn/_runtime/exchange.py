@@ -11,8 +11,9 @@ import math
 import os
 import stat
 import time
-from collections.abc import Callable
-from typing import Final, Protocol
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, Final, Protocol
 
 import anyio
 
@@ -37,6 +38,44 @@ def only_disconnects(error: BaseException) -> bool:
 _TAKEN: Final[tuple[Message, int]] = ({}, 0)
 #: Taken messages an Inbox keeps a place for before it shortens its list.
 _COMPACT_AT: Final = 32
+
+
+@types.coroutine
+def _told_before_each_wait(
+    coroutine: Coroutine[Any, Any, None], waits: Callable[[], None]
+) -> Generator[Any, Any, None]:
+    """Await ``coroutine``, calling ``waits()`` each time it is about to wait.
+
+    It is ``await coroutine`` with a hook where the task suspends: what the
+    coroutine yields is handed to the event loop (asyncio's futures, trio's
+    traps) and what the loop sends or throws back is handed down, as ``yield
+    from`` would. A coroutine that runs to its end without waiting (most
+    requests) costs no call of ``waits``: that is what a response head held
+    for its body needs, where a callback at every loop turn cost each request.
+    """
+    send: Callable[[Any], Any] = coroutine.send
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                yielded = send(value)
+            else:
+                yielded, error = coroutine.throw(error), None
+        except StopIteration:
+            return
+        waits()
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as exc:  # the loop's cancellation, handed down
+            error = exc
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 class Inbox:
@@ -382,12 +421,15 @@ class HTTPExchange:
             except ClientDisconnected:
                 self.disconnect()
                 raise
-        elif self._cycle.head_held:
-            # Held so that a body sent straight away shares its write; if the
-            # app waits on something else first, the head goes out then.
-            self._transport.soon(self._release_head)
+        # else a head held so that a body sent straight away shares its
+        # write: if the app waits on anything first, it goes then (_app_waits).
         if self._cycle.done:
             self._inbox.close()
+
+    def _app_waits(self) -> None:
+        """The app's task is about to wait: a head it holds goes out now, not with a body."""
+        if self._cycle.head_held:
+            self._transport.soon(self._release_head)
 
     async def _send_file(self, body: FileBody) -> None:
         """Send a pathsend or zerocopysend file: by the kernel where it can, else in pieces.
@@ -476,7 +518,10 @@ class HTTPExchange:
     async def run(self) -> None:
         started = time.perf_counter()
         try:
-            await self._app(self.scope, self.receive, self.send)
+            app_call = self._app(self.scope, self.receive, self.send)
+            if type(app_call) is not types.CoroutineType:
+                app_call = _as_coroutine(app_call)  # any other awaitable an app returns
+            await _told_before_each_wait(app_call, self._app_waits)
         except anyio.get_cancelled_exc_class():
             # A forced shutdown: the graceful timeout passed with this app still
             # running. A client still waiting for its answer is told the
