@@ -78,8 +78,16 @@ class Request:
     """One line of h2load's ``--log-file``."""
 
     start_us: int  # when h2load sent it, in microseconds since the epoch
-    status: int  # the HTTP status; -1 for a failed request
+    status: int  # the HTTP status; -1 for a failed request, 0: see ANSWERED
     duration_us: int  # from sending it to the end of its response
+
+
+#: The statuses of an answered request. h2load 1.52 reads an HTTP/1.1 status in
+#: llhttp's callback for the reason phrase, which never comes when the phrase is
+#: empty: Hypercorn's ``HTTP/1.1 200 `` is logged as 0 (and h2load's own summary
+#: calls it failed), though the response arrived whole. measure() has checked
+#: that the server answers ``GET /`` with a 200 before the run.
+ANSWERED: Final = frozenset({200, 0})
 
 
 def parse_log(text: str) -> list[Request]:
@@ -109,8 +117,9 @@ class Summary:
     window_s: float
     requests: int  # sent in the window and logged (answered or failed)
     errors: int  # of them: failed, or answered with a status other than 200
+    status_unread: int  # of them: answered, but h2load did not read the status (ANSWERED)
     req_s: float  # requests / window_s: the achieved rate
-    p50_ms: float | None  # of the requests answered with 200
+    p50_ms: float | None  # of the answered requests
     p99_ms: float | None
     p999_ms: float | None
     # Requests sent in each whole second of the window: how steady the rate was.
@@ -133,7 +142,7 @@ def summarise(logs: Sequence[Sequence[Request]]) -> Summary:
     if end <= begin:
         raise ValueError("the h2load processes' measured times did not overlap")
     sent = [r for log in measured for r in log if begin <= r.start_us < end]
-    answered = sorted(r.duration_us / 1e3 for r in sent if r.status == 200)
+    answered = sorted(r.duration_us / 1e3 for r in sent if r.status in ANSWERED)
     p50, p99, p999 = (
         (http2.percentile(answered, q) for q in QUANTILES) if answered else (None, None, None)
     )
@@ -146,6 +155,7 @@ def summarise(logs: Sequence[Sequence[Request]]) -> Summary:
         window_s=window_s,
         requests=len(sent),
         errors=len(sent) - len(answered),
+        status_unread=sum(r.status == 0 for r in sent),
         req_s=len(sent) / window_s,
         p50_ms=p50,
         p99_ms=p99,
@@ -418,6 +428,7 @@ def json_row(machine: dict[str, Any], r: Row) -> dict[str, Any]:
         "req_s": s.req_s if s else None,
         "p999_ms": kept_up.p999_ms if kept_up else None,
         "errors": s.errors if s else None,
+        "status_unread": s.status_unread if s else None,
     }
     return record.row(
         machine, scenario=f"rate-{r.rate}", server=r.server, loop=r.loop, parser=r.impl,

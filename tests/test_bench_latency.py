@@ -72,11 +72,13 @@ def test_summary_counts_only_the_window_every_process_measured() -> None:
     late[100] = latency.Request(late[100].start_us, 200, 20_000)
     late[101] = latency.Request(late[101].start_us, -1, 0)
     late[102] = latency.Request(late[102].start_us, 500, 400)
+    # Answered, but h2load did not read the status (an empty reason phrase): it counts.
+    late[103] = latency.Request(late[103].start_us, 0, 500)
     s = latency.summarise([early, late, []])  # a process that logged nothing is ignored
     assert s.window_s == pytest.approx(4.49)  # t0 + 0.5 s to early's last request, t0 + 4.99 s
     assert s.requests == 449 + 449  # 100 a second each, over 4.49 s
     assert s.req_s == pytest.approx(200, rel=0.01)
-    assert s.errors == 2
+    assert (s.errors, s.status_unread) == (2, 1)
     assert (s.p50_ms, s.p99_ms) == (0.5, 0.5)
     assert s.p999_ms == 20.0  # the slowest of 896 answered requests
     assert (s.fewest_in_a_second, s.most_in_a_second) == (200, 200)
@@ -90,7 +92,7 @@ def row_with(rate: int, achieved: float, errors: int = 0, p99: float = 2.0) -> l
     server = http1.tricorn("asyncio", "httptools")
     row = latency.Row.of(server, rate)
     row.summary = latency.Summary(
-        window_s=4.0, requests=round(achieved * 4), errors=errors, req_s=achieved,
+        window_s=4.0, requests=round(achieved * 4), errors=errors, status_unread=0, req_s=achieved,
         p50_ms=0.3, p99_ms=p99, p999_ms=5.0, fewest_in_a_second=None, most_in_a_second=None,
     )  # fmt: skip
     row.server_cpu, row.load_cpu, row.other_cpu = 0.5, 0.3, 0.01
