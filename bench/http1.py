@@ -196,6 +196,15 @@ def servers(uvloop: bool, trio: bool = True) -> list[Server]:
     return rows
 
 
+def selected_servers(args: argparse.Namespace) -> list[Server]:
+    """The rows add_selection_options() chose: ``--uvloop``, ``--trio`` and ``--only``."""
+    rows = servers(args.uvloop, args.trio)
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        rows = [row for row in rows if row.name in wanted]
+    return rows
+
+
 @dataclasses.dataclass
 class Result:
     server: str
@@ -799,10 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not has_tool("wrk", "the HTTP benchmarking tool", "wrk", "bench/http1.py"):
         return 2
-    rows = servers(args.uvloop, args.trio)
-    if args.only:
-        wanted = {name.strip() for name in args.only.split(",")}
-        rows = [row for row in rows if row.name in wanted]
+    rows = selected_servers(args)
     env = environment(args)
     machine = record.machine(args, busy=env["busy_before_start"], tools={"wrk": env["wrk"]})
     print(

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import platform
 import re
@@ -51,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -342,13 +343,24 @@ def parse_h2load(output: str, result: Result, expected_protocol: str) -> None:
     result.mb_per_sec = float(finished.group(4)) * _RATE_UNITS[finished.group(5)]
 
 
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0 < q <= 1) of ``ordered`` (sorted), by nearest rank.
+
+    The smallest value that at least ``q`` of all values are at most: of 1,000
+    times, p99 is the 990th smallest, so ten are above it (or equal to it).
+    """
+    if not ordered or not 0 < q <= 1:
+        raise ValueError(f"a quantile in (0, 1] of at least one value, not {q} of {len(ordered)}")
+    rank = math.ceil(q * len(ordered) - 1e-9)  # 0.99 * 100 is 99.00000000000001
+    return ordered[max(rank, 1) - 1]
+
+
 def percentiles(log: Path, result: Result) -> None:
     """p50 and p99 (nearest rank) of the request times in h2load's --log-file."""
     with log.open() as file:
         times = sorted(int(line.split("\t")[2]) for line in file if line.strip())
     if times:
-        at = [times[min(len(times) - 1, max(0, round(q * len(times)) - 1))] for q in (0.5, 0.99)]
-        result.p50_ms, result.p99_ms = at[0] / 1e3, at[1] / 1e3
+        result.p50_ms, result.p99_ms = (percentile(times, q) / 1e3 for q in (0.5, 0.99))
 
 
 def h2load_argv(url: str, args: argparse.Namespace, *, requests: int | None) -> list[str]:

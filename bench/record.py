@@ -23,9 +23,11 @@ built here so that they mean the same thing everywhere::
 A scenario's ``metric`` names the row key its table shows first and its chart
 draws (``req_s``, ``msg_s``, ``kib_per_conn``, ...); ``cpu_us_per_req`` is the
 server's CPU per unit of work, a request or a message (the scenario's ``per``).
-``status`` is ``ok``, ``failed`` or ``skipped``. Numbers that were not measured
-are null, and so are ``load_saturated`` and ``disturbed`` when the script cannot
-tell. The scripts import this module, so it imports none of them.
+``status`` is ``ok``, ``failed`` or ``skipped``, or ``saturated`` (bench/latency.py:
+the server answered too few of the requests offered at a fixed rate to time them).
+Numbers that were not measured are null, and so are ``load_saturated`` and
+``disturbed`` when the script cannot tell. The scripts import this module, so it
+imports none of them.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ The same input gives byte-for-byte the same output. ``docs/performance.rst``
 includes the ``.rst`` files from their third line (each starts with ``:orphan:``
 so that Sphinx also accepts it as a page of its own).
 
-``--run`` first runs every benchmark with short durations (about 13 minutes
+``--run`` first runs every benchmark with short durations (about 16 minutes
 on two cores), each writing ``RESULTS/<benchmark>.json``; ``nox -s
 bench-report`` does exactly that. Exit status: 0 when every benchmark it
 expected has a result, 1 when one has none, 2 for a bad argument.
@@ -39,9 +39,10 @@ RESULTS: Final = ROOT / "bench" / "results"
 OUT: Final = ROOT / "docs" / "benchmarks"
 #: The order of the docs page, and what ``--run`` runs.
 ORDER: Final = (
-    "http1", "http1-bodies", "http2", "websocket", "http3", "memory", "download", "chunks",
+    "http1", "http1-bodies", "latency", "http2", "websocket", "http3", "memory", "download",
+    "chunks",
 )  # fmt: skip
-#: What ``--run`` runs: short runs sized for a 2-core machine (about 11 minutes in all).
+#: What ``--run`` runs: short runs sized for a 2-core machine (about 16 minutes in all).
 RUNS: Final[dict[str, tuple[str, ...]]] = {
     "http1": ("bench/http1.py", "--duration", "5", "--warmup", "1"),
     # The body workloads: POST 64 KiB, GET 1 MiB.
@@ -54,6 +55,8 @@ RUNS: Final[dict[str, tuple[str, ...]]] = {
         "--warmup",
         "1",
     ),
+    # Open-loop: 2,000 and 6,000 req/s offered to each server, 5 s each (about 3 minutes).
+    "latency": ("bench/latency.py", "--rates", "2000,6000", "--duration", "5", "--warmup", "1"),
     "http2": ("bench/http2.py", "--duration", "3", "--warmup", "1", "--workloads", "hello"),
     "websocket": ("bench/websocket.py", "--duration", "3", "--warmup", "1"),
     "http3": ("bench/http3.py", "--duration", "3", "--warmup", "1"),
@@ -155,7 +158,10 @@ def who(row: Row) -> str:
 
 def notes(row: Row) -> list[str]:
     found = []
-    if not ok(row):
+    if row.get("status") == "saturated":
+        # bench/latency.py: the server answered too few of the requests offered to it.
+        found.append(f"saturated at this rate: {row.get('error') or 'it fell behind'}")
+    elif not ok(row):
         found.append(f"{row.get('status', 'failed')}: {row.get('error') or 'no reason given'}")
     if row.get("server_pinned") is False:
         found.append("server not pinned")
@@ -202,9 +208,10 @@ def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, l
         for key, head in (
             ("p50_ms", "p50 ms"),
             ("p99_ms", "p99 ms"),
+            ("p999_ms", "p99.9 ms"),
             ("cpu_us_per_req", f"server CPU µs/{per}"),
         )
-        if present(key)
+        if present(key) and key != metric  # the metric has its own column, first
     ]
     references = [s for s in REFERENCES if any(ok(r) and r.get("server") == s for r in rows)]
     header = [
@@ -533,7 +540,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=OUT, help="where to write (docs/benchmarks)")
     parser.add_argument(
-        "--run", action="store_true", help="run the benchmarks first (short, ~13 minutes)"
+        "--run", action="store_true", help="run the benchmarks first (short, ~16 minutes)"
     )
     parser.add_argument(
         "--only",
