@@ -170,6 +170,10 @@ class HttptoolsWire:
         self._reader: _Reader | None = None
         #: Body bytes taken straight from a read, ahead of the buffer (see receive_data).
         self._direct: h11.Data | None = None
+        #: A read that came with nothing buffered between requests, not yet
+        #: copied into the buffer: a head it holds whole is parsed from it,
+        #: and the body bytes behind the head are taken from it (see _read_head).
+        self._read = b""
         #: How the response body is framed: "content-length", "chunked" or "http/1.0".
         self._framing = ""
         self._remaining = 0
@@ -184,12 +188,12 @@ class HttptoolsWire:
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
-        return bytes(self._buffer), self._eof
+        return bytes(self._buffer) + self._read, self._eof
 
     @property
     def buffered(self) -> int:
         """How many received bytes wait to be parsed (``trailing_data`` without the copy)."""
-        return len(self._data)
+        return len(self._data) + len(self._read)
 
     @property
     def peer_closed(self) -> bool:
@@ -255,10 +259,19 @@ class HttptoolsWire:
                 self._direct = h11.Data(data=body)
                 if rest:
                     self._buffer += rest
+            elif self.their_state is IDLE and not self._data and not self._read:
+                self._read = data  # see _read_head
             else:
+                self._buffer_read()
                 self._buffer += data
         else:
             self._eof = True
+
+    def _buffer_read(self) -> None:
+        """The held read goes into the buffer, where everything but a whole head is read."""
+        if self._read:
+            self._buffer += self._read
+            self._read = b""
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         if self.their_state is ERROR:
@@ -330,6 +343,30 @@ class HttptoolsWire:
         return h11.ConnectionClosed()
 
     def _read_head(self) -> RequestHead | None:
+        if self._read:
+            read = self._read
+            found = _BLANK_LINE.search(read)
+            if found is not None and read[:1] not in (b"\r", b"\n"):
+                # A whole head in one read, with nothing before it: parsed
+                # from the read, whose rest (most often the start of the body,
+                # or nothing) is the only part copied.
+                self._read = b""
+                end = found.end()
+                head = read if end == len(read) else read[:end]
+                request = self._parse(head) if _STRICT_HEAD.fullmatch(head) else None
+                if request is None:
+                    request = _h11_verdict(head)
+                self._request_received(request)
+                if end < len(read):
+                    rest = read[end:]
+                    reader = self._reader
+                    if type(reader) is ContentLengthReader:
+                        body, rest = h11_seams.take_body(reader, rest)
+                        self._direct = h11.Data(data=body)
+                    if rest:
+                        self._buffer += rest
+                return request
+            self._buffer_read()  # part of a head, or empty lines first: the buffer's way
         data = h11_seams.buffered(self._buffer)
         if data[:1] == b"\n" or data[:2] == b"\r\n":
             h11_seams.take(self._buffer, 1 if data[:1] == b"\n" else 2)
