@@ -241,7 +241,11 @@ class HTTPCycle:
                 f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
             )
         name: str = message["type"]
-        kind = name.removeprefix(self._prefix) if name.startswith(self._prefix) else ""
+        prefix = self._prefix
+        if not prefix:
+            kind = name
+        else:
+            kind = name.removeprefix(prefix) if name.startswith(prefix) else ""
         next_state = _TRANSITIONS.get((self.state, kind))
         if next_state is None:
             raise AppProtocolError(

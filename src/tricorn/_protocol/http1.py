@@ -693,19 +693,24 @@ class HTTP1Protocol:
 
     def handle(self, command: Command) -> None:
         """Turn a command into bytes; raises ClientDisconnected once closed."""
-        if self.closed:
-            raise ClientDisconnected("the connection is closed")
         if self._ws is not None:
+            if self._closed or self._ws.closed:
+                raise ClientDisconnected("the connection is closed")
             if not isinstance(command, (SendMessage, SendPing, CloseWebSocket)):
                 raise AppProtocolError(f"{type(command).__name__} on a WebSocket connection")
             self._ws.handle(command)
             return
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
         try:
             match command:
-                case SendInformational(status_code=status_code, headers=headers):
-                    self._out += self._wire.send_informational(
-                        status_code, headers, rules.status_phrase(status_code)
-                    )
+                case SendData(data=data, end_stream=end_stream):
+                    # HEAD, 204 and 304 responses carry no body (RFC 9110
+                    # 6.4.1); the app may still send one, and it is dropped.
+                    if data and self._body_allowed:
+                        self._out += self._wire.send_data(data)
+                    if end_stream:
+                        self._out += self._wire.send_end()
                 case StartResponse(status_code=status_code, headers=headers):
                     if self._wire.they_are_waiting_for_100_continue:
                         # A final answer without 100 Continue: the client may
@@ -723,13 +728,10 @@ class HTTP1Protocol:
                     self._out += self._wire.send_response(
                         status_code, fields, rules.status_phrase(status_code)
                     )
-                case SendData(data=data, end_stream=end_stream):
-                    # HEAD, 204 and 304 responses carry no body (RFC 9110
-                    # 6.4.1); the app may still send one, and it is dropped.
-                    if data and self._body_allowed:
-                        self._out += self._wire.send_data(data)
-                    if end_stream:
-                        self._out += self._wire.send_end()
+                case SendInformational(status_code=status_code, headers=headers):
+                    self._out += self._wire.send_informational(
+                        status_code, headers, rules.status_phrase(status_code)
+                    )
                 case SendTrailers(headers=headers):
                     # h11 writes trailers only after a chunked body; a
                     # response with a Content-Length ends without them.

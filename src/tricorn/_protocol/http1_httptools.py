@@ -300,6 +300,9 @@ class HttptoolsWire:
                 direct, self._direct = self._direct, None
                 self._waiting_for_100 = False
                 return direct
+            if self._reader is _NO_BODY:  # most requests: the head was all
+                self._request_ended()
+                return END
             if type(self._reader) is ContentLengthReader and (
                 taken := h11_seams.take_from_buffer(self._reader, buffer)
             ):

@@ -1182,5 +1182,6 @@ class Connection:
             if stream_id in self._reset:
                 self._reset = _without(self._reset, stream_id)
             # The next pipelined request, a stream's end, or the close.
-            self._dispatch(self._protocol.exchange_finished(stream_id))
+            if events := self._protocol.exchange_finished(stream_id):
+                self._dispatch(events)
             self._refresh()
