@@ -241,10 +241,8 @@ class HTTPCycle:
                 f"an ASGI message must be a dict with a str 'type', got {_describe(message)}"
             )
         name: str = message["type"]
-        prefix = self._prefix
-        if not prefix:
-            kind = name
-        else:
+        kind = name
+        if prefix := self._prefix:
             kind = name.removeprefix(prefix) if name.startswith(prefix) else ""
         next_state = _TRANSITIONS.get((self.state, kind))
         if next_state is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from .._protocol.events import RequestReceived
@@ -50,6 +50,8 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     RFC 9112 3.2.2, whose path is what the app routes on) and asterisk-form
     (``*``, for ``OPTIONS``), which is passed through as the path.
     """
+    if target[:1] == b"/" and b"?" not in target and b"#" not in target:
+        return target, b""  # most targets: a path alone
     # A fragment is never sent by a conforming client (RFC 9112 3.2); if one
     # is, it belongs to neither the path nor the query (RFC 3986 3.5).
     target = target.partition(b"#")[0]
@@ -67,6 +69,13 @@ def decode_path(raw_path: bytes) -> str:
     if b"%" not in raw_path:
         return raw_path.decode("utf-8", "replace")
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+#: The scope's method for the usual ones, without decoding each time.
+_METHODS: Final = {
+    method.encode("ascii"): method
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+}
 
 
 def build_http_scope(
@@ -91,7 +100,7 @@ def build_http_scope(
         "type": "http",
         "asgi": asgi_versions(),
         "http_version": request.http_version,
-        "method": request.method.decode("ascii").upper(),
+        "method": _METHODS.get(request.method) or request.method.decode("ascii").upper(),
         "scheme": connection.scheme,
         "path": root_path + decode_path(raw_path),
         "raw_path": raw_path,
