@@ -55,8 +55,19 @@ RUNS: Final[dict[str, tuple[str, ...]]] = {
         "--warmup",
         "1",
     ),
-    # Open-loop: 2,000 and 6,000 req/s offered to each server, 5 s each (about 3 minutes).
-    "latency": ("bench/latency.py", "--rates", "2000,6000", "--duration", "5", "--warmup", "1"),
+    # Open-loop: 2,000 and 5,000 req/s offered to each server, 3 s each, three runs taken
+    # round-robin over the servers, the tables showing their medians (about 6 minutes).
+    "latency": (
+        "bench/latency.py",
+        "--rates",
+        "2000,5000",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--repeat",
+        "3",
+    ),
     "http2": ("bench/http2.py", "--duration", "3", "--warmup", "1", "--workloads", "hello"),
     "websocket": ("bench/websocket.py", "--duration", "3", "--warmup", "1"),
     "http3": ("bench/http3.py", "--duration", "3", "--warmup", "1"),
@@ -163,6 +174,8 @@ def notes(row: Row) -> list[str]:
         found.append(f"saturated at this rate: {row.get('error') or 'it fell behind'}")
     elif not ok(row):
         found.append(f"{row.get('status', 'failed')}: {row.get('error') or 'no reason given'}")
+    elif row.get("note"):
+        found.append(str(row["note"]))
     if row.get("server_pinned") is False:
         found.append("server not pinned")
     if row.get("load_saturated"):
@@ -192,6 +205,23 @@ def list_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]])
     return "\n".join(lines) + "\n"
 
 
+def spread_keys(scenario: dict[str, Any], key: str) -> tuple[str, str] | None:
+    """The row keys of the lowest and highest run of ``key`` (a median), if any."""
+    bounds = (scenario.get("spread") or {}).get(key)
+    if isinstance(bounds, list | tuple) and len(bounds) == 2:
+        return str(bounds[0]), str(bounds[1])
+    return None
+
+
+def spread_range(row: Row, bounds: tuple[str, str]) -> tuple[float, float] | None:
+    low, high = (number(row.get(key)) for key in bounds)
+    return (low, high) if ok(row) and low is not None and high is not None else None
+
+
+def fmt_spread(value: tuple[float, float] | None) -> str:
+    return "\u2013" if value is None else f"{fmt(value[0])}\u2013{fmt(value[1])}"
+
+
 def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, list[str]]:
     """The list-table of one scenario and the references its ratio columns use."""
     name, metric = scenario["name"], scenario["metric"]
@@ -214,10 +244,19 @@ def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, l
         if present(key) and key != metric  # the metric has its own column, first
     ]
     references = [s for s in REFERENCES if any(ok(r) and r.get("server") == s for r in rows)]
+    unit = scenario.get("unit", metric)
+    # The metric's spread over repeated runs, beside it: "p99 ms", then "p99 min-max ms".
+    spread = spread_keys(scenario, metric)
+    if spread is not None and not any(spread_range(r, spread) for r in rows):
+        spread = None
+    spread_head = [
+        f"{unit} min\u2013max" if " " not in unit else unit.replace(" ", " min\u2013max ", 1)
+    ]
     header = [
         "server",
         "loop",
-        scenario.get("unit", metric),
+        unit,
+        *(spread_head if spread else []),
         *(head for _, head in columns),
         *(f"vs {s}" for s in references),
         "notes",
@@ -231,6 +270,7 @@ def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, l
                 who(r),
                 str(r.get("loop", "")),
                 value,
+                *([fmt_spread(spread_range(r, spread))] if spread else []),
                 *(fmt(number(r.get(key)) if measured else None) for key, _ in columns),
                 *(fmt_ratio(ratio(rows, r, s, metric)) for s in references),
                 "; ".join(notes(r)),
@@ -274,6 +314,11 @@ def benchmark_rst(document: Document) -> str:
         unit = scenario.get("unit", scenario["metric"])
         better = "more" if scenario.get("higher_is_better", True) else "less"
         said = [f"{rst_text(unit)}: {better} is better."]
+        if spread_keys(scenario, scenario["metric"]) and "min\u2013max" in table:
+            said.append(
+                f"{rst_text(unit)} is the median of repeated runs, and min\u2013max the lowest"
+                " and highest of them (a line across the bar in the chart)."
+            )
         if references:
             said.append(
                 f"vs X: this row's {rst_text(unit)} divided by X's on the same loop (X's row with"
@@ -410,6 +455,9 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
     seen = list(dict.fromkeys(str(r.get("loop", "")) for r in rows))
     loops = [loop for loop in LOOPS if loop in seen] + [loop for loop in seen if loop not in LOOPS]
     values = [v for r in rows if ok(r) and (v := number(r.get(metric))) is not None]
+    spread = spread_keys(scenario, metric)
+    ranges = {id(r): found for r in rows if spread and (found := spread_range(r, spread))}
+    values += [high for _, high in ranges.values()]
     top = max(values, default=0.0)
     step = nice_step(top) if top > 0 else 1.0
     axis_max = step * math.ceil(top / step - 1e-9) if top > 0 else 1.0
@@ -439,8 +487,20 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
                     f' fill="{colour}"><title>{label}, {escape(loop)}: {escape(fmt(value))}'
                     f" {escape(unit)}</title></rect>"
                 )
+                end = LEFT + width
+                if (bounds := ranges.get(id(r))) is not None:
+                    # The spread over repeated runs: a line from the lowest to the highest.
+                    low, high = (LEFT + plot * v / axis_max for v in bounds)
+                    middle = y + BAR / 2
+                    out.append(
+                        f'<path d="M{_xy(low)} {_xy(middle)}H{_xy(high)}M{_xy(low)} {_xy(y + 3)}'
+                        f'V{_xy(y + BAR - 3)}M{_xy(high)} {_xy(y + 3)}V{_xy(y + BAR - 3)}"'
+                        f' class="spread"><title>{escape(fmt_spread(bounds))}'
+                        f" {escape(unit)}</title></path>"
+                    )
+                    end = max(end, high)
                 out.append(
-                    f'<text x="{_xy(LEFT + width + 4)}" y="{_xy(y + 12)}" class="value">'
+                    f'<text x="{_xy(end + 4)}" y="{_xy(y + 12)}" class="value">'
                     f"{escape(fmt(value))}</text>"
                 )
             y += PITCH
@@ -468,7 +528,8 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
                 "<style>text{font-family:sans-serif;font-size:12px;fill:#222}"
                 ".title{font-size:14px;font-weight:bold}.group{font-weight:bold}"
                 ".label{text-anchor:end}.tick{text-anchor:middle;fill:#555}.none{fill:#999;"
-                "font-style:italic}.axis{text-anchor:middle}.grid{stroke:#ddd;stroke-width:1}</style>",
+                "font-style:italic}.axis{text-anchor:middle}.grid{stroke:#ddd;stroke-width:1}"
+                ".spread{stroke:#222;stroke-width:1.5;fill:none}</style>",
                 f'<rect width="{WIDTH}" height="{_xy(height)}" fill="#fff"/>',
                 f'<text x="8" y="20" class="title">{escape(document.get("title", ""))}</text>',
                 f'<text x="8" y="38">{escape(str(scenario.get("title", name)))}</text>',
