@@ -187,7 +187,7 @@ def bench_memory(session: nox.Session) -> None:
 
 @nox.session(name="bench-report")
 def bench_report(session: nox.Session) -> None:
-    """Every benchmark, short (about 16 minutes on 2 cores), then the docs' tables and charts.
+    """Every benchmark, short (about 19 minutes on 2 cores), then the docs' tables and charts.
 
     Writes bench/results/*.json and docs/benchmarks/ (see docs/performance.rst). Needs
     Debian's wrk and nghttp2-client. nox -s bench-report -- --only http1,http2

@@ -9,8 +9,11 @@ the latencies of servers that keep up are compared at the same offered load.
 
 The servers and their order are bench/http1.py's (``--uvloop``, ``--trio``,
 ``--only``), one worker each, pinned to ``--server-cpu`` (0), serving
-``bench.app:app``. Each server is started once and measured at each rate in
-turn. The load is h2load (``--h1``, one request in flight per connection,
+``bench.app:app``. A run starts a server, measures it at each rate in turn
+and stops it; there are ``--repeat`` (3) runs of every server, round-robin (all
+the servers, then all of them again), so that a disturbance from elsewhere on
+the machine lands in one run of several servers rather than in every run of
+one. The load is h2load (``--h1``, one request in flight per connection,
 ``--rps`` per connection): ``--connections`` (64) connections, from
 ``--processes`` h2load processes pinned to ``--load-cpus`` (1), one connection
 each by default. One h2load starts all its connections at once and sends on
@@ -26,10 +29,19 @@ achieved rate, and the 50th, 99th and 99.9th percentiles (nearest rank) of
 their times. A server that answers fewer than 95 % of the offered requests is
 "saturated at this rate": its queue grows for as long as the run lasts, so no
 latency is reported for it. A failed request or an answer other than 200
-fails the row. The server's CPU time (its process group, from /proc) over the
+fails the run. The server's CPU time (its process group, from /proc) over the
 same span, divided by the requests, is its CPU per request; the load
-generators' and everything else's CPU are recorded too (a row where other
+generators' and everything else's CPU are recorded too (a run where other
 processes used more than a tenth of a core is flagged as disturbed).
+
+A row of the tables (one server at one rate) is the median of its runs (see
+Median): one stall of the machine moves one run's p99 several times over, the
+median of three does not follow it. Each row also gives the lowest and
+highest p99 of its runs that kept up: how far one run can be trusted. A
+saturated run counts as infinitely slow, so a row saturated in most of its
+runs is saturated; failed runs are left out, and a row fails when at least
+half of its runs did. The JSON's ``rows`` are the medians, its ``results``
+every run.
 
 Caveat: h2load times a request from when it sends it. When a server stalls, a
 connection's next request waits in h2load until the previous one is answered,
@@ -38,10 +50,11 @@ server keeps up, a connection's requests are tens of milliseconds apart and
 this is rare.
 
 Run it as ``nox -s bench-latency`` or ``python bench/latency.py [--rates
-2000,6000] [--duration 5] [--only tricorn,uvicorn] [--json latency.json]``
-from the repository root. It needs h2load (``apt-get install -y
-nghttp2-client``). Exit status: 0 when every row was measured (saturated
-rows included), 1 when one failed, 2 when h2load is missing or an argument
+2000,5000] [--duration 3] [--repeat 3] [--only tricorn,uvicorn] [--json
+latency.json]`` from the repository root; the defaults take about 6 minutes
+for the 12 servers on two cores. It needs h2load (``apt-get install -y
+nghttp2-client``). Exit status: 0 when every run was measured (saturated
+ones included), 1 when one failed, 2 when h2load is missing or an argument
 is wrong.
 """
 

@@ -16,7 +16,7 @@ The same input gives byte-for-byte the same output. ``docs/performance.rst``
 includes the ``.rst`` files from their third line (each starts with ``:orphan:``
 so that Sphinx also accepts it as a page of its own).
 
-``--run`` first runs every benchmark with short durations (about 16 minutes
+``--run`` first runs every benchmark with short durations (about 19 minutes
 on two cores), each writing ``RESULTS/<benchmark>.json``; ``nox -s
 bench-report`` does exactly that. Exit status: 0 when every benchmark it
 expected has a result, 1 when one has none, 2 for a bad argument.
@@ -42,7 +42,7 @@ ORDER: Final = (
     "http1", "http1-bodies", "latency", "http2", "websocket", "http3", "memory", "download",
     "chunks",
 )  # fmt: skip
-#: What ``--run`` runs: short runs sized for a 2-core machine (about 16 minutes in all).
+#: What ``--run`` runs: short runs sized for a 2-core machine (about 19 minutes in all).
 RUNS: Final[dict[str, tuple[str, ...]]] = {
     "http1": ("bench/http1.py", "--duration", "5", "--warmup", "1"),
     # The body workloads: POST 64 KiB, GET 1 MiB.
@@ -218,6 +218,16 @@ def spread_range(row: Row, bounds: tuple[str, str]) -> tuple[float, float] | Non
     return (low, high) if ok(row) and low is not None and high is not None else None
 
 
+def shown_spread(rows: Sequence[Row], scenario: dict[str, Any]) -> tuple[str, str] | None:
+    """The metric's spread keys, if the scenario has them and a measured row has both."""
+    spread = spread_keys(scenario, scenario["metric"])
+    return spread if spread and any(spread_range(r, spread) for r in rows) else None
+
+
+def scenario_rows(document: Document, scenario: dict[str, Any]) -> list[Row]:
+    return [r for r in document["rows"] if r.get("scenario", "") == scenario["name"]]
+
+
 def fmt_spread(value: tuple[float, float] | None) -> str:
     return "\u2013" if value is None else f"{fmt(value[0])}\u2013{fmt(value[1])}"
 
@@ -225,7 +235,7 @@ def fmt_spread(value: tuple[float, float] | None) -> str:
 def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, list[str]]:
     """The list-table of one scenario and the references its ratio columns use."""
     name, metric = scenario["name"], scenario["metric"]
-    rows = [r for r in document["rows"] if r.get("scenario", "") == name]
+    rows = scenario_rows(document, scenario)
     per = scenario.get("per", "req")
     extra: dict[str, str] = scenario.get("extra") or {}
 
@@ -246,12 +256,9 @@ def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, l
     references = [s for s in REFERENCES if any(ok(r) and r.get("server") == s for r in rows)]
     unit = scenario.get("unit", metric)
     # The metric's spread over repeated runs, beside it: "p99 ms", then "p99 min-max ms".
-    spread = spread_keys(scenario, metric)
-    if spread is not None and not any(spread_range(r, spread) for r in rows):
-        spread = None
-    spread_head = [
-        f"{unit} min\u2013max" if " " not in unit else unit.replace(" ", " min\u2013max ", 1)
-    ]
+    spread = shown_spread(rows, scenario)
+    what, _, unit_name = unit.partition(" ")
+    spread_head = [" ".join(filter(None, (what, "min\u2013max", unit_name)))]
     header = [
         "server",
         "loop",
@@ -314,10 +321,10 @@ def benchmark_rst(document: Document) -> str:
         unit = scenario.get("unit", scenario["metric"])
         better = "more" if scenario.get("higher_is_better", True) else "less"
         said = [f"{rst_text(unit)}: {better} is better."]
-        if spread_keys(scenario, scenario["metric"]) and "min\u2013max" in table:
+        if shown_spread(scenario_rows(document, scenario), scenario):
             said.append(
-                f"{rst_text(unit)} is the median of repeated runs, and min\u2013max the lowest"
-                " and highest of them (a line across the bar in the chart)."
+                f"{rst_text(unit)} is the median of the row's repeated runs, and min\u2013max"
+                " the lowest and highest of them (the line across the bar in the chart)."
             )
         if references:
             said.append(
@@ -451,7 +458,7 @@ def _xy(value: float) -> str:
 def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
     """A horizontal bar chart of the scenario's metric: one bar per row, grouped by loop."""
     name, metric = scenario["name"], scenario["metric"]
-    rows = [r for r in document["rows"] if r.get("scenario", "") == name]
+    rows = scenario_rows(document, scenario)
     seen = list(dict.fromkeys(str(r.get("loop", "")) for r in rows))
     loops = [loop for loop in LOOPS if loop in seen] + [loop for loop in seen if loop not in LOOPS]
     values = [v for r in rows if ok(r) and (v := number(r.get(metric))) is not None]
@@ -495,7 +502,8 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
                     out.append(
                         f'<path d="M{_xy(low)} {_xy(middle)}H{_xy(high)}M{_xy(low)} {_xy(y + 3)}'
                         f'V{_xy(y + BAR - 3)}M{_xy(high)} {_xy(y + 3)}V{_xy(y + BAR - 3)}"'
-                        f' class="spread"><title>{escape(fmt_spread(bounds))}'
+                        f' class="spread" stroke="#222" stroke-width="1.5" fill="none">'
+                        f"<title>{escape(fmt_spread(bounds))}"
                         f" {escape(unit)}</title></path>"
                     )
                     end = max(end, high)
@@ -528,8 +536,7 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
                 "<style>text{font-family:sans-serif;font-size:12px;fill:#222}"
                 ".title{font-size:14px;font-weight:bold}.group{font-weight:bold}"
                 ".label{text-anchor:end}.tick{text-anchor:middle;fill:#555}.none{fill:#999;"
-                "font-style:italic}.axis{text-anchor:middle}.grid{stroke:#ddd;stroke-width:1}"
-                ".spread{stroke:#222;stroke-width:1.5;fill:none}</style>",
+                "font-style:italic}.axis{text-anchor:middle}.grid{stroke:#ddd;stroke-width:1}</style>",
                 f'<rect width="{WIDTH}" height="{_xy(height)}" fill="#fff"/>',
                 f'<text x="8" y="20" class="title">{escape(document.get("title", ""))}</text>',
                 f'<text x="8" y="38">{escape(str(scenario.get("title", name)))}</text>',
@@ -601,7 +608,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=OUT, help="where to write (docs/benchmarks)")
     parser.add_argument(
-        "--run", action="store_true", help="run the benchmarks first (short, ~16 minutes)"
+        "--run", action="store_true", help="run the benchmarks first (short, ~19 minutes)"
     )
     parser.add_argument(
         "--only",

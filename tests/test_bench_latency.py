@@ -364,7 +364,7 @@ def test_the_docs_table_leads_with_p99_and_notes_saturation(tmp_path: Path) -> N
         r"saturated at this rate\: answered 5,000 of 6,000 req/s (83%), the median of 3 runs;"
         " saturated in 3 of 3 runs"
     )
-    assert "p99 ms: less is better. p99 ms is the median of repeated runs" in rst
+    assert "p99 ms: less is better. p99 ms is the median of the row's repeated runs" in rst
     svg = (tmp_path / "out" / "latency.svg").read_text()
     assert svg.count('class="spread"') == 2  # tricorn's and Uvicorn's, not Hypercorn's
     assert "<title>2.50\u20139.00 p99 ms</title>" in svg
