@@ -122,12 +122,13 @@ def bench(session: nox.Session) -> None:
 def bench_latency(session: nox.Session) -> None:
     """HTTP/1.1 p50/p99/p99.9 at fixed request rates (open loop), the same servers as bench.
 
+    The median of 3 runs per server and rate, the runs round-robin over the servers.
     Needs Debian's nghttp2-client (apt-get install -y nghttp2-client) for h2load.
-    nox -s bench-latency -- --rates 1000,4000 --json latency.json
+    nox -s bench-latency -- --rates 1000,4000 --repeat 5 --json latency.json
     (options: python bench/latency.py -h)
     """
     session.install("-e", ".[speed,trio]", "uvicorn", "httptools", "hypercorn", "granian")
-    session.run("python", "bench/latency.py", *session.posargs)
+    session.run("python", "bench/latency.py", "--repeat", "3", *session.posargs)
 
 
 @nox.session(name="bench-download")
@@ -186,7 +187,7 @@ def bench_memory(session: nox.Session) -> None:
 
 @nox.session(name="bench-report")
 def bench_report(session: nox.Session) -> None:
-    """Every benchmark, short (about 16 minutes on 2 cores), then the docs' tables and charts.
+    """Every benchmark, short (about 19 minutes on 2 cores), then the docs' tables and charts.
 
     Writes bench/results/*.json and docs/benchmarks/ (see docs/performance.rst). Needs
     Debian's wrk and nghttp2-client. nox -s bench-report -- --only http1,http2

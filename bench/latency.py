@@ -9,8 +9,11 @@ the latencies of servers that keep up are compared at the same offered load.
 
 The servers and their order are bench/http1.py's (``--uvloop``, ``--trio``,
 ``--only``), one worker each, pinned to ``--server-cpu`` (0), serving
-``bench.app:app``. Each server is started once and measured at each rate in
-turn. The load is h2load (``--h1``, one request in flight per connection,
+``bench.app:app``. A run starts a server, measures it at each rate in turn
+and stops it; there are ``--repeat`` (3) runs of every server, round-robin (all
+the servers, then all of them again), so that a disturbance from elsewhere on
+the machine lands in one run of several servers rather than in every run of
+one. The load is h2load (``--h1``, one request in flight per connection,
 ``--rps`` per connection): ``--connections`` (64) connections, from
 ``--processes`` h2load processes pinned to ``--load-cpus`` (1), one connection
 each by default. One h2load starts all its connections at once and sends on
@@ -26,10 +29,19 @@ achieved rate, and the 50th, 99th and 99.9th percentiles (nearest rank) of
 their times. A server that answers fewer than 95 % of the offered requests is
 "saturated at this rate": its queue grows for as long as the run lasts, so no
 latency is reported for it. A failed request or an answer other than 200
-fails the row. The server's CPU time (its process group, from /proc) over the
+fails the run. The server's CPU time (its process group, from /proc) over the
 same span, divided by the requests, is its CPU per request; the load
-generators' and everything else's CPU are recorded too (a row where other
+generators' and everything else's CPU are recorded too (a run where other
 processes used more than a tenth of a core is flagged as disturbed).
+
+A row of the tables (one server at one rate) is the median of its runs (see
+Median): one stall of the machine moves one run's p99 several times over, the
+median of three does not follow it. Each row also gives the lowest and
+highest p99 of its runs that kept up: how far one run can be trusted. A
+saturated run counts as infinitely slow, so a row saturated in most of its
+runs is saturated; failed runs are left out, and a row fails when at least
+half of its runs did. The JSON's ``rows`` are the medians, its ``results``
+every run.
 
 Caveat: h2load times a request from when it sends it. When a server stalls, a
 connection's next request waits in h2load until the previous one is answered,
@@ -38,10 +50,11 @@ server keeps up, a connection's requests are tens of milliseconds apart and
 this is rare.
 
 Run it as ``nox -s bench-latency`` or ``python bench/latency.py [--rates
-2000,6000] [--duration 5] [--only tricorn,uvicorn] [--json latency.json]``
-from the repository root. It needs h2load (``apt-get install -y
-nghttp2-client``). Exit status: 0 when every row was measured (saturated
-rows included), 1 when one failed, 2 when h2load is missing or an argument
+2000,5000] [--duration 3] [--repeat 3] [--only tricorn,uvicorn] [--json
+latency.json]`` from the repository root; the defaults take about 6 minutes
+for the 12 servers on two cores. It needs h2load (``apt-get install -y
+nghttp2-client``). Exit status: 0 when every run was measured (saturated
+ones included), 1 when one failed, 2 when h2load is missing or an argument
 is wrong.
 """
 
@@ -49,7 +62,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,6 +189,7 @@ class Row:
     impl: str | None
     label: str
     rate: int  # offered, requests per second
+    run: int = 1  # which of the ``--repeat`` passes, from 1
     status: str = "failed"  # "ok", "saturated" or "failed"
     error: str | None = None  # why it failed, or how far short of the rate it fell
     summary: Summary | None = None
@@ -183,8 +199,8 @@ class Row:
     other_cpu: float | None = None  # everything else on the machine: noise
 
     @classmethod
-    def of(cls, server: http1.Server, rate: int) -> Row:
-        return cls(server.name, server.loop, server.impl, server.label, rate)
+    def of(cls, server: http1.Server, rate: int, run: int = 1) -> Row:
+        return cls(server.name, server.loop, server.impl, server.label, rate, run)
 
     @property
     def latency(self) -> Summary | None:
@@ -212,6 +228,133 @@ class Row:
             )
         else:
             self.status, self.error = "ok", None
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    """The median of the values that were measured; None when none was."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _count(some: int, runs: int, what: str) -> str:
+    return f"{what} in {some} of {runs} runs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Median:
+    """One server at one offered rate over its ``--repeat`` runs: what the tables show.
+
+    A run that failed is left out, and the row fails when at least half of its
+    runs did. Of the others, a run that fell behind the rate (saturated) counts
+    as infinitely slow: each percentile is the median of the runs' values with
+    those runs as infinity, so the row is saturated when at least half of them
+    were (2 of 3: "saturated in most runs"), and otherwise its p99 is pushed up
+    towards the slower runs that kept up, not flattered by dropping one. The p99
+    spread is the lowest and highest p99 of the runs that kept up. The rates
+    and the CPU figures are medians too, over the runs whose status is the row's.
+    """
+
+    server: str
+    loop: str
+    impl: str | None
+    label: str
+    rate: int
+    runs: tuple[Row, ...]
+    status: str  # "ok", "saturated" or "failed"
+    error: str | None  # why it failed, or how far short of the rate it fell
+    note: str | None  # an ok row's runs that were saturated or failed
+    req_s: float | None  # achieved, the median of the runs that were measured
+    p50_ms: float | None  # medians, where the row kept up
+    p99_ms: float | None
+    p999_ms: float | None
+    p99_min_ms: float | None  # the spread of the p99 over the runs that kept up
+    p99_max_ms: float | None
+    cpu_us_per_req: float | None
+    server_cpu: float | None
+    load_cpu: float | None
+    other_cpu: float | None
+    disturbed_runs: int  # runs where other processes used over a tenth of a core
+
+    @property
+    def saturated_runs(self) -> int:
+        return sum(r.status == "saturated" for r in self.runs)
+
+    @property
+    def failed_runs(self) -> int:
+        return sum(r.status == "failed" for r in self.runs)
+
+    @property
+    def kept_up(self) -> bool:
+        return self.status == "ok"
+
+
+def combine(runs: Sequence[Row]) -> Median:
+    """The median row of one server's ``runs`` at one rate (see Median)."""
+    if not runs:
+        raise ValueError("no runs to combine")
+    first, n = runs[0], len(runs)
+    if any((r.server, r.loop, r.impl, r.rate) != (first.server, first.loop, first.impl, first.rate)
+           for r in runs):  # fmt: skip
+        raise ValueError("the runs combined must be one server's at one rate")
+    failed = [r for r in runs if r.status == "failed" or r.summary is None]
+    measured = [r for r in runs if r not in failed]
+    kept_up = [r for r in measured if r.status == "ok"]
+    fields: dict[str, Any] = {
+        "p50_ms": None, "p99_ms": None, "p999_ms": None, "p99_min_ms": None, "p99_max_ms": None,
+    }  # fmt: skip
+    notes = []
+    if 2 * len(failed) >= n:
+        status = "failed"
+        why = (failed[0].error or "no reason given").strip()
+        error = why if n == 1 else f"{_count(len(failed), n, 'failed')}; run {failed[0].run}: {why}"
+        agreeing: list[Row] = []
+    else:
+
+        def percentile(r: Row, name: str) -> float:
+            value = getattr(r.latency, name) if r.latency else None
+            return math.inf if value is None else float(value)
+
+        for name in ("p50_ms", "p99_ms", "p999_ms"):
+            fields[name] = statistics.median(percentile(r, name) for r in measured)
+        if math.isinf(fields["p99_ms"]):
+            status, agreeing = "saturated", [r for r in measured if r.status == "saturated"]
+            fields.update(p50_ms=None, p99_ms=None, p999_ms=None)
+        else:
+            status, agreeing = "ok", kept_up
+            p99s = [percentile(r, "p99_ms") for r in kept_up]
+            fields.update(p99_min_ms=min(p99s), p99_max_ms=max(p99s))
+            if sat := len(measured) - len(kept_up):
+                notes.append(_count(sat, n, "saturated"))
+        if failed:
+            notes.append(f"{_count(len(failed), n, 'failed')}: {failed[0].error or '?'}")
+        error = None
+    req_s = _median([r.summary.req_s for r in measured if r.summary])
+    if status == "saturated" and req_s is not None:
+        error = f"answered {req_s:,.0f} of {first.rate:,} req/s ({req_s / first.rate:.0%})"
+        if n > 1:
+            error += f", the median of {n} runs; " + _count(len(agreeing), n, "saturated")
+            if failed:
+                error += f", {len(failed)} failed"
+    return Median(
+        server=first.server, loop=first.loop, impl=first.impl, label=first.label,
+        rate=first.rate, runs=tuple(runs), status=status, error=error,
+        note="; ".join(notes) or None, req_s=req_s, **fields,
+        cpu_us_per_req=_median([r.cpu_us_per_req for r in agreeing]),
+        server_cpu=_median([r.server_cpu for r in agreeing]),
+        load_cpu=_median([r.load_cpu for r in agreeing]),
+        other_cpu=_median([r.other_cpu for r in agreeing]),
+        disturbed_runs=sum(
+            r.other_cpu is not None and r.other_cpu > record.DISTURBED for r in measured
+        ),
+    )  # fmt: skip
+
+
+def combine_all(rows: Sequence[Row]) -> list[Median]:
+    """Each server's runs at each rate combined, in the order of their first runs."""
+    groups: dict[tuple[str, str, str | None, int], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.server, r.loop, r.impl, r.rate), []).append(r)
+    return [combine(runs) for runs in groups.values()]
 
 
 # -- the load --------------------------------------------------------------------
@@ -313,9 +456,9 @@ def account_cpu(
         row.other_cpu = max(0.0, machine - row.server_cpu - row.load_cpu)  # type: ignore[operator]
 
 
-def measure(server: http1.Server, args: argparse.Namespace) -> list[Row]:
-    """``server``, started once, at each of ``args.rates`` in turn."""
-    rows = [Row.of(server, rate) for rate in args.rates]
+def measure(server: http1.Server, args: argparse.Namespace, run: int = 1) -> list[Row]:
+    """``server``, started afresh for this ``run``, at each of ``args.rates`` in turn."""
+    rows = [Row.of(server, rate, run) for rate in args.rates]
     port = http1.free_port()
     with tempfile.TemporaryFile() as output, tempfile.TemporaryDirectory() as directory:
         process = http1.launch(server.argv(port), args, output)
@@ -348,23 +491,23 @@ def measure(server: http1.Server, args: argparse.Namespace) -> list[Row]:
 # -- report ----------------------------------------------------------------------
 
 
-def uvicorn_row(rows: Sequence[Row], row: Row) -> Row | None:
+def uvicorn_row(rows: Sequence[Median], row: Median) -> Median | None:
     """Uvicorn with httptools on ``row``'s loop at ``row``'s rate, where it kept up."""
     for other in rows:
         if (other.server, other.impl, other.loop, other.rate) == (
             *http1.UVICORN,
             row.loop,
             row.rate,
-        ) and other.latency:
+        ) and other.kept_up:
             return other
     return None
 
 
-def p99_vs_uvicorn(rows: Sequence[Row], row: Row) -> float | None:
+def p99_vs_uvicorn(rows: Sequence[Median], row: Median) -> float | None:
     """``row``'s p99 over Uvicorn's (httptools, same loop, same rate)."""
     reference = uvicorn_row(rows, row)
-    mine = row.latency.p99_ms if row.latency else None
-    theirs = reference.latency.p99_ms if reference and reference.latency else None
+    mine = row.p99_ms if row.kept_up else None
+    theirs = reference.p99_ms if reference else None
     return mine / theirs if mine is not None and theirs else None
 
 
@@ -372,19 +515,27 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def table_rows(rows: Sequence[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The console table of one rate's ``rows``."""
+def _spread(row: Median) -> str:
+    if row.p99_min_ms is None or row.p99_max_ms is None:
+        return "-"
+    return f"{row.p99_min_ms:.2f}-{row.p99_max_ms:.2f}"
+
+
+def table_rows(rows: Sequence[Median]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The console table of one rate's ``rows``: the medians of their runs."""
     header = (
-        "server", "offered", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "cpu us/req",
-        "p99 vs uvicorn", "load cpu", "other cpu",
+        "server", "offered", "achieved", "p50 ms", "p99 ms", "p99 min-max", "p99.9 ms",
+        "cpu us/req", "p99 vs uvicorn", "load cpu", "other cpu", "runs",
     )  # fmt: skip
     lines: list[tuple[str, ...]] = []
     for r in rows:
-        achieved = f"{r.summary.req_s:,.0f}" if r.summary else "-"
-        if r.status != "ok" or r.latency is None:
+        achieved = "-" if r.req_s is None else f"{r.req_s:,.0f}"
+        runs = f"{len(r.runs) - r.failed_runs - r.saturated_runs}/{len(r.runs)} ok"
+        if not r.kept_up:
             why = (r.error or r.status).splitlines()[0] if r.status == "failed" else r.status
             cells = ("saturated at this rate",) if r.status == "saturated" else (f"FAILED: {why}",)
-            lines.append((r.label, f"{r.rate:,}", achieved, *cells, *("",) * (len(header) - 4)))
+            blank = ("",) * (len(header) - 5)
+            lines.append((r.label, f"{r.rate:,}", achieved, *cells, *blank, runs))
             continue
         noisy = " !" if r.other_cpu is not None and r.other_cpu > record.DISTURBED else ""
         ratio = p99_vs_uvicorn(rows, r)
@@ -393,23 +544,24 @@ def table_rows(rows: Sequence[Row]) -> tuple[tuple[str, ...], list[tuple[str, ..
                 r.label + noisy,
                 f"{r.rate:,}",
                 achieved,
-                _ms(r.latency.p50_ms),
-                _ms(r.latency.p99_ms),
-                _ms(r.latency.p999_ms),
+                _ms(r.p50_ms),
+                _ms(r.p99_ms),
+                _spread(r),
+                _ms(r.p999_ms),
                 "?" if r.cpu_us_per_req is None else f"{r.cpu_us_per_req:.0f}",
                 "n/a" if ratio is None else f"{ratio:.2f}",
                 "?" if r.load_cpu is None else f"{r.load_cpu:.2f}",
                 "?" if r.other_cpu is None else f"{r.other_cpu:.2f}",
+                runs,
             )
         )
     return header, lines
 
 
 def scenario(rate: int, args: argparse.Namespace) -> dict[str, Any]:
-    title = (
-        f"GET / at {rate:,} req/s offered, {args.connections} connections, "
-        f"h2load --rps, {args.duration} s"
-    )
+    repeat = getattr(args, "repeat", 1)
+    runs = f"median of {repeat} runs of {args.duration} s" if repeat > 1 else f"{args.duration} s"
+    title = f"GET / at {rate:,} req/s offered, {args.connections} connections, h2load --rps, {runs}"
     return record.scenario(
         f"rate-{rate}",
         title,
@@ -417,26 +569,44 @@ def scenario(rate: int, args: argparse.Namespace) -> dict[str, Any]:
         unit="p99 ms",
         higher_is_better=False,
         extra={"offered_req_s": "offered req/s", "req_s": "achieved req/s"},
+        spread={"p99_ms": ("p99_min_ms", "p99_max_ms")} if repeat > 1 else None,
     )
 
 
-def json_row(machine: dict[str, Any], r: Row) -> dict[str, Any]:
+def json_row(machine: dict[str, Any], r: Median) -> dict[str, Any]:
     """``r`` in the common shape (bench/record.py); latencies only where the server kept up."""
-    s, kept_up = r.summary, r.latency
     values: dict[str, float | int | None] = {
         "offered_req_s": r.rate,
-        "req_s": s.req_s if s else None,
-        "p999_ms": kept_up.p999_ms if kept_up else None,
-        "errors": s.errors if s else None,
-        "status_unread": s.status_unread if s else None,
+        "req_s": r.req_s,
+        "p999_ms": r.p999_ms,
+        "p99_min_ms": r.p99_min_ms,
+        "p99_max_ms": r.p99_max_ms,
+        "errors": sum(run.summary.errors for run in r.runs if run.summary),
+        "status_unread": sum(run.summary.status_unread for run in r.runs if run.summary),
+        "runs": len(r.runs),
+        "runs_saturated": r.saturated_runs,
+        "runs_failed": r.failed_runs,
+        "runs_disturbed": r.disturbed_runs,
     }
     return record.row(
         machine, scenario=f"rate-{r.rate}", server=r.server, loop=r.loop, parser=r.impl,
-        label=r.label, status=r.status, error=r.error, values=values,
-        p50_ms=kept_up.p50_ms if kept_up else None, p99_ms=kept_up.p99_ms if kept_up else None,
-        cpu_us_per_req=r.cpu_us_per_req, server_cpu=r.server_cpu, load_cpu=r.load_cpu,
-        other_cpu=r.other_cpu,
+        label=r.label, status=r.status, error=r.error, note=r.note, values=values,
+        p50_ms=r.p50_ms, p99_ms=r.p99_ms, cpu_us_per_req=r.cpu_us_per_req,
+        server_cpu=r.server_cpu, load_cpu=r.load_cpu, other_cpu=r.other_cpu,
     )  # fmt: skip
+
+
+def run_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Every run as measured (the ``results`` key), its p99 against Uvicorn's in the same run."""
+    singles = [combine([r]) for r in rows]
+    return [
+        {
+            **dataclasses.asdict(r),
+            "cpu_us_per_req": r.cpu_us_per_req,
+            "p99_vs_uvicorn": p99_vs_uvicorn([m for m in singles if m.runs[0].run == r.run], one),
+        }
+        for r, one in zip(rows, singles, strict=True)
+    ]
 
 
 def rates(value: str) -> list[int]:
@@ -452,26 +622,46 @@ def rates(value: str) -> list[int]:
     return found
 
 
+#: Seconds one server takes to start and stop, about, on two busy cores (for the estimate).
+START_STOP: Final = 1.0
+#: Seconds around each rate's h2load runs (starting 64 processes, reading their logs).
+PER_RATE: Final = 0.5
+
+
+def estimate_s(args: argparse.Namespace, servers: int) -> float:
+    """About how long the run takes: every server started once per run, every rate measured."""
+    per_rate = float(args.warmup + args.duration + PER_RATE)
+    return float(args.repeat) * servers * (START_STOP + len(args.rates) * per_rate)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/latency.py",
         description=(
             "HTTP/1.1 latency of tricorn, Uvicorn, Hypercorn and Granian at fixed request rates "
-            "(open-loop, h2load --rps)."
+            "(open-loop, h2load --rps), the median of repeated runs."
         ),
     )
     parser.add_argument(
         "--rates",
         type=rates,
-        default=[2000, 6000],
+        default=[2000, 5000],
         metavar="LIST",
-        help="comma-separated total requests per second to offer each server (default 2000,6000)",
+        help="comma-separated total requests per second to offer each server (default 2000,5000)",
     )
     parser.add_argument(
-        "--duration", type=int, default=5, help="seconds measured per rate (default 5)"
+        "--duration", type=int, default=3, help="seconds measured per rate and run (default 3)"
     )
     parser.add_argument(
         "--warmup", type=int, default=1, help="seconds of load before each rate's (default 1)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs per server and rate, round-robin over the servers; the tables show "
+        "their medians (default 3)",
     )
     parser.add_argument(
         "--connections", "-c", type=int, default=64, help="connections in all (default 64)"
@@ -484,8 +674,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     http1.add_selection_options(parser, example="tricorn,uvicorn")
     args = parser.parse_args(argv)
-    if args.duration < 2 or args.warmup < 0:
-        parser.error("--duration must be at least 2 and --warmup at least 0")
+    if args.duration < 2 or args.warmup < 0 or args.repeat < 1:
+        parser.error("--duration must be at least 2, --warmup at least 0 and --repeat at least 1")
     if args.processes is None:
         args.processes = args.connections
     if args.connections < 1 or args.processes < 1 or args.connections % args.processes:
@@ -508,50 +698,53 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"open loop: {','.join(map(str, args.rates))} req/s offered over {args.connections} "
         f"connections from {args.processes} h2load processes, {args.warmup} s warm-up and "
-        f"{args.duration} s measured per rate; one worker per server on 127.0.0.1",
+        f"{args.duration} s measured per rate; one worker per server on 127.0.0.1; "
+        f"{args.repeat} run(s), each server in turn; about "
+        f"{estimate_s(args, len(servers)) / 60:.0f} min",
         file=sys.stderr,
     )
     http1.warn_if_busy({"busy_before_start": busy})
+    started = time.monotonic()
     rows: list[Row] = []
-    for server in servers:
-        print(f"- {server.label} ...", file=sys.stderr, flush=True)
-        for r in measure(server, args):
-            if r.latency is not None:
-                said = f"answered {r.latency.req_s:,.0f}/s, p99 {_ms(r.latency.p99_ms)} ms"
-            else:
-                said = (r.error or r.status).splitlines()[0]
-                if r.status == "saturated":
-                    said = f"saturated at this rate: {said}"
-            print(f"  {r.rate:,} req/s: {said}", file=sys.stderr)
-            rows.append(r)
+    # Round-robin: every server at every rate, then all of them again, so that a
+    # disturbance (another process waking up) lands in one run of several servers
+    # rather than in every run of one.
+    for run in range(1, args.repeat + 1):
+        for server in servers:
+            print(f"- run {run}/{args.repeat}: {server.label} ...", file=sys.stderr, flush=True)
+            for r in measure(server, args, run):
+                if r.latency is not None:
+                    said = f"answered {r.latency.req_s:,.0f}/s, p99 {_ms(r.latency.p99_ms)} ms"
+                else:
+                    said = (r.error or r.status).splitlines()[0]
+                    if r.status == "saturated":
+                        said = f"saturated at this rate: {said}"
+                print(f"  {r.rate:,} req/s: {said}", file=sys.stderr)
+                rows.append(r)
+    medians = combine_all(rows)
+    print(f"took {time.monotonic() - started:.0f} s", file=sys.stderr)
 
     sys.stderr.flush()
     versions = ", ".join(f"{name} {v}" for name, v in machine["versions"].items())
     print(f"\n{TITLE}, {machine['tools']['h2load']}, {machine['python']}, {versions}")
     for rate in args.rates:
         print(f"\n{scenario(rate, args)['title']}")
-        print(http1.render_table(*table_rows([r for r in rows if r.rate == rate])))
+        print(http1.render_table(*table_rows([m for m in medians if m.rate == rate])))
     print(
-        "\nachieved = requests sent per second while every h2load was measuring; p99 vs "
-        "uvicorn = this p99 over Uvicorn's (httptools) on the same loop at the same rate; "
-        "cpu = cores used during the measured time; saturated = answered under "
-        f"{SUSTAINED:.0%} of the offered rate, so its latency is only its queue growing"
+        f"\nthe median of {args.repeat} run(s) of each row; p99 min-max = the lowest and highest "
+        "p99 of the runs that kept up; achieved = requests sent per second while every h2load "
+        "was measuring; p99 vs uvicorn = this p99 over Uvicorn's (httptools) on the same loop at "
+        "the same rate; cpu = cores used during the measured time; saturated = answered under "
+        f"{SUSTAINED:.0%} of the offered rate in at least half the runs, so its latency is only "
+        "its queue growing; runs = how many kept up"
     )
     if args.json:
-        own = [
-            {
-                **dataclasses.asdict(r),
-                "cpu_us_per_req": r.cpu_us_per_req,
-                "p99_vs_uvicorn": p99_vs_uvicorn(rows, r),
-            }
-            for r in rows
-        ]
         document = record.document(
             BENCHMARK,
             TITLE,
             machine,
             [scenario(rate, args) for rate in args.rates],
-            [json_row(machine, r) for r in rows],
+            [json_row(machine, m) for m in medians],
             load={
                 "tool": "h2load --h1 --rps",
                 "rates": args.rates,
@@ -559,8 +752,9 @@ def main(argv: list[str] | None = None) -> int:
                 "processes": args.processes,
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
+                "repeat": args.repeat,
             },
-            results=own,
+            results=run_json(rows),
         )
         http1.write_json(args.json, document)
     return 1 if any(r.status == "failed" for r in rows) else 0

@@ -25,6 +25,9 @@ draws (``req_s``, ``msg_s``, ``kib_per_conn``, ...); ``cpu_us_per_req`` is the
 server's CPU per unit of work, a request or a message (the scenario's ``per``).
 ``status`` is ``ok``, ``failed`` or ``skipped``, or ``saturated`` (bench/latency.py:
 the server answered too few of the requests offered at a fixed rate to time them).
+A row may have a ``note`` for the table's notes. A scenario may have a ``spread``:
+``{"p99_ms": ["p99_min_ms", "p99_max_ms"]}`` when its rows are medians of
+repeated runs (bench/latency.py), naming the keys of the runs' lowest and highest value.
 Numbers that were not measured are null, and so are ``load_saturated`` and
 ``disturbed`` when the script cannot tell. The scripts import this module, so it
 imports none of them.
@@ -152,9 +155,15 @@ def scenario(
     higher_is_better: bool = True,
     per: str = "req",
     extra: dict[str, str] | None = None,
+    spread: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """A table and a chart; ``extra`` maps more row keys to show to their column headers."""
-    return {
+    """A table and a chart; ``extra`` maps more row keys to show to their column headers.
+
+    ``spread`` maps a row key that is the median of repeated runs (``p99_ms``) to
+    the keys of the runs' lowest and highest values (``p99_min_ms``, ``p99_max_ms``):
+    the table shows them beside it, the chart as a line over the bar.
+    """
+    found = {
         "name": name,
         "title": title,
         "metric": metric,
@@ -163,6 +172,9 @@ def scenario(
         "per": per,
         "extra": dict(extra or {}),
     }
+    if spread:
+        found["spread"] = {key: list(bounds) for key, bounds in spread.items()}
+    return found
 
 
 def row(
@@ -175,6 +187,7 @@ def row(
     scenario: str = "",
     parser: str | None = None,
     error: str | None = None,
+    note: str | None = None,
     values: dict[str, float | int | None] | None = None,
     p50_ms: float | None = None,
     p99_ms: float | None = None,
@@ -183,7 +196,10 @@ def row(
     load_cpu: float | None = None,
     other_cpu: float | None = None,
 ) -> dict[str, Any]:
-    """One row; pinning and saturation come from the machine block's CPUs."""
+    """One row; pinning and saturation come from the machine block's CPUs.
+
+    ``note``: something the table's notes should say about a row that was measured.
+    """
     load_cpus = machine_block.get("load_cpus") or []
     saturated = (
         load_cpu >= SATURATED * len(load_cpus) if load_cpu is not None and load_cpus else None
@@ -196,6 +212,7 @@ def row(
         "label": label,
         "status": status,
         "error": (error or "").strip().splitlines()[0] if error and error.strip() else None,
+        **({"note": " ".join(note.split())} if note and note.strip() else {}),
         **(values or {}),
         "p50_ms": p50_ms,
         "p99_ms": p99_ms,

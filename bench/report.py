@@ -16,7 +16,7 @@ The same input gives byte-for-byte the same output. ``docs/performance.rst``
 includes the ``.rst`` files from their third line (each starts with ``:orphan:``
 so that Sphinx also accepts it as a page of its own).
 
-``--run`` first runs every benchmark with short durations (about 16 minutes
+``--run`` first runs every benchmark with short durations (about 19 minutes
 on two cores), each writing ``RESULTS/<benchmark>.json``; ``nox -s
 bench-report`` does exactly that. Exit status: 0 when every benchmark it
 expected has a result, 1 when one has none, 2 for a bad argument.
@@ -42,7 +42,7 @@ ORDER: Final = (
     "http1", "http1-bodies", "latency", "http2", "websocket", "http3", "memory", "download",
     "chunks",
 )  # fmt: skip
-#: What ``--run`` runs: short runs sized for a 2-core machine (about 16 minutes in all).
+#: What ``--run`` runs: short runs sized for a 2-core machine (about 19 minutes in all).
 RUNS: Final[dict[str, tuple[str, ...]]] = {
     "http1": ("bench/http1.py", "--duration", "5", "--warmup", "1"),
     # The body workloads: POST 64 KiB, GET 1 MiB.
@@ -55,8 +55,19 @@ RUNS: Final[dict[str, tuple[str, ...]]] = {
         "--warmup",
         "1",
     ),
-    # Open-loop: 2,000 and 6,000 req/s offered to each server, 5 s each (about 3 minutes).
-    "latency": ("bench/latency.py", "--rates", "2000,6000", "--duration", "5", "--warmup", "1"),
+    # Open-loop: 2,000 and 5,000 req/s offered to each server, 3 s each, three runs taken
+    # round-robin over the servers, the tables showing their medians (about 6 minutes).
+    "latency": (
+        "bench/latency.py",
+        "--rates",
+        "2000,5000",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--repeat",
+        "3",
+    ),
     "http2": ("bench/http2.py", "--duration", "3", "--warmup", "1", "--workloads", "hello"),
     "websocket": ("bench/websocket.py", "--duration", "3", "--warmup", "1"),
     "http3": ("bench/http3.py", "--duration", "3", "--warmup", "1"),
@@ -163,6 +174,8 @@ def notes(row: Row) -> list[str]:
         found.append(f"saturated at this rate: {row.get('error') or 'it fell behind'}")
     elif not ok(row):
         found.append(f"{row.get('status', 'failed')}: {row.get('error') or 'no reason given'}")
+    elif row.get("note"):
+        found.append(str(row["note"]))
     if row.get("server_pinned") is False:
         found.append("server not pinned")
     if row.get("load_saturated"):
@@ -192,10 +205,37 @@ def list_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]])
     return "\n".join(lines) + "\n"
 
 
+def spread_keys(scenario: dict[str, Any], key: str) -> tuple[str, str] | None:
+    """The row keys of the lowest and highest run of ``key`` (a median), if any."""
+    bounds = (scenario.get("spread") or {}).get(key)
+    if isinstance(bounds, list | tuple) and len(bounds) == 2:
+        return str(bounds[0]), str(bounds[1])
+    return None
+
+
+def spread_range(row: Row, bounds: tuple[str, str]) -> tuple[float, float] | None:
+    low, high = (number(row.get(key)) for key in bounds)
+    return (low, high) if ok(row) and low is not None and high is not None else None
+
+
+def shown_spread(rows: Sequence[Row], scenario: dict[str, Any]) -> tuple[str, str] | None:
+    """The metric's spread keys, if the scenario has them and a measured row has both."""
+    spread = spread_keys(scenario, scenario["metric"])
+    return spread if spread and any(spread_range(r, spread) for r in rows) else None
+
+
+def scenario_rows(document: Document, scenario: dict[str, Any]) -> list[Row]:
+    return [r for r in document["rows"] if r.get("scenario", "") == scenario["name"]]
+
+
+def fmt_spread(value: tuple[float, float] | None) -> str:
+    return "\u2013" if value is None else f"{fmt(value[0])}\u2013{fmt(value[1])}"
+
+
 def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, list[str]]:
     """The list-table of one scenario and the references its ratio columns use."""
     name, metric = scenario["name"], scenario["metric"]
-    rows = [r for r in document["rows"] if r.get("scenario", "") == name]
+    rows = scenario_rows(document, scenario)
     per = scenario.get("per", "req")
     extra: dict[str, str] = scenario.get("extra") or {}
 
@@ -214,10 +254,16 @@ def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, l
         if present(key) and key != metric  # the metric has its own column, first
     ]
     references = [s for s in REFERENCES if any(ok(r) and r.get("server") == s for r in rows)]
+    unit = scenario.get("unit", metric)
+    # The metric's spread over repeated runs, beside it: "p99 ms", then "p99 min-max ms".
+    spread = shown_spread(rows, scenario)
+    what, _, unit_name = unit.partition(" ")
+    spread_head = [" ".join(filter(None, (what, "min\u2013max", unit_name)))]
     header = [
         "server",
         "loop",
-        scenario.get("unit", metric),
+        unit,
+        *(spread_head if spread else []),
         *(head for _, head in columns),
         *(f"vs {s}" for s in references),
         "notes",
@@ -231,6 +277,7 @@ def scenario_table(document: Document, scenario: dict[str, Any]) -> tuple[str, l
                 who(r),
                 str(r.get("loop", "")),
                 value,
+                *([fmt_spread(spread_range(r, spread))] if spread else []),
                 *(fmt(number(r.get(key)) if measured else None) for key, _ in columns),
                 *(fmt_ratio(ratio(rows, r, s, metric)) for s in references),
                 "; ".join(notes(r)),
@@ -274,6 +321,11 @@ def benchmark_rst(document: Document) -> str:
         unit = scenario.get("unit", scenario["metric"])
         better = "more" if scenario.get("higher_is_better", True) else "less"
         said = [f"{rst_text(unit)}: {better} is better."]
+        if shown_spread(scenario_rows(document, scenario), scenario):
+            said.append(
+                f"{rst_text(unit)} is the median of the row's repeated runs, and min\u2013max"
+                " the lowest and highest of them (the line across the bar in the chart)."
+            )
         if references:
             said.append(
                 f"vs X: this row's {rst_text(unit)} divided by X's on the same loop (X's row with"
@@ -406,10 +458,13 @@ def _xy(value: float) -> str:
 def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
     """A horizontal bar chart of the scenario's metric: one bar per row, grouped by loop."""
     name, metric = scenario["name"], scenario["metric"]
-    rows = [r for r in document["rows"] if r.get("scenario", "") == name]
+    rows = scenario_rows(document, scenario)
     seen = list(dict.fromkeys(str(r.get("loop", "")) for r in rows))
     loops = [loop for loop in LOOPS if loop in seen] + [loop for loop in seen if loop not in LOOPS]
     values = [v for r in rows if ok(r) and (v := number(r.get(metric))) is not None]
+    spread = spread_keys(scenario, metric)
+    ranges = {id(r): found for r in rows if spread and (found := spread_range(r, spread))}
+    values += [high for _, high in ranges.values()]
     top = max(values, default=0.0)
     step = nice_step(top) if top > 0 else 1.0
     axis_max = step * math.ceil(top / step - 1e-9) if top > 0 else 1.0
@@ -439,8 +494,21 @@ def svg_chart(document: Document, scenario: dict[str, Any]) -> str:
                     f' fill="{colour}"><title>{label}, {escape(loop)}: {escape(fmt(value))}'
                     f" {escape(unit)}</title></rect>"
                 )
+                end = LEFT + width
+                if (bounds := ranges.get(id(r))) is not None:
+                    # The spread over repeated runs: a line from the lowest to the highest.
+                    low, high = (LEFT + plot * v / axis_max for v in bounds)
+                    middle = y + BAR / 2
+                    out.append(
+                        f'<path d="M{_xy(low)} {_xy(middle)}H{_xy(high)}M{_xy(low)} {_xy(y + 3)}'
+                        f'V{_xy(y + BAR - 3)}M{_xy(high)} {_xy(y + 3)}V{_xy(y + BAR - 3)}"'
+                        f' class="spread" stroke="#222" stroke-width="1.5" fill="none">'
+                        f"<title>{escape(fmt_spread(bounds))}"
+                        f" {escape(unit)}</title></path>"
+                    )
+                    end = max(end, high)
                 out.append(
-                    f'<text x="{_xy(LEFT + width + 4)}" y="{_xy(y + 12)}" class="value">'
+                    f'<text x="{_xy(end + 4)}" y="{_xy(y + 12)}" class="value">'
                     f"{escape(fmt(value))}</text>"
                 )
             y += PITCH
@@ -540,7 +608,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=OUT, help="where to write (docs/benchmarks)")
     parser.add_argument(
-        "--run", action="store_true", help="run the benchmarks first (short, ~16 minutes)"
+        "--run", action="store_true", help="run the benchmarks first (short, ~19 minutes)"
     )
     parser.add_argument(
         "--only",
