@@ -595,7 +595,9 @@ class Connection:
         if stream_id in self._held:
             self._release(stream_id, size)
         self._protocol.acknowledge(stream_id, size)
-        self._refresh()
+        # Taking bytes changes no phase: what may follow is a window update
+        # to write, or leave to read on.
+        self._refresh(phase=False)
 
     def _release(self, stream_id: int, size: int) -> None:
         """``size`` of the stream's held body bytes were taken (or will never be)."""
@@ -664,15 +666,17 @@ class Connection:
             with contextlib.suppress(ClientDisconnected):
                 await self._write_output()
 
-    def _refresh(self) -> None:
-        """Act on a protocol state change made outside the read loop."""
+    def _refresh(self, *, phase: bool = True) -> None:
+        """Act on a protocol state change made outside the read loop
+        (``phase``: one that may have moved the protocol's phase)."""
         protocol = self._protocol
         if protocol.has_output or self._carried:
             self._wake_writer()
         if protocol.closed:
             self._stop_reading()
             return
-        self._arm()
+        if phase:
+            self._arm()
         if self._resume is not None and not self._reading_paused():
             self._resume.set()
 
