@@ -87,7 +87,11 @@ async def test_a_deadline_on_the_scope_around_it_cancels_a_task_left_running() -
     assert cancelled == [True]
 
 
-async def test_an_error_in_one_task_cancels_the_others_and_leaves_the_block() -> None:
+@pytest.mark.parametrize("lasting", [False, True])
+async def test_an_error_in_one_task_cancels_the_others_and_leaves_the_block(
+    lasting: bool,
+) -> None:
+    # lasting: a connection's task, whose books a done callback keeps.
     cancelled: list[str] = []
 
     async def failing() -> None:
@@ -103,8 +107,8 @@ async def test_an_error_in_one_task_cancels_the_others_and_leaves_the_block() ->
 
     async def run_both() -> None:
         async with open_spawner() as spawner:
-            spawner.spawn(bystander, name="bystander")
-            spawner.spawn(failing, name="failing")
+            spawner.spawn(bystander, name="bystander", lasting=lasting)
+            spawner.spawn(failing, name="failing", lasting=lasting)
 
     with pytest.raises((ValueError, BaseExceptionGroup)) as caught:
         await run_both()
@@ -153,7 +157,10 @@ async def test_cancel_cancels_the_groups_tasks() -> None:
     assert not outer.cancelled_caught  # the scope around the group is not touched
 
 
-async def test_a_task_cancelled_before_its_first_step_does_not_hold_the_block() -> None:
+@pytest.mark.parametrize("lasting", [False, True])
+async def test_a_task_cancelled_before_its_first_step_does_not_hold_the_block(
+    lasting: bool,
+) -> None:
     # A forced shutdown just after a request arrived: its task is cancelled
     # before it ever ran (on asyncio nothing of its body runs then), and yet
     # the block must see it gone rather than wait for it forever.
@@ -163,11 +170,11 @@ async def test_a_task_cancelled_before_its_first_step_does_not_hold_the_block() 
     # Failing, this hangs in the block's exit (pytest-timeout ends it).
     with anyio.CancelScope() as outer:
         async with open_spawner() as spawner:
-            spawner.spawn(task, name="never started")
+            spawner.spawn(task, name="never started", lasting=lasting)
             spawner.cancel()
     with anyio.CancelScope() as around:
         async with open_spawner() as spawner:
-            spawner.spawn(task, name="never started either")
+            spawner.spawn(task, name="never started either", lasting=lasting)
             around.cancel()
         await anyio.lowlevel.checkpoint()
     assert around.cancelled_caught

@@ -385,7 +385,7 @@ async def _accept(
                 error_logger.error("accept failed: %s", exc)
                 await anyio.sleep(0.1)
                 break
-            connections.spawn(_handle, client, context, ssl_context, name=_CONNECTION)
+            connections.spawn(_handle, client, context, ssl_context, name=_CONNECTION, lasting=True)
 
 
 #: The name of every connection task.
