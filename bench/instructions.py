@@ -88,6 +88,15 @@ class Result:
     instructions: dict[int, int] = dataclasses.field(default_factory=dict)  # N -> Collected
     per_request: float | None = None
     seconds: float = 0.0
+    reconnects: dict[int, int] = dataclasses.field(default_factory=dict)  # N -> new connections
+
+    @property
+    def note(self) -> str | None:
+        """What the table's notes say of a server that closed the keep-alive connection."""
+        if not any(self.reconnects.values()):
+            return None
+        runs = ", ".join(f"{k} in the {n}-request run" for n, k in sorted(self.reconnects.items()))
+        return f"the server closed the connection (Connection: close), new ones: {runs}"
 
     @property
     def label(self) -> str:
@@ -151,7 +160,14 @@ def expected_body(workload: http1.Workload) -> bytes:
     return str(workload.upload).encode("ascii") if workload.upload else bench_app.BODY
 
 
-def read_answer(stream: Any) -> tuple[int, bytes]:
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    close: bool  # the server said ``Connection: close``: it ends the connection after this
+
+
+def read_answer(stream: Any) -> Answer:
     """One response from a socket's binary file: its status and its Content-Length body."""
     status_line = stream.readline(65536)
     if not status_line:
@@ -159,38 +175,55 @@ def read_answer(stream: Any) -> tuple[int, bytes]:
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise RuntimeError(f"not an HTTP/1.1 status line: {status_line!r}")
-    length = None
+    length, close = None, False
     while (line := stream.readline(65536)) not in (b"\r\n", b"\n", b""):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
         elif name.strip().lower() == b"transfer-encoding":
             raise RuntimeError("a chunked answer: bench.app answers with a Content-Length")
+        elif name.strip().lower() == b"connection":
+            close = b"close" in value.lower()
     if length is None:
         raise RuntimeError("an answer without a Content-Length")
     body = stream.read(length)
     if len(body) != length:
         raise RuntimeError("the server closed the connection within a body")
-    return int(parts[1]), body
+    return Answer(int(parts[1]), body, close)
 
 
-def check_answer(stream: Any, workload: http1.Workload, n: int = 1) -> None:
-    """Read the answer to request number ``n``; RuntimeError unless it is 200 and bench.app's."""
-    status, answer = read_answer(stream)
+def check_answer(stream: Any, workload: http1.Workload, n: int = 1) -> bool:
+    """Read the answer to request number ``n``; RuntimeError unless it is 200 and bench.app's.
+
+    True when the server closes the connection after it (``Connection: close``).
+    """
+    answer = read_answer(stream)
     body = expected_body(workload)
-    if status != 200 or answer != body:
-        raise RuntimeError(f"request {n}: answered {status} with {answer[:40]!r}, not 200 {body!r}")
+    if answer.status != 200 or answer.body != body:
+        raise RuntimeError(
+            f"request {n}: answered {answer.status} with {answer.body[:40]!r}, not 200 {body!r}"
+        )
+    return answer.close
 
 
-def send_requests(port: int, workload: http1.Workload, count: int) -> None:
-    """``count`` requests, one after the other, on one keep-alive connection; each checked."""
-    data = request(workload)
-    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with sock.makefile("rb") as stream:
-            for n in range(1, count + 1):
-                sock.sendall(data)
-                check_answer(stream, workload, n)
+def send_requests(port: int, workload: http1.Workload, count: int) -> int:
+    """``count`` requests, one after the other, on a keep-alive connection; each checked.
+
+    A server that closes the connection (``Connection: close``; Hypercorn does after
+    1,000 requests, its keep_alive_max_requests) gets a new one: the number of those.
+    """
+    data, sent, reconnects = request(workload), 0, -1
+    while sent < count:
+        reconnects += 1
+        with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with sock.makefile("rb") as stream:
+                while sent < count:
+                    sock.sendall(data)
+                    sent += 1
+                    if check_answer(stream, workload, sent):
+                        break
+    return reconnects
 
 
 def stop(process: subprocess.Popen[bytes]) -> bool:
@@ -209,22 +242,25 @@ def stop(process: subprocess.Popen[bytes]) -> bool:
     return clean
 
 
-def count(server: http1.Server, args: argparse.Namespace, workload: str, requests: int) -> int:
-    """The instructions of one server run under callgrind that answers ``requests`` requests."""
+def count(
+    server: http1.Server, args: argparse.Namespace, workload: str, requests: int
+) -> tuple[int, int]:
+    """The instructions of one server run under callgrind that answers ``requests`` requests,
+    and how many times the client had to reconnect."""
     port = http1.free_port()
     with tempfile.TemporaryFile() as output:
         process = http1.launch([*VALGRIND, *server.argv(port)], args, output, **ENV)
         try:
             if (why := http1.wait_until_up(process, port, STARTUP_TIMEOUT)) is not None:
                 raise RuntimeError(f"{why}; its output:\n{http1.tail(output)}")
-            send_requests(port, http1.WORKLOADS[workload], requests)
+            reconnects = send_requests(port, http1.WORKLOADS[workload], requests)
         finally:
             clean = stop(process)
         output.seek(0)
         text = output.read().decode(errors="replace")
     if not clean:
         raise RuntimeError(f"did not exit within {STOP_TIMEOUT:.0f} s of SIGINT")
-    return collected(text)
+    return collected(text), reconnects
 
 
 def measure(server: http1.Server, args: argparse.Namespace, workload: str) -> Result:
@@ -232,7 +268,7 @@ def measure(server: http1.Server, args: argparse.Namespace, workload: str) -> Re
     started = time.monotonic()
     try:
         for n in args.requests:
-            result.instructions[n] = count(server, args, workload, n)
+            result.instructions[n], result.reconnects[n] = count(server, args, workload, n)
         result.per_request = per_request(result.instructions)
         result.status = "ok"
     except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
@@ -295,7 +331,7 @@ def json_row(machine: dict[str, Any], r: Result, results: Sequence[Result]) -> d
     """``r`` in the common shape (bench/record.py); ``results`` give its ratio to Uvicorn."""
     return record.row(
         machine, scenario=r.workload, server=r.server, loop=r.loop, parser=r.impl,
-        label=r.label, status=r.status, error=r.error,
+        label=r.label, status=r.status, error=r.error, note=r.note,
         values={"instr_per_req": r.per_request, "vs_uvicorn": ratio(results, r)},
     )  # fmt: skip
 
@@ -362,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             r = measure(server, args, workload)
             shown = f"{r.per_request:,.0f} instructions/req" if r.per_request else r.status.upper()
             print(f"  {workload}: {shown} ({r.seconds:.0f} s)", file=sys.stderr, flush=True)
-            if r.error:
-                print(f"    {r.error}", file=sys.stderr)
+            if r.error or r.note:
+                print(f"    {r.error or r.note}", file=sys.stderr)
             results.append(r)
     for workload in args.workloads:
         print(f"\n{scenario(workload, args)['title']}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -143,10 +144,45 @@ def test_every_answer_is_checked_over_a_real_socket(answer: bytes, error: str | 
                 server.sendall(answer)
                 server.shutdown(socket.SHUT_WR)
                 if error is None:
-                    instructions.check_answer(stream, http1.WORKLOADS["hello"])
+                    assert instructions.check_answer(stream, http1.WORKLOADS["hello"]) is False
                     return
                 with pytest.raises(RuntimeError, match=error):
                     instructions.check_answer(stream, http1.WORKLOADS["hello"])
+
+
+def test_a_server_that_closes_the_connection_gets_a_new_one() -> None:
+    """As Hypercorn after 1,000 requests: Connection: close, then the client reconnects."""
+    hello = http1.WORKLOADS["hello"]
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n%s\r\nHello, world!"
+    served: list[int] = []
+
+    def serve(listener: socket.socket) -> None:
+        for _ in range(3):  # three connections, of 2, 2 and 1 requests
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rb") as stream:
+                for n in range(1, 3):
+                    if stream.readline() == b"":
+                        break
+                    while stream.readline() != b"\r\n":
+                        pass
+                    served.append(len(served) + 1)
+                    conn.sendall(ok % (b"Connection: close\r\n" if n == 2 else b""))
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        thread = threading.Thread(target=serve, args=(listener,))
+        thread.start()
+        try:
+            assert instructions.send_requests(listener.getsockname()[1], hello, 5) == 2
+        finally:
+            thread.join(10)
+    assert served == [1, 2, 3, 4, 5]
+    r = result("hypercorn", "asyncio", None, 1_000_000)
+    r.reconnects = {200: 0, 1200: 1}
+    assert r.note == (
+        "the server closed the connection (Connection: close), new ones:"
+        " 0 in the 200-request run, 1 in the 1200-request run"
+    )
+    assert instructions.json_row(machine(), r, [r])["note"] == r.note
 
 
 def test_the_upload_request_carries_its_length_and_expects_it_back() -> None:
