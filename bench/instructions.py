@@ -3,9 +3,11 @@
 CPU time and req/s on a shared machine swing by 10-30 % from run to run, which
 hides a change of a few per cent. The instructions a server's processes execute
 in user space, as callgrind counts them, repeat to about 0.1 % with
-``PYTHONHASHSEED`` fixed: this script is for before/after comparisons of small
-changes. It counts no kernel time (system calls, the TCP stack), no cache misses
-and no waiting, so it is no substitute for ``bench/http1.py``'s req/s.
+``PYTHONHASHSEED`` fixed (tricorn's to 0.03 %; a server's work on a timer,
+such as Uvicorn's 0.1 s tick, is counted too and varies with the run's length):
+this script is for before/after comparisons of small changes. It counts no
+kernel time (system calls, the TCP stack), no cache misses and no waiting, so it
+is no substitute for ``bench/http1.py``'s req/s.
 
 Each server of ``bench/http1.py`` (its command lines, ``--only``, ``--uvloop``,
 ``--trio``) runs under ``valgrind --tool=callgrind`` serving ``bench.app:app``.
