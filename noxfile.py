@@ -185,12 +185,25 @@ def bench_memory(session: nox.Session) -> None:
     session.run("python", "bench/memory.py", *session.posargs)
 
 
+@nox.session(name="bench-instructions")
+def bench_instructions(session: nox.Session) -> None:
+    """Instructions per request under valgrind's callgrind: deterministic, for before/after.
+
+    Needs Debian's valgrind (apt-get install -y valgrind); about 11 minutes on 2 cores.
+    nox -s bench-instructions -- --only tricorn --workloads hello --requests 100,600
+    (options: python bench/instructions.py -h)
+    """
+    session.install("-e", ".[speed,trio]", "uvicorn", "httptools", "hypercorn", "granian")
+    session.run("python", "bench/instructions.py", *session.posargs)
+
+
 @nox.session(name="bench-report")
 def bench_report(session: nox.Session) -> None:
-    """Every benchmark, short (about 19 minutes on 2 cores), then the docs' tables and charts.
+    """Every benchmark, short (about 30 minutes on 2 cores), then the docs' tables and charts.
 
     Writes bench/results/*.json and docs/benchmarks/ (see docs/performance.rst). Needs
-    Debian's wrk and nghttp2-client. nox -s bench-report -- --only http1,http2
+    Debian's wrk and nghttp2-client (and valgrind, else instructions is skipped).
+    nox -s bench-report -- --only http1,http2
     (options: python bench/report.py -h; without --run it only rewrites the docs)
     """
     session.install(

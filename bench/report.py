@@ -16,7 +16,7 @@ The same input gives byte-for-byte the same output. ``docs/performance.rst``
 includes the ``.rst`` files from their third line (each starts with ``:orphan:``
 so that Sphinx also accepts it as a page of its own).
 
-``--run`` first runs every benchmark with short durations (about 19 minutes
+``--run`` first runs every benchmark with short durations (about 30 minutes
 on two cores), each writing ``RESULTS/<benchmark>.json``; ``nox -s
 bench-report`` does exactly that. Exit status: 0 when every benchmark it
 expected has a result, 1 when one has none, 2 for a bad argument.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -40,9 +41,9 @@ OUT: Final = ROOT / "docs" / "benchmarks"
 #: The order of the docs page, and what ``--run`` runs.
 ORDER: Final = (
     "http1", "http1-bodies", "latency", "http2", "websocket", "http3", "memory", "download",
-    "chunks",
+    "chunks", "instructions",
 )  # fmt: skip
-#: What ``--run`` runs: short runs sized for a 2-core machine (about 19 minutes in all).
+#: What ``--run`` runs: short runs sized for a 2-core machine (about 30 minutes in all).
 RUNS: Final[dict[str, tuple[str, ...]]] = {
     "http1": ("bench/http1.py", "--duration", "5", "--warmup", "1"),
     # The body workloads: POST 64 KiB, GET 1 MiB.
@@ -74,7 +75,13 @@ RUNS: Final[dict[str, tuple[str, ...]]] = {
     "memory": ("bench/memory.py", "--connections", "300", "--cycles", "500"),
     "download": ("bench/download.py", "--size", "50", "--downloads", "3"),
     "chunks": ("bench/chunks.py", "--chunks", "200000", "--repeat", "3"),
+    # Under valgrind's callgrind: 200 and 1,200 requests per server and workload (about 11
+    # minutes). Deterministic, so no repeats; skipped where valgrind is missing (NEEDS).
+    "instructions": ("bench/instructions.py", "--requests", "200,1200"),
 }
+#: The benchmarks ``--run`` skips, with a note, where their tool is not on PATH: the tool and
+#: its Debian package. (The others say so themselves: they exit with status 2.)
+NEEDS: Final[dict[str, tuple[str, str]]] = {"instructions": ("valgrind", "valgrind")}
 #: The charts' order of loops; others follow in the order the rows have them.
 LOOPS: Final = ("asyncio", "uvloop", "trio")
 #: The servers each row is compared with, on the same loop, when they were measured.
@@ -341,10 +348,22 @@ def benchmark_rst(document: Document) -> str:
 
 
 def missing_rst(name: str) -> str:
+    needs = ""
+    if name in NEEDS:
+        tool, package = NEEDS[name]
+        needs = f" It needs {tool} (``apt-get install -y {package}``)."
     return (
         f"{HEADER}*Not measured in the last run:* ``bench/results/{name}.json`` is missing."
-        f" Run ``python bench/report.py --run`` or ``nox -s bench-report``.\n"
+        f" Run ``python bench/report.py --run`` or ``nox -s bench-report``.{needs}\n"
     )
+
+
+def unavailable(name: str) -> str | None:
+    """Why ``name`` cannot run here (its tool is not on PATH), or None."""
+    if name not in NEEDS or shutil.which(NEEDS[name][0]) is not None:
+        return None
+    tool, package = NEEDS[name]
+    return f"{tool} is not installed (apt-get install -y {package})"
 
 
 def machine_rst(documents: Sequence[Document]) -> str:
@@ -592,6 +611,9 @@ def run(results: Path, names: Sequence[str]) -> dict[str, int]:
     for name in names:
         target = results / f"{name}.json"
         target.unlink(missing_ok=True)  # an old file must not pass for this run's
+        if (why := unavailable(name)) is not None:
+            print(f"== {name}: skipped: {why}", file=sys.stderr, flush=True)
+            continue
         argv = [sys.executable, *RUNS[name], "--json", str(target)]
         print(f"== {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         statuses[name] = subprocess.run(argv, cwd=ROOT, check=False).returncode
@@ -608,7 +630,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=OUT, help="where to write (docs/benchmarks)")
     parser.add_argument(
-        "--run", action="store_true", help="run the benchmarks first (short, ~19 minutes)"
+        "--run", action="store_true", help="run the benchmarks first (short, ~30 minutes)"
     )
     parser.add_argument(
         "--only",
@@ -635,7 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     write(files, args.out)
     print(f"wrote {len(files)} files to {args.out}", file=sys.stderr)
     have = {d["benchmark"] for d in documents}
-    if missing := [name for name in args.names if name not in have]:
+    absent = [name for name in args.names if name not in have]
+    if skipped := [name for name in absent if unavailable(name)]:
+        # Not a failure: this machine cannot run them (docs/benchmarks/<name>.rst says so).
+        print(f"skipped, their tool missing: {', '.join(skipped)}", file=sys.stderr)
+    if missing := [name for name in absent if name not in skipped]:
         print(f"no result for: {', '.join(missing)}", file=sys.stderr)
         return 1
     return 0
