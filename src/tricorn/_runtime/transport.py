@@ -394,26 +394,30 @@ class _AsyncioSpawner:
         try:
             await function(*args)
         except Exception as error:
-            if self._error is None:
-                self._error = error
-            self.cancel()
+            self._failed(error)
         finally:
-            self._tasks.remove(cast("asyncio.Task[None]", asyncio.current_task()))
-            if not self._tasks and self._idle is not None and not self._idle.done():
-                self._idle.set_result(None)
+            self._forget(cast("asyncio.Task[None]", asyncio.current_task()))
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A lasting task, or one cancelled, is done: its books, where no body of
         ours kept them (a lasting task has none; a task cancelled before its
         first step ends without running it)."""
         if not task.cancelled() and (error := task.exception()) is not None:
-            if self._error is None:
-                self._error = error
-            self.cancel()
+            self._failed(error)
         if task in self._tasks:
-            self._tasks.remove(task)
-            if not self._tasks and self._idle is not None and not self._idle.done():
-                self._idle.set_result(None)
+            self._forget(task)
+
+    def _failed(self, error: BaseException) -> None:
+        """A task raised: the first error is the block's, and the others are cancelled."""
+        if self._error is None:
+            self._error = error
+        self.cancel()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """The task is over: off the books, and the block's exit may go on once none is left."""
+        self._tasks.remove(task)
+        if not self._tasks and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def cancel(self) -> None:
         if not self._cancelled:
