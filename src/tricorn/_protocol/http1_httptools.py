@@ -255,10 +255,7 @@ class HttptoolsWire:
             ):
                 # Body bytes with nothing before them: handed on as they
                 # came, not copied into the buffer and out again.
-                body, rest = h11_seams.take_body(reader, data)
-                self._direct = h11.Data(data=body)
-                if rest:
-                    self._buffer += rest
+                self._take_direct(reader, data)
             elif self.their_state is IDLE and not self._data and not self._read:
                 self._read = data  # see _read_head
             else:
@@ -266,6 +263,14 @@ class HttptoolsWire:
                 self._buffer += data
         else:
             self._eof = True
+
+    def _take_direct(self, reader: ContentLengthReader, data: bytes) -> None:
+        """The body bytes ``data`` starts with become the next Data as they are;
+        what follows the body goes to the buffer."""
+        body, rest = h11_seams.take_body(reader, data)
+        self._direct = h11.Data(data=body)
+        if rest:
+            self._buffer += rest
 
     def _buffer_read(self) -> None:
         """The held read goes into the buffer, where everything but a whole head is read."""
@@ -355,18 +360,13 @@ class HttptoolsWire:
                 # or nothing) is the only part copied.
                 self._read = b""
                 end = found.end()
-                head = read if end == len(read) else read[:end]
-                request = self._parse(head) if _STRICT_HEAD.fullmatch(head) else None
-                if request is None:
-                    request = _h11_verdict(head)
-                self._request_received(request)
+                request = self._head_read(read if end == len(read) else read[:end])
                 if end < len(read):
                     rest = read[end:]
                     reader = self._reader
                     if type(reader) is ContentLengthReader:
-                        body, rest = h11_seams.take_body(reader, rest)
-                        self._direct = h11.Data(data=body)
-                    if rest:
+                        self._take_direct(reader, rest)
+                    else:
                         self._buffer += rest
                 return request
             self._buffer_read()  # part of a head, or empty lines first: the buffer's way
@@ -381,7 +381,10 @@ class HttptoolsWire:
                 raise h11.LocalProtocolError("illegal request line")
             return None
         self._search = 0
-        head = h11_seams.take_bytes(self._buffer, found.end())
+        return self._head_read(h11_seams.take_bytes(self._buffer, found.end()))
+
+    def _head_read(self, head: bytes) -> RequestHead:
+        """One whole head: httptools' reading where it may judge it, else h11's."""
         request = self._parse(head) if _STRICT_HEAD.fullmatch(head) else None
         if request is None:
             request = _h11_verdict(head)
