@@ -119,12 +119,20 @@ def _requests_total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 
 class _Hammer:
-    """Requests, one after another on fresh connections, until stopped; every outcome kept."""
+    """Requests, one after another on fresh connections, until stopped; every outcome kept.
+
+    ``sent`` counts the requests begun; ``sent_before[i]`` is that count
+    when the request of ``answers[i]`` began, so a check can pick the
+    answers to requests sent after some moment (an answer is appended a
+    little after its worker wrote it, perhaps after that worker exited).
+    """
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._stop = threading.Event()
+        self.sent = 0
         self.answers: list[str] = []
+        self.sent_before: list[int] = []
         self.failures: list[str] = []
         self.answered = threading.Condition()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -133,6 +141,9 @@ class _Hammer:
     def _run(self) -> None:
         with _fresh_client() as client:
             while not self._stop.is_set():
+                with self.answered:
+                    number = self.sent
+                    self.sent += 1
                 try:
                     response = client.get(self._url)
                     outcome = response.text if response.status_code == 200 else None
@@ -145,6 +156,7 @@ class _Hammer:
                         self.failures.append(error)
                     else:
                         self.answers.append(outcome)
+                        self.sent_before.append(number)
                     self.answered.notify_all()
 
     def wait_for(self, condition: Callable[[list[str]], bool], timeout: float = 20.0) -> None:
@@ -152,6 +164,10 @@ class _Hammer:
             assert self.answered.wait_for(lambda: condition(self.answers), timeout), (
                 f"{len(self.answers)} answers, failures: {self.failures}"
             )
+
+    def answers_to_requests_sent_from(self, mark: int) -> list[str]:
+        with self.answered:
+            return [a for a, n in zip(self.answers, self.sent_before, strict=True) if n >= mark]
 
     def stop(self) -> None:
         self._stop.set()
@@ -206,15 +222,18 @@ def test_sighup_restarts_every_worker_on_new_code_without_failing_a_request(
         new = {int(pid) for pid in done.groups()}
         # The old workers finish what they accepted, then exit.
         _until(lambda: not any(_running(pid) for pid in old))
-        count = len(hammer.answers)
-        hammer.wait_for(lambda answers: len(answers) >= count + 10)
+        with hammer.answered:
+            mark = hammer.sent
+        hammer.wait_for(lambda _: len(hammer.answers_to_requests_sent_from(mark)) >= 10)
     finally:
         hammer.stop()
     assert hammer.failures == []
     assert new.isdisjoint(old)
     assert len(server.wait_for_lines(r"\(SIGHUP\), which shuts down gracefully", 2)) == 2
-    # Only the new workers answer now, with the new code.
-    assert {answer for answer in hammer.answers[count:]} <= {f"{pid} two" for pid in new}
+    # Requests sent once the old workers were gone reach only the new
+    # ones, which run the new code.
+    later = hammer.answers_to_requests_sent_from(mark)
+    assert {answer for answer in later} <= {f"{pid} two" for pid in new}
     assert {answer for answer in hammer.answers[:5]} <= {f"{pid} one" for pid in old}
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0, server.stderr
