@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -148,19 +149,23 @@ def test_the_httptools_wire_moves_exactly_as_h11s(
 
     both(read_all)
     for command in script:
-        match command:
-            case ("informational", status, fields):
-                both(lambda wire: wire.send_informational(status, fields, b"Info"))
-            case ("response", status, fields):
-                both(lambda wire: wire.send_response(status, fields, b"Reason"))
-            case ("data", data):
-                both(lambda wire: wire.send_data(data))
-            case ("end", fields):
-                both(lambda wire: wire.send_end(fields))
-            case ("next_cycle",):
-                both(lambda wire: wire.start_next_cycle())
-            case ("read",):
-                both(read_all)
+        both(action_for(command))
+
+
+def action_for(command: tuple[Any, ...]) -> Callable[[Any], object]:
+    """What one scripted command does to a wire."""
+    match command:
+        case ("informational", status, fields):
+            return lambda wire: wire.send_informational(status, fields, b"Info")
+        case ("response", status, fields):
+            return lambda wire: wire.send_response(status, fields, b"Reason")
+        case ("data", data):
+            return lambda wire: wire.send_data(data)
+        case ("end", fields):
+            return lambda wire: wire.send_end(fields)
+        case ("next_cycle",):
+            return lambda wire: wire.start_next_cycle()
+    return read_all
 
 
 def test_auto_picks_httptools_where_it_is_installed() -> None:
@@ -206,3 +211,142 @@ def test_httptools_reads_the_head_after_a_body_itself(monkeypatch: pytest.Monkey
         wire.send_end()
         wire.start_next_cycle()
     assert targets == [b"/1", b"/2", b"/3"]
+
+
+def _h11_head_pattern() -> re.Pattern[bytes]:
+    """A whole head in h11's grammar, built from h11's own ABNF as h11 reads it."""
+    from h11._abnf import header_field, request_line
+
+    return re.compile(f"{request_line}\r\n(?:{header_field}\r\n)*\r\n".encode("ascii"))
+
+
+head_bytes = st.lists(
+    st.sampled_from(
+        [
+            *(b"GET", b" ", b"/", b"HTTP/1.1", b"HTTP/1.", b"\r\n", b"\n", b"\r", b"Host", b":"),
+            *(b"a", b"\t", b"\x00", b"\x0b", b"\x0c", b"\x80", b"\x7f", b"\x1f", b"(", b"x-y"),
+        ]
+    ),
+    max_size=24,
+).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    head=st.one_of(
+        head_bytes,
+        st.tuples(head_bytes, head_bytes).map(lambda p: b"GET / HTTP/1.1\r\n" + p[0] + p[1]),
+    )
+)
+def test_the_strict_head_pattern_is_h11s_grammar(head: bytes) -> None:
+    from tricorn._protocol.http1_httptools import _STRICT_HEAD
+
+    for candidate in (head, head + b"\r\n\r\n", head + b"\r\n"):
+        ours = _STRICT_HEAD.fullmatch(candidate) is not None
+        assert ours is (_h11_head_pattern().fullmatch(candidate) is not None), candidate
+
+
+methods = st.sampled_from([b"GET", b"HEAD", b"POST", b"OPTIONS", b"CONNECT", b"get", b"M-SEARCH"])
+targets = st.sampled_from([b"/", b"/a?b=c", b"*", b"http://a/b", b"/%20x", b"a:80"])
+versions = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0"])
+request_names = st.sampled_from(
+    [
+        *(b"Host", b"host", b"Content-Length", b"Transfer-Encoding", b"TE", b"Expect"),
+        *(b"Connection", b"Upgrade", b"HTTP2-Settings", b"x-a", b"User-Agent", b"bad name"),
+    ]
+)
+request_values = st.sampled_from(
+    [
+        *(b"a", b" a ", b"a\tb", b"", b"0", b"1", b"chunked", b"close", b"trailers"),
+        *(b"100-continue", b"websocket", b"h2c", b"\x80", b"a\x0bb", b"\x00"),
+    ]
+)
+
+
+@st.composite
+def request_reads(draw: st.DrawFn) -> bytes:
+    """One read: a request head (mostly plain, sometimes not), perhaps more behind it."""
+    line = b"%s %s %s\r\n" % (draw(methods), draw(targets), draw(versions))
+    fields = draw(st.lists(st.tuples(request_names, request_values), max_size=4))
+    if draw(st.booleans()):
+        fields.insert(draw(st.integers(0, len(fields))), (b"Host", b"example.com"))
+    newline = draw(st.sampled_from([b"\r\n"] * 5 + [b"\n"]))
+    head = line + b"".join(name + b": " + value + newline for name, value in fields) + newline
+    return head + draw(st.sampled_from([b""] * 4 + [b"abc", b"GET / HTTP/1.1\r\n"]))
+
+
+@st.composite
+def plain_reads(draw: st.DrawFn) -> bytes:
+    """A plain request head alone (most of them the shortcut takes)."""
+    line = b"%s %s HTTP/1.1\r\n" % (
+        draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"DELETE"])),
+        draw(st.sampled_from([b"/", b"/a?b=c", b"/%20x"])),
+    )
+    names = st.sampled_from([b"x-a", b"User-Agent", b"Accept", b"TE", b"Host"])
+    values = st.sampled_from([b"a", b" a ", b"a\tb", b"", b"\x80", b"*/*"])
+    fields = draw(st.lists(st.tuples(names, values), max_size=3))
+    fields.insert(draw(st.integers(0, len(fields))), (b"Host", b"example.com"))
+    return line + b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(read=st.one_of(plain_reads(), request_reads()), script=commands)
+def test_a_plain_request_read_in_one_step_is_what_h11_reads(
+    read: bytes, script: list[tuple[Any, ...]]
+) -> None:
+    """plain_request either declines, touching nothing, or reads the request
+    and its end exactly as h11 does, leaving the wire where h11's would be."""
+    reference, candidate = new_wire("h11", 1024), new_wire("httptools", 1024)
+
+    def nothing(wire: Any) -> None:
+        return None
+
+    before = step(candidate, nothing)
+    head = candidate.plain_request(read)
+    if head is None:
+        assert step(candidate, nothing) == before
+        return
+    reference.receive_data(read)
+    assert [comparable(head), ("end", []), h11.NEED_DATA] == [
+        comparable(event) for event in read_all(reference)
+    ]
+    assert step(candidate, nothing) == step(reference, nothing)
+    for command in script:
+        action = action_for(command)
+        outcome = step(reference, action)
+        if outcome[0] == "h11 fails":
+            return
+        assert step(candidate, action) == outcome
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"HEAD /x?y HTTP/1.1\r\nhost: a\r\nUser-Agent: b c \r\nAccept: */*\r\n\r\n",
+    ],
+)
+def test_a_plain_request_is_read_in_one_step(read: bytes) -> None:
+    head = new_wire("httptools", 1024).plain_request(read)
+    assert head is not None
+    assert head.headers[0] == (b"host", b"a")
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"CONNECT a:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n",
+        b"GET / HTTP/1.1\nHost: a\n\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ],
+)
+def test_anything_but_a_plain_request_goes_the_general_way(read: bytes) -> None:
+    assert new_wire("httptools", 1024).plain_request(read) is None

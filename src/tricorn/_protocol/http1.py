@@ -69,6 +69,9 @@ HeaderSource = Callable[[], Headers]
 _NOTED: Final = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"te"})
 _NOTHING_NOTED: Final[frozenset[bytes]] = frozenset()
 
+#: The end of a body-less request's (non-)body: one serves every request.
+_ENDED: Final = StreamEnded(STREAM_ID)
+
 _UPGRADE_HEADERS: Final = ((b"upgrade", b"websocket"), (b"connection", b"Upgrade"))
 
 _RESPONSE_HEAD_SENT: Final = frozenset({h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
@@ -126,6 +129,8 @@ class HTTP1Protocol:
         #: Which parser reads requests (``http1_parser``; auto resolved).
         self._parser = http1_wire.resolve(config.http1_parser)
         self._wire = http1_wire.new_wire(self._parser, config.h11_max_incomplete_size)
+        #: The wire can take a plain request from a read in one step.
+        self._plain_reads = self._parser == "httptools"
         self._max_body = config.max_request_body_size
         self._max_head = config.h11_max_incomplete_size
         self._default_headers = default_headers
@@ -321,6 +326,30 @@ class HTTP1Protocol:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+        if (
+            self._plain_reads
+            and self._sniffed is None
+            and not self._closed
+            and self._ws is None
+            and data
+            and (head := self._wire.plain_request(data)) is not None
+        ):
+            # Most reads: one whole GET-like head, nothing else. None of the
+            # checks below applies to it (see HttptoolsWire.plain_request).
+            self._method = head.method
+            self._in_flight = self._served = True
+            request = RequestReceived(
+                STREAM_ID,
+                head.method,
+                head.target,
+                "1.1",
+                head.headers,
+                expects_continue=False,
+                websocket=None,
+                can_send_trailers=False,
+                can_send_early_hints=True,
+            )
+            return [request, _ENDED]
         if self._sniffed is not None:
             return self._sniff(data)
         if self._closed:

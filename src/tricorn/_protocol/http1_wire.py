@@ -134,6 +134,10 @@ class H11Wire(h11.Connection):
             return RequestHead(event.method, event.target, event.http_version, tuple(event.headers))
         return event
 
+    def plain_request(self, data: bytes) -> RequestHead | None:
+        """None: h11 reads every request its own way (HttptoolsWire has a shortcut)."""
+        return None
+
     def send_informational(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
         return self.send(
             h11.InformationalResponse(status_code=status_code, headers=list(headers), reason=reason)
