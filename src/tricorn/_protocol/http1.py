@@ -732,31 +732,22 @@ class HTTP1Protocol:
         if self._closed:
             raise ClientDisconnected("the connection is closed")
         try:
+            # The two commands of nearly every response, by exact type (a
+            # class pattern's isinstance and attribute lookups cost more).
+            if type(command) is SendData:
+                # HEAD, 204 and 304 responses carry no body (RFC 9110
+                # 6.4.1); the app may still send one, and it is dropped.
+                if command.data and self._body_allowed:
+                    self._out += self._wire.send_data(command.data)
+                if command.end_stream and (end := self._wire.send_end()):
+                    self._out += end
+                return
+            if type(command) is StartResponse:
+                self._start_response(command.status_code, command.headers)
+                return
             match command:
-                case SendData(data=data, end_stream=end_stream):
-                    # HEAD, 204 and 304 responses carry no body (RFC 9110
-                    # 6.4.1); the app may still send one, and it is dropped.
-                    if data and self._body_allowed:
-                        self._out += self._wire.send_data(data)
-                    if end_stream:
-                        self._out += self._wire.send_end()
-                case StartResponse(status_code=status_code, headers=headers):
-                    if self._wire.they_are_waiting_for_100_continue:
-                        # A final answer without 100 Continue: the client may
-                        # never send the body h11 would wait for, so the next
-                        # request could be read as this one's body. Close
-                        # instead (RFC 9110 10.1.1).
-                        self._keep_alive = False
-                    if self._ws_request is not None:
-                        # A refused WebSocket handshake: the answer ends the
-                        # connection (ASGI websocket denial response).
-                        self._keep_alive = False
-                    self._body_allowed = rules.response_allows_body(self._method, status_code)
-                    fields, present = self._response_headers(headers)
-                    self._chunked = self._body_allowed and b"content-length" not in present
-                    self._out += self._wire.send_response(
-                        status_code, fields, rules.status_phrase(status_code)
-                    )
+                case SendData() | StartResponse():
+                    raise AssertionError("taken above")
                 case SendInformational(status_code=status_code, headers=headers):
                     self._out += self._wire.send_informational(
                         status_code, headers, rules.status_phrase(status_code)
@@ -775,6 +766,21 @@ class HTTP1Protocol:
                     assert_never(command)
         except h11.LocalProtocolError as exc:
             raise self._invalid_response(exc) from None
+
+    def _start_response(self, status_code: int, headers: Headers) -> None:
+        if self._wire.they_are_waiting_for_100_continue:
+            # A final answer without 100 Continue: the client may never send
+            # the body h11 would wait for, so the next request could be read
+            # as this one's body. Close instead (RFC 9110 10.1.1).
+            self._keep_alive = False
+        if self._ws_request is not None:
+            # A refused WebSocket handshake: the answer ends the connection
+            # (ASGI websocket denial response).
+            self._keep_alive = False
+        self._body_allowed = rules.response_allows_body(self._method, status_code)
+        fields, present = self._response_headers(headers)
+        self._chunked = self._body_allowed and b"content-length" not in present
+        self._out += self._wire.send_response(status_code, fields, rules.status_phrase(status_code))
 
     def _invalid_response(self, exc: h11.LocalProtocolError) -> AppProtocolError:
         """h11 refused what the app asked for (a bad header value, a body

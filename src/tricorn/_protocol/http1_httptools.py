@@ -99,15 +99,24 @@ _Reader = Callable[[ReceiveBuffer], h11.Data | h11.EndOfMessage | None]
 
 
 class _Head:
-    """httptools' callbacks for one head."""
+    """httptools' callbacks for one head: its fields, lower-case names (as h11
+    gives them), and what a plain request needs to know of them."""
 
-    __slots__ = ("complete", "headers")
+    __slots__ = ("complete", "headers", "hosts", "noted")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
+        #: How many Host fields came; whether any of _NOT_PLAIN_REQUEST did.
+        self.hosts = 0
+        self.noted = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in _NOT_PLAIN_REQUEST:
+            self.noted = True
+        elif name == b"host":
+            self.hosts += 1
         # llhttp keeps a value's trailing whitespace; h11 strips it (OWS).
         self.headers.append((name, value.rstrip(b" \t")))
 
@@ -143,7 +152,8 @@ def _feed(head: bytes) -> _Head | None:
     for fresh in (False, True):
         callbacks, parser = _renew_parser() if fresh else _parser()
         callbacks.headers = []
-        callbacks.complete = False
+        callbacks.complete = callbacks.noted = False
+        callbacks.hosts = 0
         try:
             parser.feed_data(head)
         except httptools.HttpParserUpgrade:
@@ -301,26 +311,17 @@ class HttptoolsWire:
         ):
             return None
         callbacks = _feed(data)
-        if callbacks is None or not callbacks.complete:
+        if callbacks is None or not callbacks.complete or callbacks.noted or callbacks.hosts != 1:
             return None
-        headers: list[tuple[bytes, bytes]] = []
-        hosts = 0
-        for raw_name, value in callbacks.headers:
-            name = raw_name.lower()
-            if name in _NOT_PLAIN_REQUEST:
-                return None
-            if name == b"host":
-                hosts += 1
-            headers.append((name, value))
         method, target, version = data[: data.index(b"\r\n")].split(b" ")
-        if hosts != 1 or version != b"HTTP/1.1" or target[0] != 47 or method == b"CONNECT":
+        if version != b"HTTP/1.1" or target[0] != 47 or method == b"CONNECT":
             return None  # 47: "/"
         self._method = method
         self._their_version = b"1.1"
         self._reader = _NO_BODY
         self.their_state = DONE
         self.our_state = SEND_RESPONSE
-        return RequestHead(method, target, b"1.1", tuple(headers))
+        return RequestHead(method, target, b"1.1", tuple(callbacks.headers))
 
     def _take_direct(self, reader: ContentLengthReader, data: bytes) -> None:
         """The body bytes ``data`` starts with become the next Data as they are;
@@ -457,8 +458,7 @@ class HttptoolsWire:
         headers: list[tuple[bytes, bytes]] = []
         hosts = 0
         length = framing = False
-        for raw_name, value in callbacks.headers:
-            name = raw_name.lower()
+        for name, value in callbacks.headers:
             if name == b"host":
                 hosts += 1
             elif name == b"content-length":
