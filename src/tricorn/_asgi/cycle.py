@@ -234,6 +234,20 @@ class HTTPCycle:
 
     def commands_for(self, message: object) -> list[Command]:
         """The protocol commands for one app message, or AppProtocolError."""
+        if type(message) is dict and not self._prefix:
+            # The two messages of nearly every response, where the state
+            # allows them: straight to their commands.
+            kind = message.get("type")
+            state = self.state
+            if kind == "http.response.body" and (
+                state is HTTPCycleState.SENDING_BODY or state is HTTPCycleState.START_HELD
+            ):
+                return self._body_commands(message)
+            if kind == "http.response.start" and state is HTTPCycleState.AWAITING_START:
+                return self._start_commands(message)
+        return self._commands_for(message)
+
+    def _commands_for(self, message: object) -> list[Command]:
         if (type(message) is not dict and not isinstance(message, Mapping)) or not isinstance(
             message.get("type"), str
         ):
@@ -270,33 +284,45 @@ class HTTPCycle:
             if self.state is HTTPCycleState.DONE:
                 return commands
         elif kind == "http.response.start":
-            self._held = self._start(message)
-            self.status = self._held.status_code
-            self.headers = self._held.headers
-            commands = []
+            return self._start_commands(message)
         else:
-            body = message.get("body", b"")
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise AppProtocolError(f"'body' must be a byte string in {_describe(message)}")
-            more_body = message.get("more_body", False)
-            if not isinstance(more_body, bool):
-                raise AppProtocolError(f"'more_body' must be a bool in {_describe(message)}")
-            commands = []
-            if self._held is not None:
-                commands.append(self._held)
-                self._held = None
-            data = bytes(body)
-            self.bytes_sent += len(data)
-            ends = not more_body and not self._trailers_announced
-            commands.append(SendData(self.stream_id, data, end_stream=ends))
-            if not more_body:
-                next_state = (
-                    HTTPCycleState.AWAITING_TRAILERS
-                    if self._trailers_announced
-                    else HTTPCycleState.DONE
-                )
+            return self._body_commands(message)
         self.state = next_state
         return commands
+
+    def _start_commands(self, message: Mapping[str, Any]) -> list[Command]:
+        """``http.response.start``: its head is held for the first body message."""
+        self._held = held = self._start(message)
+        self.status = held.status_code
+        self.headers = held.headers
+        self.state = HTTPCycleState.START_HELD
+        return []
+
+    def _body_commands(self, message: Mapping[str, Any]) -> list[Command]:
+        """``http.response.body``: its data, after the head if that was held."""
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise AppProtocolError(f"'body' must be a byte string in {_describe(message)}")
+            body = bytes(body)
+        more_body = message.get("more_body", False)
+        if more_body is not False and more_body is not True:
+            raise AppProtocolError(f"'more_body' must be a bool in {_describe(message)}")
+        self.bytes_sent += len(body)
+        if more_body:
+            self.state = HTTPCycleState.SENDING_BODY
+            ends = False
+        elif self._trailers_announced:
+            self.state = HTTPCycleState.AWAITING_TRAILERS
+            ends = False
+        else:
+            self.state = HTTPCycleState.DONE
+            ends = True
+        data = SendData(self.stream_id, body, end_stream=ends)
+        if (head := self._held) is not None:
+            self._held = None
+            return [head, data]
+        return [data]
 
     def file_for(self, message: Mapping[str, Any]) -> FileBody:
         """Check a pathsend or zerocopysend message; the state moves only in :meth:`file_sent`.
@@ -403,19 +429,22 @@ class HTTPCycle:
 
     def _start(self, message: Mapping[str, Any]) -> StartResponse:
         status = message.get("status")
-        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        if (
+            type(status) is not int and (not isinstance(status, int) or isinstance(status, bool))
+        ) or not 200 <= status <= 599:
             raise AppProtocolError(
                 f"'status' must be an int from 200 to 599 in {_describe(message)}"
             )
         trailers = message.get("trailers", False)
-        if not isinstance(trailers, bool):
-            raise AppProtocolError(f"'trailers' must be a bool in {_describe(message)}")
-        if trailers and not self._trailers:
-            raise AppProtocolError(
-                "'trailers' is set but the http.response.trailers extension is not "
-                f"offered on this connection: {_describe(message)}"
-            )
-        self._trailers_announced = trailers
+        if trailers is not False:
+            if trailers is not True:
+                raise AppProtocolError(f"'trailers' must be a bool in {_describe(message)}")
+            if not self._trailers:
+                raise AppProtocolError(
+                    "'trailers' is set but the http.response.trailers extension is not "
+                    f"offered on this connection: {_describe(message)}"
+                )
+            self._trailers_announced = True
         headers = check_headers(message.get("headers", ()), message)
         return StartResponse(self.stream_id, status, headers)
 

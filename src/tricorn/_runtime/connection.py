@@ -284,6 +284,7 @@ class Connection:
         "_eof",
         "_exchanges",
         "_first_request_by",
+        "_first_transport",
         "_held",
         "_metrics",
         "_orphaned",
@@ -375,6 +376,8 @@ class Connection:
         self._held: dict[int, int] = {}
         #: Streams whose app counts against limit_concurrency.
         self._counted: set[int] | frozenset[int] = _NO_STREAMS
+        #: Stream 1's transport, kept: HTTP/1.1's every exchange uses it.
+        self._first_transport: _StreamTransport | None = None
         #: Actions to run when the current task yields (see soon()).
         self._soon: list[tuple[int, Callable[[], tuple[Command, ...]]]] = []
 
@@ -432,7 +435,8 @@ class Connection:
                 finally:
                     self._write_lock.release()
         else:
-            await self._write_lock.acquire()
+            if not self._write_lock.try_acquire():  # free, most often: no coroutine for it
+                await self._write_lock.acquire()
             try:
                 for command in commands:
                     protocol.handle(command)
@@ -1078,7 +1082,7 @@ class Connection:
         """A request, or a WebSocket handshake: its exchange task starts now."""
         info = self._peer.for_request(request)
         config, context = self._config, self._context
-        transport = _StreamTransport(self, request.stream_id)
+        transport = self._transport_for(request.stream_id)
         app = context.app
         context.count_request()
         if config.limit_concurrency is not None:
@@ -1113,6 +1117,14 @@ class Connection:
         if context.shutting_down and isinstance(exchange, WebSocketExchange):
             assert self._spawner is not None
             self._spawner.spawn(exchange.shutdown, name=_WS_SHUTDOWN)
+
+    def _transport_for(self, stream_id: int) -> _StreamTransport:
+        """The transport of a stream's exchange: it holds nothing but the stream id."""
+        if stream_id != 1:
+            return _StreamTransport(self, stream_id)
+        if self._first_transport is None:
+            self._first_transport = _StreamTransport(self, 1)
+        return self._first_transport
 
     def _orphan(self, stream_id: int, exchange: Exchange) -> None:
         """The client of a running exchange is gone: cancel its app after the grace.
@@ -1175,7 +1187,8 @@ class Connection:
             if stream_id in self._counted:
                 self._counted = _without(self._counted, stream_id)
                 self._context.running_apps -= 1
-            self._scopes.pop(stream_id, None)
+            if self._scopes:
+                self._scopes.pop(stream_id, None)
             if stream_id in self._held:
                 self._release(stream_id, self._held[stream_id])  # never taken now
             if stream_id in self._orphaned:

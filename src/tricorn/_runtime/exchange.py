@@ -516,7 +516,7 @@ class HTTPExchange:
     # -- the task ----------------------------------------------------------
 
     async def run(self) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self._access_log else 0.0
         try:
             app_call = self._app(self.scope, self.receive, self.send)
             if type(app_call) is not types.CoroutineType:
