@@ -350,3 +350,83 @@ def test_a_plain_request_is_read_in_one_step(read: bytes) -> None:
 )
 def test_anything_but_a_plain_request_goes_the_general_way(read: bytes) -> None:
     assert new_wire("httptools", 1024).plain_request(read) is None
+
+
+default_fields = st.lists(
+    st.sampled_from(
+        [
+            (b"date", b"Mon, 07 Dec 2026 20:00:00 GMT"),
+            (b"server", b"tricorn"),
+            (b"content-type", b"text/html"),
+            (b"connection", b"close"),
+            (b"x-a", b"\x80"),
+            (b"bad name", b"x"),
+        ]
+    ),
+    max_size=3,
+)
+
+
+@st.composite
+def response_fields(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
+    """Mostly plain response fields with a Content-Length (once, sometimes twice)."""
+    fields = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    (b"content-type", b"text/plain"),
+                    (b"Date", b"yesterday"),
+                    (b"server", b"app"),
+                    (b"X-A", b"b c"),
+                ]
+            ),
+            max_size=3,
+        )
+    )
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2]))):
+        length = (draw(st.sampled_from([b"Content-Length", b"content-length"])), b"3")
+        fields.insert(draw(st.integers(0, len(fields))), length)
+    return fields
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    request=st.sampled_from(REQUESTS[:3] * 5 + REQUESTS),
+    status=st.sampled_from([200, 204, 304, 404, 101, 1000]),
+    fields=st.one_of(response_fields(), headers),
+    defaults=default_fields,
+    script=commands,
+)
+def test_a_plain_response_is_written_as_h11_writes_the_merged_fields(
+    request: bytes,
+    status: int,
+    fields: list[tuple[bytes, bytes]],
+    defaults: list[tuple[bytes, bytes]],
+    script: list[tuple[Any, ...]],
+) -> None:
+    """plain_response either declines, touching nothing, or writes what h11
+    writes for the app's fields followed by the defaults whose names they lack."""
+    reference, candidate = new_wire("h11", 1024), new_wire("httptools", 1024)
+    for wire in (reference, candidate):
+        wire.receive_data(request)
+        step(wire, read_all)
+
+    def nothing(wire: Any) -> None:
+        return None
+
+    before = step(candidate, nothing)
+    head = candidate.plain_response(status, fields, b"Reason", defaults)
+    if head is None:
+        assert step(candidate, nothing) == before
+        return
+    names = {name.lower() for name, _ in fields}
+    merged = [*fields, *(field for field in defaults if field[0] not in names)]
+    assert step(reference, lambda wire: wire.send_response(status, merged, b"Reason")) == step(
+        candidate, lambda wire: head
+    )
+    for command in script:
+        action = action_for(command)
+        outcome = step(reference, action)
+        if outcome[0] == "h11 fails":
+            return
+        assert step(candidate, action) == outcome

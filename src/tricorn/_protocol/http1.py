@@ -129,8 +129,9 @@ class HTTP1Protocol:
         #: Which parser reads requests (``http1_parser``; auto resolved).
         self._parser = http1_wire.resolve(config.http1_parser)
         self._wire = http1_wire.new_wire(self._parser, config.h11_max_incomplete_size)
-        #: The wire can take a plain request from a read in one step.
-        self._plain_reads = self._parser == "httptools"
+        #: The wire reads a plain request, and writes a plain response head,
+        #: in one step (see HttptoolsWire.plain_request, plain_response).
+        self._plain = self._parser == "httptools"
         self._max_body = config.max_request_body_size
         self._max_head = config.h11_max_incomplete_size
         self._default_headers = default_headers
@@ -327,7 +328,7 @@ class HTTP1Protocol:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
         if (
-            self._plain_reads
+            self._plain
             and self._sniffed is None
             and not self._closed
             and self._ws is None
@@ -778,6 +779,16 @@ class HTTP1Protocol:
             # (ASGI websocket denial response).
             self._keep_alive = False
         self._body_allowed = rules.response_allows_body(self._method, status_code)
+        if self._keep_alive and self._plain:
+            # The app's fields and the defaults they lack, merged and written
+            # in one pass where all is plain (a Content-Length among them).
+            head = self._wire.plain_response(
+                status_code, headers, rules.status_phrase(status_code), self._default_headers()
+            )
+            if head is not None:
+                self._chunked = False
+                self._out += head
+                return
         fields, present = self._response_headers(headers)
         self._chunked = self._body_allowed and b"content-length" not in present
         self._out += self._wire.send_response(status_code, fields, rules.status_phrase(status_code))

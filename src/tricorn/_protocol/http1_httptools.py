@@ -567,6 +567,50 @@ class HttptoolsWire:
             self._failed()
             raise
 
+    def plain_response(
+        self, status_code: int, headers: Fields, reason: bytes, defaults: Fields
+    ) -> bytes | None:
+        """``send_response`` of the app's headers and then those of ``defaults``
+        whose names they lack, in one pass, where the result is plain (see
+        _plain_fields) and nothing about the connection is special; else
+        None, nothing changed: the caller merges and sends the general way.
+        """
+        if (
+            not 200 <= status_code < 1000
+            or self.our_state is not SEND_RESPONSE
+            or not self._keep_alive
+            or self._switch_connect
+        ):
+            return None
+        lines: list[bytes] = []
+        names: set[bytes] = set()
+        length: bytes | None = None
+        for field in headers:
+            known = _PLAIN.get(field) if type(field) is tuple else None
+            if known is None and (known := _learn(field)) is None:
+                return None
+            lower, line = known
+            if lower == b"content-length":
+                if length is not None:
+                    return None  # h11 merges equal duplicates
+                length = field[1]
+            lines.append(line)
+            names.add(lower)
+        if length is None:
+            return None
+        for field in defaults:
+            known = _PLAIN.get(field)
+            if known is None and (known := _learn(field)) is None:
+                return None
+            if known[0] not in names:
+                lines.append(known[1])
+        self.our_state = SEND_BODY
+        self._switch_upgrade = False
+        self._waiting_for_100 = False
+        self._framing, self._remaining = _framing(status_code, False, length, self._method)
+        self._settle()
+        return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status_code, reason, b"".join(lines))
+
     def send_response(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
         plain = _plain_fields(headers)
         if (
