@@ -277,7 +277,8 @@ def request_reads(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def plain_reads(draw: st.DrawFn) -> bytes:
-    """A plain request head alone (most of them the shortcut takes)."""
+    """A plain request head, perhaps a Content-Length and body bytes behind it
+    (fewer than it declares, as many, or more: the next request's)."""
     line = b"%s %s HTTP/1.1\r\n" % (
         draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"DELETE"])),
         draw(st.sampled_from([b"/", b"/a?b=c", b"/%20x"])),
@@ -286,31 +287,65 @@ def plain_reads(draw: st.DrawFn) -> bytes:
     values = st.sampled_from([b"a", b" a ", b"a\tb", b"", b"\x80", b"*/*"])
     fields = draw(st.lists(st.tuples(names, values), max_size=3))
     fields.insert(draw(st.integers(0, len(fields))), (b"Host", b"example.com"))
-    return line + b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+    behind = b""
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([b"0", b"1", b"5", b"20", b"05", b" 5"]))
+        name = draw(st.sampled_from([b"Content-Length", b"content-length"]))
+        fields.insert(draw(st.integers(0, len(fields))), (name, size))
+        behind = b"x" * draw(st.integers(0, 25))
+    head = line + b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+    return head + behind
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(read=st.one_of(plain_reads(), request_reads()), script=commands)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    read=st.one_of(plain_reads(), request_reads()),
+    max_body=st.sampled_from([None, None, 3, 100]),
+    more=st.sampled_from([b"", b"y", b"y" * 30, b"yyyGET / HTTP/1.1\r\nHost: a\r\n\r\n"]),
+    script=commands,
+)
 def test_a_plain_request_read_in_one_step_is_what_h11_reads(
-    read: bytes, script: list[tuple[Any, ...]]
+    read: bytes, max_body: int | None, more: bytes, script: list[tuple[Any, ...]]
 ) -> None:
-    """plain_request either declines, touching nothing, or reads the request
-    and its end exactly as h11 does, leaving the wire where h11's would be."""
+    """plain_request and plain_body either decline, touching nothing, or read
+    the request, its body and its end exactly as h11 does, leaving the wire
+    where h11's would be."""
     reference, candidate = new_wire("h11", 1024), new_wire("httptools", 1024)
 
     def nothing(wire: Any) -> None:
         return None
 
+    def read_plainly(data: bytes) -> list[object]:
+        if candidate.their_state is h11.DONE:
+            candidate.receive_data(data)
+            return []
+        taken = candidate.plain_body(data)
+        assert taken is not None
+        body, ended = taken
+        return [("data", body)] * bool(body) + [("end", [])] * ended
+
+    def read_reference(data: bytes) -> list[object]:
+        reference.receive_data(data)
+        events = [comparable(event) for event in read_all(reference)]
+        assert events[-1] in (h11.NEED_DATA, h11.PAUSED)
+        return events[:-1]
+
     before = step(candidate, nothing)
-    head = candidate.plain_request(read)
-    if head is None:
+    plain = candidate.plain_request(read, max_body)
+    if plain is None:
         assert step(candidate, nothing) == before
         return
-    reference.receive_data(read)
-    assert [comparable(head), ("end", []), h11.NEED_DATA] == [
-        comparable(event) for event in read_all(reference)
-    ]
+    head, rest = plain
+    ours = [comparable(head)]
+    if candidate.their_state is h11.DONE:
+        ours.append(("end", []))
+    if rest:
+        ours += read_plainly(rest)
+    assert ours == read_reference(read)
     assert step(candidate, nothing) == step(reference, nothing)
+    if more:
+        assert read_plainly(more) == read_reference(more)
+        assert step(candidate, nothing) == step(reference, nothing)
     for command in script:
         action = action_for(command)
         outcome = step(reference, action)
@@ -324,12 +359,15 @@ def test_a_plain_request_read_in_one_step_is_what_h11_reads(
     [
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"HEAD /x?y HTTP/1.1\r\nhost: a\r\nUser-Agent: b c \r\nAccept: */*\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nxyz",
     ],
 )
 def test_a_plain_request_is_read_in_one_step(read: bytes) -> None:
-    head = new_wire("httptools", 1024).plain_request(read)
-    assert head is not None
-    assert head.headers[0] == (b"host", b"a")
+    plain = new_wire("httptools", 1024).plain_request(read, None)
+    assert plain is not None
+    assert plain[0].headers[0] == (b"host", b"a")
 
 
 @pytest.mark.parametrize(
@@ -340,16 +378,18 @@ def test_a_plain_request_is_read_in_one_step(read: bytes) -> None:
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"CONNECT a:80 HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\n",
         b"GET / HTTP/1.1\nHost: a\n\n",
         b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
     ],
 )
 def test_anything_but_a_plain_request_goes_the_general_way(read: bytes) -> None:
-    assert new_wire("httptools", 1024).plain_request(read) is None
+    assert new_wire("httptools", 1024).plain_request(read, 100) is None
 
 
 default_fields = st.lists(

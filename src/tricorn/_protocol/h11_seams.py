@@ -27,6 +27,7 @@ import h11._receivebuffer
 
 __all__ = [
     "between_chunks",
+    "body_left",
     "body_reader",
     "buffered",
     "check",
@@ -138,6 +139,12 @@ def take_body(reader: h11._readers.ContentLengthReader, data: bytes) -> tuple[by
         return data, b""
     reader._remaining = 0
     return data[:left], data[left:]
+
+
+def body_left(reader: h11._readers.ContentLengthReader) -> int:
+    """How many bytes of its body ``reader`` still expects."""
+    remaining: int = reader._remaining
+    return remaining
 
 
 def take_bytes(buffer: h11._receivebuffer.ReceiveBuffer, count: int) -> bytes:

@@ -69,6 +69,8 @@ HeaderSource = Callable[[], Headers]
 _NOTED: Final = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"te"})
 _NOTHING_NOTED: Final[frozenset[bytes]] = frozenset()
 
+_DONE: Final = h11.DONE
+
 #: The end of a body-less request's (non-)body: one serves every request.
 _ENDED: Final = StreamEnded(STREAM_ID)
 
@@ -327,30 +329,31 @@ class HTTP1Protocol:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
-        if (
-            self._plain
-            and self._sniffed is None
-            and not self._closed
-            and self._ws is None
-            and data
-            and (head := self._wire.plain_request(data)) is not None
-        ):
-            # Most reads: one whole GET-like head, nothing else. None of the
-            # checks below applies to it (see HttptoolsWire.plain_request).
-            self._method = head.method
-            self._in_flight = self._served = True
-            request = RequestReceived(
-                STREAM_ID,
-                head.method,
-                head.target,
-                "1.1",
-                head.headers,
-                expects_continue=False,
-                websocket=None,
-                can_send_trailers=False,
-                can_send_early_hints=True,
-            )
-            return [request, _ENDED]
+        if self._plain and self._sniffed is None and not self._closed and self._ws is None and data:
+            # Most reads: a whole plain head (and its body, if it has one
+            # within bounds), or the next bytes of that body. None of the
+            # checks below applies to them (see HttptoolsWire.plain_request).
+            if self._in_flight:
+                if (taken := self._wire.plain_body(data)) is not None:
+                    return self._plain_body(taken[0], taken[1])
+            elif (plain := self._wire.plain_request(data, self._max_body)) is not None:
+                head, rest = plain
+                self._method = head.method
+                self._in_flight = self._served = True
+                request = RequestReceived(
+                    STREAM_ID,
+                    head.method,
+                    head.target,
+                    "1.1",
+                    head.headers,
+                    expects_continue=False,
+                    websocket=None,
+                    can_send_trailers=False,
+                    can_send_early_hints=True,
+                )
+                if rest or self._wire.their_state is not _DONE:
+                    return self._plain_rest(request, rest)
+                return [request, _ENDED]  # a GET alone: most reads
         if self._sniffed is not None:
             return self._sniff(data)
         if self._closed:
@@ -358,6 +361,28 @@ class HTTP1Protocol:
         if self._ws is not None:
             return self._ws_events(self.pending_events() + self._ws.receive_data(data))
         return self._receive(data)
+
+    def _plain_rest(self, request: RequestReceived, rest: bytes) -> list[Event]:
+        """The events of a plain request (see receive_data) with a body, or with
+        bytes after its head: its body's, or a pipelined request's."""
+        if self._wire.their_state is _DONE:
+            self._wire.receive_data(rest)  # the next cycle's
+            return [request, _ENDED]
+        if not rest:
+            return [request]
+        taken = self._wire.plain_body(rest)
+        assert taken is not None, "nothing is buffered before the bytes behind a plain head"
+        return [request, *self._plain_body(taken[0], taken[1])]
+
+    def _plain_body(self, body: bytes, ended: bool) -> list[Event]:
+        """The events of a plain request's body bytes: its bound was checked from its length."""
+        size = len(body)
+        self._body_received += size
+        self._unacknowledged += size
+        if not size:
+            return [_ENDED] if ended else []
+        data = DataReceived(STREAM_ID, body)
+        return [data, _ENDED] if ended else [data]
 
     def _sniff(self, data: bytes) -> list[Event]:
         """Hold the first bytes until they tell the HTTP/2 preface from HTTP/1.x."""

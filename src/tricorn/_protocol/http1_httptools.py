@@ -68,11 +68,14 @@ _STRICT_HEAD: Final = re.compile(
     % {b"token": token.encode("ascii")}
 )
 
-#: Request fields that frame a body, propose a switch or call for an
-#: answer (100 Continue, trailers): a head with any of them is never plain.
+#: Request fields that frame a body by chunks, propose a switch or call for
+#: an answer (100 Continue, trailers): a head with any of them is never plain.
 _NOT_PLAIN_REQUEST: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect", b"te"}
+    {b"transfer-encoding", b"connection", b"upgrade", b"expect", b"te"}
 )
+
+#: The fields a plain request is judged by (see _Head.on_header).
+_NOTED_REQUEST: Final = _NOT_PLAIN_REQUEST | {b"host", b"content-length"}
 
 #: Where a head ends, as h11 finds it (h11._receivebuffer).
 _BLANK_LINE: Final = re.compile(b"\n\r?\n")
@@ -102,23 +105,30 @@ class _Head:
     """httptools' callbacks for one head: its fields, lower-case names (as h11
     gives them), and what a plain request needs to know of them."""
 
-    __slots__ = ("complete", "headers", "hosts", "noted")
+    __slots__ = ("complete", "headers", "hosts", "length", "lengths", "noted")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
-        #: How many Host fields came; whether any of _NOT_PLAIN_REQUEST did.
-        self.hosts = 0
+        #: How many Host and Content-Length fields came, the last length,
+        #: and whether any of _NOT_PLAIN_REQUEST did.
+        self.hosts = self.lengths = 0
+        self.length = b""
         self.noted = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in _NOT_PLAIN_REQUEST:
-            self.noted = True
-        elif name == b"host":
-            self.hosts += 1
         # llhttp keeps a value's trailing whitespace; h11 strips it (OWS).
-        self.headers.append((name, value.rstrip(b" \t")))
+        value = value.rstrip(b" \t")
+        if name in _NOTED_REQUEST:
+            if name == b"host":
+                self.hosts += 1
+            elif name == b"content-length":
+                self.lengths += 1
+                self.length = value
+            else:
+                self.noted = True
+        self.headers.append((name, value))
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -153,7 +163,7 @@ def _feed(head: bytes) -> _Head | None:
         callbacks, parser = _renew_parser() if fresh else _parser()
         callbacks.headers = []
         callbacks.complete = callbacks.noted = False
-        callbacks.hosts = 0
+        callbacks.hosts = callbacks.lengths = 0
         try:
             parser.feed_data(head)
         except httptools.HttpParserUpgrade:
@@ -287,16 +297,19 @@ class HttptoolsWire:
         else:
             self._eof = True
 
-    def plain_request(self, data: bytes) -> RequestHead | None:
-        """A read that is exactly one plain, body-less request head: that
-        request, with the wire moved on as for the request and its end (what
-        ``receive_data`` and two ``next_event`` calls would do). Else None,
-        and nothing changed: the read goes the general way.
+    def plain_request(self, data: bytes, max_body: int | None) -> tuple[RequestHead, bytes] | None:
+        """A read that starts with a whole, plain request head: that request,
+        and the bytes after its head (for ``plain_body`` when a body follows,
+        else for ``receive_data``), with the wire moved on as ``receive_data``
+        and ``next_event`` would have moved it for the head (and the end of a
+        request without a body). Else None, and nothing changed: the read
+        goes the general way.
 
         Plain: nothing buffered before it, the whole head within the bound,
-        in h11's grammar, read by llhttp as a whole message; HTTP/1.1, an
-        origin-form target, one Host, not CONNECT, and none of the fields
-        that frame a body or propose a switch (see _NOT_PLAIN_REQUEST). Most
+        in h11's grammar, read by llhttp; HTTP/1.1, an origin-form target,
+        one Host, not CONNECT, no body or one framed by a single plain
+        Content-Length within ``max_body``, and none of the fields that frame
+        a body by chunks or propose a switch (see _NOT_PLAIN_REQUEST). Most
         requests are this, and for them nothing below can differ from h11.
         """
         if (
@@ -306,22 +319,64 @@ class HttptoolsWire:
             or self._read
             or self._eof
             or not self._keep_alive
-            or len(data) > self._max_head
-            or not _STRICT_HEAD.fullmatch(data)
         ):
             return None
-        callbacks = _feed(data)
-        if callbacks is None or not callbacks.complete or callbacks.noted or callbacks.hosts != 1:
+        end = data.find(b"\r\n\r\n") + 4
+        if end == 3 or end > self._max_head or not _STRICT_HEAD.fullmatch(data, 0, end):
+            return None
+        callbacks = _feed(data if end == len(data) else data[:end])
+        if callbacks is None or callbacks.noted or callbacks.hosts != 1:
             return None
         method, target, version = data[: data.index(b"\r\n")].split(b" ")
         if version != b"HTTP/1.1" or target[0] != 47 or method == b"CONNECT":
             return None  # 47: "/"
+        size = 0
+        if callbacks.lengths:
+            length = callbacks.length
+            if callbacks.lengths > 1 or not length.isdigit() or len(length) > _LENGTH_DIGITS:
+                return None
+            size = int(length)
+            if max_body is not None and size > max_body:
+                return None  # refused (413) the general way
+        if callbacks.complete != (size == 0):
+            return None  # llhttp and h11 would not agree on the body
         self._method = method
         self._their_version = b"1.1"
-        self._reader = _NO_BODY
-        self.their_state = DONE
         self.our_state = SEND_RESPONSE
-        return RequestHead(method, target, b"1.1", tuple(callbacks.headers))
+        if size:
+            self._reader = ContentLengthReader(size)
+            self.their_state = SEND_BODY
+        else:
+            self._reader = _NO_BODY
+            self.their_state = DONE
+        return RequestHead(method, target, b"1.1", tuple(callbacks.headers)), data[end:]
+
+    def plain_body(self, data: bytes) -> tuple[bytes, bool] | None:
+        """Bytes of a Content-Length body that arrived with nothing before them:
+        the body's part of them, and whether that ends the body (what
+        follows it is kept for the next request); the wire moved on as
+        ``receive_data`` and ``next_event`` would have moved it. Else None,
+        nothing changed.
+        """
+        reader = self._reader
+        if (
+            type(reader) is not ContentLengthReader
+            or self.their_state is not SEND_BODY
+            or self._direct is not None
+            or self._data
+            or self._read
+            or self._eof
+            or not data
+        ):
+            return None
+        body, rest = h11_seams.take_body(reader, data)
+        self._waiting_for_100 = False
+        if h11_seams.body_left(reader):
+            return body, False
+        self._request_ended()
+        if rest:
+            self._buffer += rest
+        return body, True
 
     def _take_direct(self, reader: ContentLengthReader, data: bytes) -> None:
         """The body bytes ``data`` starts with become the next Data as they are;

@@ -134,8 +134,12 @@ class H11Wire(h11.Connection):
             return RequestHead(event.method, event.target, event.http_version, tuple(event.headers))
         return event
 
-    def plain_request(self, data: bytes) -> RequestHead | None:
+    def plain_request(self, data: bytes, max_body: int | None) -> tuple[RequestHead, bytes] | None:
         """None: h11 reads every request its own way (HttptoolsWire has a shortcut)."""
+        return None
+
+    def plain_body(self, data: bytes) -> tuple[bytes, bool] | None:
+        """None: h11 reads every body its own way (HttptoolsWire has a shortcut)."""
         return None
 
     def plain_response(
