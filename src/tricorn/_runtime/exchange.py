@@ -24,6 +24,7 @@ from ..errors import AppProtocolError, ClientDisconnected
 from . import transport
 from .asyncio_apps import log_needs_asyncio
 from .logging import DEFAULT_ACCESS_FORMAT, error_logger, log_access
+from .transport import Timer
 
 __all__ = ["HTTPExchange", "Inbox", "Transport", "internal_error", "only_disconnects"]
 
@@ -307,6 +308,12 @@ class HTTPExchange:
         self._body_wait_left = body_timeout
         self._body_progress = 0
         self._body_complete = False
+        #: The body timeout's one timer (see _next_message), the end of the
+        #: current wait's allowance, and whether the app waits now.
+        self._body_timer: Timer | None = None
+        self._body_deadline = math.inf
+        self._body_waiting = False
+        self._body_expired = False
 
     # -- the connection's side ---------------------------------------------
 
@@ -368,22 +375,21 @@ class HTTPExchange:
         """
         if self._inbox.ready or self._body_complete or self._body_timeout == math.inf:
             return await self._inbox.get()
-        # A loop timer, not a cancel scope: this runs once per body read.
+        # A loop timer, not a cancel scope, and one per exchange, not one per
+        # wait: it checks the deadline when it fires (see _body_timer_fired).
+        # A wait's deadline is never earlier than a timer left running by an
+        # earlier wait, whose allowance this one continues.
         clock = transport.clock()
         started = clock()
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            self._inbox.wake()
-
-        timer = transport.call_later(self._body_wait_left, expire)
+        self._body_deadline = started + self._body_wait_left
+        if self._body_timer is None:
+            self._body_timer = transport.call_later(self._body_wait_left, self._body_timer_fired)
+        self._body_waiting = True
         try:
             message = await self._inbox.get(until_woken=True)
         finally:
-            timer.cancel()
-        if message is not None or not expired:
+            self._body_waiting = False
+        if message is not None or not self._body_expired:
             self._body_wait_left -= clock() - started
             return message
         error_logger.debug(
@@ -396,6 +402,19 @@ class HTTPExchange:
         self._transport.abort()  # the rest of the body is never read
         self.disconnect()
         return None
+
+    def _body_timer_fired(self) -> None:
+        """End a wait whose allowance ran out; wait on to the deadline of a
+        later one; with no wait in progress, go (the next wait starts one)."""
+        self._body_timer = None
+        if not self._body_waiting:
+            return
+        left = self._body_deadline - transport.clock()()
+        if left > 0:
+            self._body_timer = transport.call_later(left, self._body_timer_fired)
+            return
+        self._body_expired = True
+        self._inbox.wake()
 
     def _body_progressed(self, size: int, more_body: bool) -> None:
         if not more_body:
@@ -562,6 +581,9 @@ class HTTPExchange:
                 self._transport.stop_keep_alive()
         finally:
             self._inbox.close()
+            if self._body_timer is not None:
+                self._body_timer.cancel()  # it would hold the exchange until it fires
+                self._body_timer = None
             if self._access_log:
                 flushed = self._cycle.flushed
                 log_access(
