@@ -78,3 +78,18 @@ def test_take_bytes_and_take_from_buffer_read_as_h11_would() -> None:
     # h11's line search starts over on what is left.
     buffer += b" / HTTP/1.1\r\n"
     assert buffer.maybe_extract_next_line() == b"GET / HTTP/1.1\r\n"
+
+
+def test_header_pairs_are_what_iterating_h11s_headers_gives() -> None:
+    request = h11.Request(
+        method="GET", target="/", headers=[("Host", "a"), ("X-Two", "b c"), ("x-two", "d")]
+    )
+    assert h11_seams.header_pairs(request.headers) == tuple(request.headers)
+    assert h11_seams.header_pairs(request.headers)[1] == (b"x-two", b"b c")
+
+
+def test_body_left_counts_down_a_content_length_body() -> None:
+    reader = h11._readers.ContentLengthReader(5)
+    assert h11_seams.body_left(reader) == 5
+    h11_seams.take_body(reader, b"abc")
+    assert h11_seams.body_left(reader) == 2

@@ -13,6 +13,10 @@ body readers over h11's own receive buffer, so a body is framed by the same
 rules whichever parser read its head; it takes heads out of that buffer whole,
 which :func:`buffered` and :func:`take` do.
 
+A request's fields are read from h11's own list of them
+(:func:`header_pairs`), not through its ``Sequence`` interface, which
+calls Python code per field.
+
 Both wires take runs of whole chunks out of the buffer in one step when the
 reader stands between chunks (:func:`between_chunks`), rather than one event
 per chunk; for the H11Wire that needs h11's own reader and buffer
@@ -20,6 +24,8 @@ per chunk; for the H11Wire that needs h11's own reader and buffer
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import h11
 import h11._readers
@@ -29,6 +35,7 @@ __all__ = [
     "between_chunks",
     "body_left",
     "body_reader",
+    "header_pairs",
     "buffered",
     "check",
     "chunk_bytes_expected",
@@ -59,6 +66,9 @@ def check() -> None:
             missing.append(f"Connection.{name}")
     if not isinstance(getattr(h11._readers.ContentLengthReader(1), "_remaining", None), int):
         missing.append("ContentLengthReader._remaining")
+    request = h11.Request(method="GET", target="/", headers=[("Host", "a")])
+    if getattr(request.headers, "_full_items", None) != [(b"Host", b"host", b"a")]:
+        missing.append("Headers._full_items")
     buffer = h11._receivebuffer.ReceiveBuffer()
     if not isinstance(getattr(buffer, "_data", None), bytearray):
         missing.append("ReceiveBuffer._data")
@@ -139,6 +149,17 @@ def take_body(reader: h11._readers.ContentLengthReader, data: bytes) -> tuple[by
         return data, b""
     reader._remaining = 0
     return data[:left], data[left:]
+
+
+def header_pairs(headers: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[bytes, bytes], ...]:
+    """h11's headers as (lower-case name, value) pairs, read from its own list.
+
+    Iterating h11's ``Headers`` goes through ``Sequence.__iter__``, a Python
+    generator calling ``__getitem__`` per field: its list of (raw name,
+    name, value) triples is read directly instead.
+    """
+    full_items: list[tuple[bytes, bytes, bytes]] = headers._full_items  # type: ignore[attr-defined]
+    return tuple([(name, value) for _, name, value in full_items])
 
 
 def body_left(reader: h11._readers.ContentLengthReader) -> int:

@@ -948,4 +948,6 @@ def _h11_verdict(head: bytes) -> RequestHead:
     connection.receive_data(head)
     event = connection.next_event()
     assert type(event) is h11.Request, event
-    return RequestHead(event.method, event.target, event.http_version, tuple(event.headers))
+    return RequestHead(
+        event.method, event.target, event.http_version, h11_seams.header_pairs(event.headers)
+    )

@@ -131,7 +131,12 @@ class H11Wire(h11.Connection):
                 return chunks
         event = super().next_event()
         if type(event) is h11.Request:
-            return RequestHead(event.method, event.target, event.http_version, tuple(event.headers))
+            return RequestHead(
+                event.method,
+                event.target,
+                event.http_version,
+                h11_seams.header_pairs(event.headers),
+            )
         return event
 
     def plain_request(self, data: bytes, max_body: int | None) -> tuple[RequestHead, bytes] | None:
