@@ -152,6 +152,16 @@ def test_the_httptools_wire_moves_exactly_as_h11s(
         both(action_for(command))
 
 
+def replay(script: list[tuple[Any, ...]], reference: Any, candidate: Any) -> None:
+    """Run the script on both wires: the same outcome at every step, until h11 fails."""
+    for command in script:
+        action = action_for(command)
+        outcome = step(reference, action)
+        if outcome[0] == "h11 fails":
+            return
+        assert step(candidate, action) == outcome
+
+
 def action_for(command: tuple[Any, ...]) -> Callable[[Any], object]:
     """What one scripted command does to a wire."""
     match command:
@@ -346,12 +356,7 @@ def test_a_plain_request_read_in_one_step_is_what_h11_reads(
     if more:
         assert read_plainly(more) == read_reference(more)
         assert step(candidate, nothing) == step(reference, nothing)
-    for command in script:
-        action = action_for(command)
-        outcome = step(reference, action)
-        if outcome[0] == "h11 fails":
-            return
-        assert step(candidate, action) == outcome
+    replay(script, reference, candidate)
 
 
 @pytest.mark.parametrize(
@@ -464,9 +469,4 @@ def test_a_plain_response_is_written_as_h11_writes_the_merged_fields(
     assert step(reference, lambda wire: wire.send_response(status, merged, b"Reason")) == step(
         candidate, lambda wire: head
     )
-    for command in script:
-        action = action_for(command)
-        outcome = step(reference, action)
-        if outcome[0] == "h11 fails":
-            return
-        assert step(candidate, action) == outcome
+    replay(script, reference, candidate)

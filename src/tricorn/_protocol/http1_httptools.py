@@ -637,22 +637,11 @@ class HttptoolsWire:
             or self._switch_connect
         ):
             return None
-        lines: list[bytes] = []
         names: set[bytes] = set()
-        length: bytes | None = None
-        for field in headers:
-            known = _PLAIN.get(field) if type(field) is tuple else None
-            if known is None and (known := _learn(field)) is None:
-                return None
-            lower, line = known
-            if lower == b"content-length":
-                if length is not None:
-                    return None  # h11 merges equal duplicates
-                length = field[1]
-            lines.append(line)
-            names.add(lower)
-        if length is None:
+        plain = _plain_fields(headers, names)
+        if plain is None:
             return None
+        lines, length = plain
         for field in defaults:
             known = _PLAIN.get(field)
             if known is None and (known := _learn(field)) is None:
@@ -806,27 +795,30 @@ _PLAIN_LIMIT: Final = 512
 _NOT_PLAIN: Final = frozenset({b"transfer-encoding", b"connection", b"host"})
 
 
-def _plain_fields(headers: Fields) -> tuple[list[bytes], bytes] | None:
+def _plain_fields(
+    headers: Fields, names: set[bytes] | None = None
+) -> tuple[list[bytes], bytes] | None:
     """The header lines of a response h11 would write as given, and its Content-Length.
 
     Plain: every field valid (h11's grammar), exactly one Content-Length, no
     Transfer-Encoding, Connection or Host (which h11 rewrites or moves).
-    None for anything else, which goes through h11's own rules.
+    None for anything else, which goes through h11's own rules. ``names``
+    gathers the fields' lower-case names.
     """
     lines: list[bytes] = []
     length: bytes | None = None
     for field in headers:
         known = _PLAIN.get(field) if type(field) is tuple else None
-        if known is None:
-            known = _learn(field)
-            if known is None:
-                return None
+        if known is None and (known := _learn(field)) is None:
+            return None
         lower, line = known
         if lower == b"content-length":
             if length is not None:
                 return None  # h11 merges equal duplicates
             length = field[1]
         lines.append(line)
+        if names is not None:
+            names.add(lower)
     if length is None:
         return None
     return lines, length
