@@ -643,7 +643,7 @@ class HttptoolsWire:
             return None
         lines, length = plain
         for field in defaults:
-            known = _PLAIN.get(field)
+            known = _PLAIN.get(field) if type(field) is tuple else None
             if known is None and (known := _learn(field)) is None:
                 return None
             if known[0] not in names:
@@ -656,23 +656,11 @@ class HttptoolsWire:
         return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status_code, reason, b"".join(lines))
 
     def send_response(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
-        plain = _plain_fields(headers)
-        if (
-            plain is not None
-            and 200 <= status_code < 1000
-            and self.our_state is SEND_RESPONSE
-            and self._keep_alive
-            and not self._switch_connect
-        ):
-            # The common case: valid fields, one Content-Length, nothing
-            # h11 would rewrite (framing, Connection, Host first).
-            lines, declared = plain
-            self.our_state = SEND_BODY
-            self._switch_upgrade = False
-            self._waiting_for_100 = False
-            self._framing, self._remaining = _framing(status_code, False, declared, self._method)
-            self._settle()
-            return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status_code, reason, b"".join(lines))
+        # The common case: valid fields, one Content-Length, nothing h11
+        # would rewrite (framing, Connection, Host first).
+        head = self.plain_response(status_code, headers, reason, ())
+        if head is not None:
+            return head
         checked = _validated(headers)
         if not 200 <= status_code < 1000:
             raise h11.LocalProtocolError(
