@@ -78,6 +78,7 @@ commands = st.lists(
         st.tuples(st.just("informational"), st.sampled_from([100, 101, 103, 199, 200]), headers),
         st.tuples(st.just("response"), st.sampled_from([200, 204, 304, 404, 101, 1000]), headers),
         st.tuples(st.just("data"), st.sampled_from([b"", b"abc", b"x" * 10])),
+        st.tuples(st.just("last"), st.sampled_from([b"", b"abc", b"x" * 10])),
         st.tuples(st.just("end"), headers),
         st.tuples(st.just("next_cycle")),
         st.tuples(st.just("read")),
@@ -162,6 +163,15 @@ def replay(script: list[tuple[Any, ...]], reference: Any, candidate: Any) -> Non
         assert step(candidate, action) == outcome
 
 
+def send_last(wire: Any, data: bytes) -> bytes:
+    """The last body bytes and the end, as HTTP1Protocol sends them: by the
+    wire's shortcut where it takes them, else data then end."""
+    out: bytes | None = wire.last_data(data)
+    if out is None:
+        out = (wire.send_data(data) if data else b"") + wire.send_end()
+    return out
+
+
 def action_for(command: tuple[Any, ...]) -> Callable[[Any], object]:
     """What one scripted command does to a wire."""
     match command:
@@ -171,6 +181,8 @@ def action_for(command: tuple[Any, ...]) -> Callable[[Any], object]:
             return lambda wire: wire.send_response(status, fields, b"Reason")
         case ("data", data):
             return lambda wire: wire.send_data(data)
+        case ("last", data):
+            return lambda wire: send_last(wire, data)
         case ("end", fields):
             return lambda wire: wire.send_end(fields)
         case ("next_cycle",):

@@ -458,8 +458,9 @@ class HTTP1Protocol:
         self._chunked = False
         self._chunked_request = False
         self._ws_request = None
+        # (_h2c_body needs no reset: a request that sets _h2c ends the
+        # protocol, by the switch or by an error, never in a next cycle.)
         self._h2c = None
-        self._h2c_body = bytearray()
         self._line_start = bytes(leftover[:_LINE_START]) if buffered else b""
         self._in_flight = False
         self._unacknowledged = 0
@@ -763,8 +764,13 @@ class HTTP1Protocol:
             if type(command) is SendData:
                 # HEAD, 204 and 304 responses carry no body (RFC 9110
                 # 6.4.1); the app may still send one, and it is dropped.
-                if command.data and self._body_allowed:
-                    self._out += self._wire.send_data(command.data)
+                data = command.data if self._body_allowed else b""
+                if command.end_stream and (last := self._wire.last_data(data)) is not None:
+                    if last:
+                        self._out += last  # the whole rest of the body, and its end
+                    return
+                if data:
+                    self._out += self._wire.send_data(data)
                 if command.end_stream and (end := self._wire.send_end()):
                     self._out += end
                 return

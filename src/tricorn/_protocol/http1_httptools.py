@@ -730,6 +730,22 @@ class HttptoolsWire:
             self._failed()
             raise
 
+    def last_data(self, data: bytes) -> bytes | None:
+        """``send_data(data)`` (if any) and ``send_end()`` in one step, where
+        ``data`` is exactly what the declared Content-Length still expects;
+        else None, nothing changed (the two go their own way, and refuse a
+        body of the wrong length as they do)."""
+        if (
+            self._framing != "content-length"
+            or self.our_state is not SEND_BODY
+            or len(data) != self._remaining
+        ):
+            return None
+        self._remaining = 0
+        self.our_state = DONE
+        self._settle()
+        return data
+
     def send_data_elsewhere(self, size: int) -> tuple[bytes, bytes]:
         """Account ``size`` body bytes the caller writes itself (sendfile).
 

@@ -153,6 +153,10 @@ class H11Wire(h11.Connection):
         """None: h11 writes every response its own way (HttptoolsWire has a shortcut)."""
         return None
 
+    def last_data(self, data: bytes) -> bytes | None:
+        """None: h11 sends every body its own way (HttptoolsWire has a shortcut)."""
+        return None
+
     def send_informational(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
         return self.send(
             h11.InformationalResponse(status_code=status_code, headers=list(headers), reason=reason)
