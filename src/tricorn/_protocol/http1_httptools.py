@@ -317,6 +317,7 @@ class HttptoolsWire:
             or self.our_state is not IDLE
             or self._data
             or self._read
+            or self._direct is not None
             or self._eof
             or not self._keep_alive
         ):
