@@ -134,6 +134,17 @@ class _Head:
         self.complete = True
 
 
+def _declared_length(head: _Head) -> int | None:
+    """The body length a head's Content-Length declares (0 without one); None
+    unless it is one run of digits within h11's bound, the only kind read here."""
+    if not head.lengths:
+        return 0
+    length = head.length
+    if head.lengths > 1 or not length.isdigit() or len(length) > _LENGTH_DIGITS:
+        return None
+    return int(length)
+
+
 #: One httptools parser per thread, shared by its connections: it is fed one
 #: whole head at a time and left between messages (or renewed) after each,
 #: so no connection's state stays in it, and a connection costs no parser.
@@ -331,14 +342,11 @@ class HttptoolsWire:
         method, target, version = data[: data.index(b"\r\n")].split(b" ")
         if version != b"HTTP/1.1" or target[0] != 47 or method == b"CONNECT":
             return None  # 47: "/"
-        size = 0
-        if callbacks.lengths:
-            length = callbacks.length
-            if callbacks.lengths > 1 or not length.isdigit() or len(length) > _LENGTH_DIGITS:
-                return None
-            size = int(length)
-            if max_body is not None and size > max_body:
-                return None  # refused (413) the general way
+        size = _declared_length(callbacks) if callbacks.lengths else 0
+        if size is None:
+            return None
+        if max_body is not None and size > max_body:
+            return None  # refused (413) the general way
         if callbacks.complete != (size == 0):
             return None  # llhttp and h11 would not agree on the body
         self._method = method
@@ -511,17 +519,12 @@ class HttptoolsWire:
         callbacks = _feed(head)
         if callbacks is None:
             return None
+        if _declared_length(callbacks) is None:
+            return None
         headers: list[tuple[bytes, bytes]] = []
-        hosts = 0
-        length = framing = False
+        framing = False
         for name, value in callbacks.headers:
-            if name == b"host":
-                hosts += 1
-            elif name == b"content-length":
-                if length or not value.isdigit() or len(value) > _LENGTH_DIGITS:
-                    return None
-                length = True
-            elif name == b"transfer-encoding":
+            if name == b"transfer-encoding":
                 value = value.lower()
                 if framing or value != b"chunked":
                     return None
@@ -530,6 +533,7 @@ class HttptoolsWire:
         # The request line matched h11's grammar: METHOD SP target SP HTTP/x.y.
         method, target, version = head[: head.index(b"\r\n")].split(b" ")
         version = version[5:]
+        hosts = callbacks.hosts
         if hosts > 1 or (hosts == 0 and version == b"1.1"):
             return None
         return RequestHead(method, target, version, tuple(headers))
