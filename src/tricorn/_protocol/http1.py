@@ -137,7 +137,11 @@ class HTTP1Protocol:
         self._max_body = config.max_request_body_size
         self._max_head = config.h11_max_incomplete_size
         self._default_headers = default_headers
-        self._out = _Output()
+        #: The bytes waiting for data_to_send, kept as the pieces they came
+        #: in: joined once when taken (a bytearray grown by += and copied out
+        #: cost a 1 MiB body two copies), not at all when there is one piece.
+        self._out: list[bytes] = []
+        self._out_size = 0
         self._closed = False
         self._keep_alive = True
         self._config = config
@@ -236,8 +240,9 @@ class HTTP1Protocol:
             return not self.closed and not self._ws_lagging
         if self._closed or self._unacknowledged >= _BODY_BUFFER:
             return False
-        held = self._wire.buffered if self.request_complete else 0
-        return held < _PIPELINE_BUFFER
+        if self._wire.their_state not in _REQUEST_COMPLETE:
+            return True  # what is buffered is this request's own
+        return self._wire.buffered < _PIPELINE_BUFFER
 
     @property
     def drain_on_close(self) -> bool:
@@ -261,8 +266,9 @@ class HTTP1Protocol:
             return Phase.CLOSING if self._ws.closing or not self._in_flight else Phase.BUSY
         if self._in_flight:
             return Phase.BUSY
-        if self.idle and self._served:
-            return Phase.IDLE
+        wire = self._wire
+        if self._served and wire.their_state is h11.IDLE and not wire.buffered:
+            return Phase.IDLE  # idle: between requests, nothing of the next one yet
         # A head has begun, or a new connection has yet to send its first:
         # either way the client owes a request head, on one deadline.
         return Phase.HEAD
@@ -287,9 +293,10 @@ class HTTP1Protocol:
         self._unacknowledged = 0
         if self._closed or self._ws is not None:
             return []
-        if self.reusable:
+        keep_alive = self._keep_alive and self._wire.our_state is h11.DONE
+        if keep_alive and self._wire.their_state is h11.DONE:  # reusable
             return self.start_next_cycle()
-        if not self.keep_alive:
+        if not keep_alive:
             # Nothing more can be said on this connection.
             self._closed = True
         # else: the response is done and the request body still arriving;
@@ -431,12 +438,12 @@ class HTTP1Protocol:
 
     def start_next_cycle(self) -> list[Event]:
         """Begin the next request on a kept-alive connection; returns buffered events."""
-        self._next_cycle()
-        if not self._wire.buffered and not self._wire.peer_closed:
+        if not self._next_cycle() and not self._wire.peer_closed:
             return []  # nothing pipelined: the next request's bytes are still to come
         return self._events()
 
-    def _next_cycle(self) -> None:
+    def _next_cycle(self) -> int:
+        """The wire's next cycle, and this protocol's; how many bytes are buffered."""
         self._wire.start_next_cycle()
         buffered = self._wire.buffered
         if buffered:
@@ -451,6 +458,7 @@ class HTTP1Protocol:
                 self._wire.receive_data(leftover)
             if eof:
                 self._wire.receive_data(b"")
+            buffered = self._wire.buffered
         self._head_handed_out = False
         self._method = b""
         self._body_received = 0
@@ -464,6 +472,7 @@ class HTTP1Protocol:
         self._line_start = bytes(leftover[:_LINE_START]) if buffered else b""
         self._in_flight = False
         self._unacknowledged = 0
+        return buffered
 
     def _events(self) -> list[Event]:
         events: list[Event] = []
@@ -654,8 +663,10 @@ class HTTP1Protocol:
 
         This protocol is done: the connection carries HTTP/2 from here on.
         """
-        self._out += self._wire.send_informational(
-            101, ((b"connection", b"Upgrade"), (b"upgrade", b"h2c")), b"Switching Protocols"
+        self._emit(
+            self._wire.send_informational(
+                101, ((b"connection", b"Upgrade"), (b"upgrade", b"h2c")), b"Switching Protocols"
+            )
         )
         leftover = bytes(self._wire.trailing_data[0])
         self._closed = True
@@ -737,7 +748,7 @@ class HTTP1Protocol:
         self, status_code: int, reason: str, headers: Headers = (), *, detail: str = ""
     ) -> RequestRejected:
         if not self.response_started:
-            self._out += error_response(status_code, reason, self._default_headers(), headers)
+            self._emit(error_response(status_code, reason, self._default_headers(), headers))
         self._closed = True
         return RequestRejected(status_code, reason, detail)
 
@@ -766,13 +777,14 @@ class HTTP1Protocol:
                 # 6.4.1); the app may still send one, and it is dropped.
                 data = command.data if self._body_allowed else b""
                 if command.end_stream and (last := self._wire.last_data(data)) is not None:
-                    if last:
-                        self._out += last  # the whole rest of the body, and its end
+                    if last:  # the whole rest of the body, and its end
+                        self._out.append(last)
+                        self._out_size += len(last)
                     return
                 if data:
-                    self._out += self._wire.send_data(data)
+                    self._emit(self._wire.send_data(data))
                 if command.end_stream and (end := self._wire.send_end()):
-                    self._out += end
+                    self._emit(end)
                 return
             if type(command) is StartResponse:
                 self._start_response(command.status_code, command.headers)
@@ -781,13 +793,15 @@ class HTTP1Protocol:
                 case SendData() | StartResponse():
                     raise AssertionError("taken above")
                 case SendInformational(status_code=status_code, headers=headers):
-                    self._out += self._wire.send_informational(
-                        status_code, headers, rules.status_phrase(status_code)
+                    self._emit(
+                        self._wire.send_informational(
+                            status_code, headers, rules.status_phrase(status_code)
+                        )
                     )
                 case SendTrailers(headers=headers):
                     # h11 writes trailers only after a chunked body; a
                     # response with a Content-Length ends without them.
-                    self._out += self._wire.send_end(headers if self._chunked else ())
+                    self._emit(self._wire.send_end(headers if self._chunked else ()))
                 case PushPromise():
                     pass  # never offered on HTTP/1.1 (can_push is False)
                 case AcceptWebSocket():
@@ -818,11 +832,12 @@ class HTTP1Protocol:
             )
             if head is not None:
                 self._chunked = False
-                self._out += head
+                self._out.append(head)
+                self._out_size += len(head)
                 return
         fields, present = self._response_headers(headers)
         self._chunked = self._body_allowed and b"content-length" not in present
-        self._out += self._wire.send_response(status_code, fields, rules.status_phrase(status_code))
+        self._emit(self._wire.send_response(status_code, fields, rules.status_phrase(status_code)))
 
     def _invalid_response(self, exc: h11.LocalProtocolError) -> AppProtocolError:
         """h11 refused what the app asked for (a bad header value, a body
@@ -832,8 +847,11 @@ class HTTP1Protocol:
         self._closed = True
         if not self._head_handed_out:
             self._out.clear()
-            self._out += error_response(
-                500, "the application sent an invalid response", self._default_headers()
+            self._out_size = 0
+            self._emit(
+                error_response(
+                    500, "the application sent an invalid response", self._default_headers()
+                )
             )
         return AppProtocolError(f"invalid response: {exc}")
 
@@ -860,16 +878,16 @@ class HTTP1Protocol:
             before, self._after_file = self._wire.send_data_elsewhere(size)
         except h11.LocalProtocolError as exc:
             raise self._invalid_response(exc) from None
-        self._out += before
+        self._emit(before)
         return size
 
     def file_data_sent(self, *, end_stream: bool) -> None:
         """The caller wrote the bytes :meth:`send_file_data` accounted."""
-        self._out += self._after_file
+        self._emit(self._after_file)
         self._after_file = b""
         if end_stream:
             try:
-                self._out += self._wire.send_end()
+                self._emit(self._wire.send_end())
             except h11.LocalProtocolError as exc:
                 raise self._invalid_response(exc) from None
 
@@ -883,18 +901,20 @@ class HTTP1Protocol:
             per_message_deflate=self._config.ws_per_message_deflate,
             max_message_size=self._config.ws_max_message_size,
         )
-        self._out += self._wire.send_informational(
-            101,
-            self._response_headers(
-                (
-                    (b"upgrade", b"websocket"),
-                    (b"connection", b"Upgrade"),
-                    *headers,
-                    *command.headers,
-                ),
-                switching=True,
-            )[0],
-            b"Switching Protocols",
+        self._emit(
+            self._wire.send_informational(
+                101,
+                self._response_headers(
+                    (
+                        (b"upgrade", b"websocket"),
+                        (b"connection", b"Upgrade"),
+                        *headers,
+                        *command.headers,
+                    ),
+                    switching=True,
+                )[0],
+                b"Switching Protocols",
+            )
         )
         self._ws = websocket.WebSocketProtocol(STREAM_ID, guard)
         # Frames the client sent right behind its handshake.
@@ -914,62 +934,35 @@ class HTTP1Protocol:
             result.append((b"connection", b"close"))
         return result, present
 
+    def _emit(self, data: bytes) -> None:
+        """Bytes for ``data_to_send``."""
+        if data:
+            self._out.append(data)
+            self._out_size += len(data)
+
     @property
     def has_output(self) -> bool:
         """Bytes are waiting to be written: pongs, close replies, frames an app queued."""
-        return bool(self._out) or (self._ws is not None and self._ws.output_size > 0)
+        return self._out_size > 0 or (self._ws is not None and self._ws.output_size > 0)
 
     @property
     def output_size(self) -> int:
         """Bytes waiting for ``data_to_send``."""
-        return len(self._out) + (self._ws.output_size if self._ws is not None else 0)
+        return self._out_size + (self._ws.output_size if self._ws is not None else 0)
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer, emptied on each call."""
-        if self._out and self._wire.our_state in _RESPONSE_HEAD_SENT:
-            self._head_handed_out = True
-        data = self._out.take()
+        out = self._out
+        if not out:
+            data = b""
+        else:
+            if self._wire.our_state in _RESPONSE_HEAD_SENT:
+                self._head_handed_out = True
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._out_size = 0
         if self._ws is not None:
             data += self._ws.data_to_send()
-        return data
-
-
-class _Output:
-    """The bytes waiting for ``data_to_send``, kept as the pieces they came in.
-
-    Joined once when taken (a bytearray grown by ``+=`` and copied out cost a
-    1 MiB body two copies), and not at all when there is one piece.
-    """
-
-    __slots__ = ("_pieces", "_size")
-
-    def __init__(self) -> None:
-        self._pieces: list[bytes] = []
-        self._size = 0
-
-    def __iadd__(self, data: bytes) -> _Output:
-        if data:
-            self._pieces.append(data)
-            self._size += len(data)
-        return self
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __bool__(self) -> bool:
-        return self._size > 0
-
-    def clear(self) -> None:
-        self._pieces.clear()
-        self._size = 0
-
-    def take(self) -> bytes:
-        """Everything, emptied."""
-        pieces = self._pieces
-        if not pieces:
-            return b""
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self.clear()
         return data
 
 

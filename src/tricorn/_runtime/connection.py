@@ -99,6 +99,7 @@ STREAM_ERRORS: Final = (
 )
 
 Exchange = HTTPExchange | WebSocketExchange
+_BUSY: Final = Phase.BUSY
 #: The name of every exchange task (anyio would work one out per task).
 _EXCHANGE: Final = "tricorn exchange"
 _WRITER: Final = "tricorn writer"
@@ -134,16 +135,17 @@ class _WriteLock:
     to it passes it on.
     """
 
-    __slots__ = ("_locked", "_waiters")
+    __slots__ = ("_waiters", "locked")
 
     def __init__(self) -> None:
-        self._locked = False
+        #: Taken. A holder that finds it free may take it by setting this.
+        self.locked = False
         self._waiters: list[transport.Flag] | None = None
 
     def try_acquire(self) -> bool:
-        if self._locked:
+        if self.locked:
             return False
-        self._locked = True
+        self.locked = True
         return True
 
     async def acquire(self) -> None:
@@ -166,7 +168,7 @@ class _WriteLock:
         if self._waiters:
             self._waiters.pop(0).set()  # the lock stays taken: it is the waiter's
         else:
-            self._locked = False
+            self.locked = False
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -420,7 +422,7 @@ class Connection:
         sender past the limit writes, and waits on the transport, itself.
         """
         protocol = self._protocol
-        if self._coalescing and protocol.output_size < QUEUE_LIMIT:
+        if type(protocol) is HTTP2Protocol and protocol.output_size < QUEUE_LIMIT:  # coalescing
             try:
                 for command in commands:
                     protocol.handle(command)
@@ -438,8 +440,11 @@ class Connection:
                 finally:
                     self._write_lock.release()
         else:
-            if not self._write_lock.try_acquire():  # free, most often: no coroutine for it
-                await self._write_lock.acquire()
+            lock = self._write_lock
+            if lock.locked:
+                await lock.acquire()
+            else:
+                lock.locked = True  # free, most often: taken without a coroutine
             try:
                 for command in commands:
                     protocol.handle(command)
@@ -449,8 +454,14 @@ class Connection:
                     # (the 500 that replaces an invalid response) must go out.
                     await self._write(self._take_output())
                 finally:
-                    self._write_lock.release()
-        if events := self._protocol.pending_events():
+                    lock.release()
+        protocol = self._protocol
+        if type(protocol) is HTTP1Protocol and not protocol.upgraded:
+            # No events a command can make, no window: once written, done;
+            # and the request in flight keeps the phase where it is.
+            self._refresh(phase=False)
+            return
+        if events := protocol.pending_events():
             self._dispatch(events)
         self._refresh()
         waited = False
@@ -885,6 +896,10 @@ class Connection:
         if phase is self._phase:
             return
         self._phase = phase
+        if phase is _BUSY:
+            # No clock read for the phase without a deadline (the one each request enters).
+            self._deadline = math.inf
+            return
         match phase:
             case Phase.IDLE:
                 timeout = self._config.keep_alive_timeout
@@ -892,14 +907,13 @@ class Connection:
                 timeout = self._config.request_head_timeout
                 if self._first_request_by is not None:  # a shutdown's grace (see shutdown)
                     timeout = min(timeout, self._first_request_by - anyio.current_time())
-            case Phase.BUSY:
-                timeout = math.inf
             case Phase.CLOSING:
                 timeout = _WS_CLOSE_TIMEOUT
+            case Phase.BUSY:
+                raise AssertionError("taken above")
             case _:
                 assert_never(phase)
         if timeout == math.inf:
-            # No clock read for the phase without a deadline (the one each request enters).
             self._deadline = math.inf
             return
         deadline = self._deadline = self._clock() + timeout
@@ -985,6 +999,17 @@ class Connection:
 
     def _dispatch(self, events: list[Event]) -> None:
         """Hand protocol events on. Nothing here waits."""
+        if len(events) == 2:
+            request, ended = events
+            if (
+                type(request) is RequestReceived
+                and type(ended) is StreamEnded
+                and ended.stream_id == request.stream_id
+            ):
+                # A request without a body (most): its exchange knows from
+                # the start that the body is empty and complete.
+                self._start(request, body_ended=True)
+                return
         websockets: set[int] | None = None  # made only when a WebSocket is fed
         for index, event in enumerate(events):
             match event:
@@ -1081,8 +1106,9 @@ class Connection:
 
     # -- exchanges -----------------------------------------------------------
 
-    def _start(self, request: RequestReceived) -> None:
-        """A request, or a WebSocket handshake: its exchange task starts now."""
+    def _start(self, request: RequestReceived, *, body_ended: bool = False) -> None:
+        """A request, or a WebSocket handshake: its exchange task starts now
+        (``body_ended``: the request ended with its head)."""
         info = self._peer.for_request(request)
         config, context = self._config, self._context
         transport = self._transport_for(request.stream_id)
@@ -1102,6 +1128,7 @@ class Connection:
                 transport,
                 stream_id=request.stream_id,
                 expects_continue=request.expects_continue,
+                body_ended=body_ended,
                 access_log=config.access_log,
                 access_log_format=config.access_log_format,
                 body_timeout=config.body_timeout,
@@ -1174,7 +1201,7 @@ class Connection:
         metrics = self._metrics
         started = 0.0 if metrics is None else metrics.exchange_started(self._protocol, exchange)
         try:
-            if self._multiplexed:
+            if type(self._protocol) is not HTTP1Protocol:  # multiplexed
                 # Streams outlive one another: each gets its own scope, so an
                 # orphan can be cancelled alone (HTTP/1.1 cancels its group).
                 with anyio.CancelScope() as scope:

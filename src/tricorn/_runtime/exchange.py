@@ -17,7 +17,7 @@ from typing import Any, Final, Protocol
 
 import anyio
 
-from .._asgi.cycle import FILE_MESSAGES, FileBody, HTTPCycle
+from .._asgi.cycle import FILE_MESSAGES, FileBody, HTTPCycle, HTTPCycleState
 from .._asgi.types import ASGI3App, HTTPScope, Message
 from .._protocol import Command, SendData, SendInformational, StartResponse, rules
 from ..errors import AppProtocolError, ClientDisconnected
@@ -182,6 +182,8 @@ class Inbox:
 
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
+#: The cycle's state once the response is complete (a property call cost more).
+_DONE: Final = HTTPCycleState.DONE
 #: The piece of a file body read per write where the kernel cannot send it:
 #: no more than a sender may queue (connection.QUEUE_LIMIT).
 _FILE_PIECE: Final = 64 * 1024
@@ -277,6 +279,7 @@ class HTTPExchange:
         *,
         stream_id: int,
         expects_continue: bool,
+        body_ended: bool = False,
         access_log: bool = True,
         access_log_format: str = DEFAULT_ACCESS_FORMAT,
         body_timeout: float = math.inf,
@@ -308,6 +311,9 @@ class HTTPExchange:
         self._body_wait_left = body_timeout
         self._body_progress = 0
         self._body_complete = False
+        #: The request came without a body, ended with its head: the app's
+        #: first receive() gets the empty body without a trip through the inbox.
+        self._empty_body = body_ended
         #: The body timeout's one timer (see _next_message), the end of the
         #: current wait's allowance, and whether the app waits now.
         self._body_timer: Timer | None = None
@@ -330,11 +336,12 @@ class HTTPExchange:
         """The peer is gone: ``receive()`` reports ``http.disconnect``, ``send()`` raises."""
         self._disconnected = True
         self._awaiting_continue = False
+        self._empty_body = False
         self._inbox.close()
 
     @property
     def response_complete(self) -> bool:
-        return self._cycle.done
+        return self._cycle.state is _DONE
 
     @property
     def status(self) -> int | None:
@@ -344,7 +351,7 @@ class HTTPExchange:
     # -- the app's side ----------------------------------------------------
 
     async def receive(self) -> Message:
-        if self._cycle.done:
+        if self._cycle.state is _DONE:
             # Spec: once the response is sent, receive() reports disconnect.
             return dict(_DISCONNECT)
         if self._awaiting_continue and not self._cycle.flushed:
@@ -355,6 +362,10 @@ class HTTPExchange:
                 await self._transport.send_commands(SendInformational(self._stream_id, 100))
             except ClientDisconnected:
                 return dict(_DISCONNECT)
+        if self._empty_body:
+            self._empty_body = False
+            self._body_complete = True
+            return {"type": "http.request", "body": b"", "more_body": False}
         message = await self._next_message()
         if message is None:
             return dict(_DISCONNECT)
@@ -442,7 +453,7 @@ class HTTPExchange:
                 raise
         # else a head held so that a body sent straight away shares its
         # write: if the app waits on anything first, it goes then (_app_waits).
-        if self._cycle.done:
+        if self._cycle.state is _DONE:
             self._inbox.close()
 
     def _app_waits(self) -> None:
@@ -496,7 +507,7 @@ class HTTPExchange:
             # Sent "from the current position" (ASGI): the position moves on,
             # as it would had the app read the file.
             os.lseek(fd, offset + count, os.SEEK_SET)
-        if self._cycle.done:
+        if self._cycle.state is _DONE:
             self._inbox.close()
 
     async def _send_file_pieces(
@@ -568,7 +579,7 @@ class HTTPExchange:
                 error_logger.error("exception in ASGI app", exc_info=exc)
             await self._fail("the app raised an exception")
         else:
-            if self._cycle.done or self._disconnected:
+            if self._cycle.state is _DONE or self._disconnected:
                 pass
             elif not self._cycle.flushed:
                 error_logger.error(
