@@ -129,7 +129,9 @@ def _describe(message: object) -> str:
 
 def check_headers(headers: object, message: Mapping[str, Any]) -> Headers:
     """Validate ASGI ``headers``: an iterable of ``[name, value]`` byte pairs."""
-    if not isinstance(headers, Iterable) or isinstance(headers, (bytes, str)):
+    if (type(headers) is not list and type(headers) is not tuple) and (
+        not isinstance(headers, Iterable) or isinstance(headers, (bytes, str))
+    ):
         raise AppProtocolError(
             f"'headers' must be an iterable of [name, value] pairs in {_describe(message)}"
         )

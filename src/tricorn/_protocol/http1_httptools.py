@@ -647,17 +647,31 @@ class HttptoolsWire:
         if plain is None:
             return None
         lines, length = plain
-        for field in defaults:
-            known = _PLAIN.get(field) if type(field) is tuple else None
-            if known is None and (known := _learn(field)) is None:
-                return None
-            if known[0] not in names:
-                lines.append(known[1])
+        if defaults:
+            seen, known_defaults = _DEFAULTS[0]
+            if defaults is not seen:
+                # New defaults (the Date moved on): learned once, for every response.
+                learned = _learn_all(defaults)
+                if learned is None:
+                    return None
+                known_defaults = learned
+                _DEFAULTS[0] = defaults, learned
+            for lower, line in known_defaults:
+                if lower not in names:
+                    lines.append(line)
         self.our_state = SEND_BODY
         self._switch_upgrade = False
         self._waiting_for_100 = False
-        self._framing, self._remaining = _framing(status_code, False, length, self._method)
-        self._settle()
+        self._framing = "content-length"
+        method = self._method
+        if status_code == 204 or status_code == 304 or method == b"HEAD" or method == b"CONNECT":
+            self._remaining = 0  # no body (a plain response is never a CONNECT's 2xx switch)
+        else:
+            self._remaining = int(length)
+        if self.their_state is MIGHT_SWITCH_PROTOCOL:
+            # The only rule that can apply (kept alive, no switch, and we send a
+            # body): a proposed upgrade the answer declined.
+            self._settle()
         return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status_code, reason, b"".join(lines))
 
     def send_response(self, status_code: int, headers: Fields, reason: bytes) -> bytes:
@@ -748,7 +762,14 @@ class HttptoolsWire:
             return None
         self._remaining = 0
         self.our_state = DONE
-        self._settle()
+        their_state = self.their_state
+        if (
+            not self._keep_alive
+            or self._switch_upgrade
+            or self._switch_connect
+            or (their_state is not DONE and their_state is not SEND_BODY)
+        ):
+            self._settle()  # else no rule applies to (DONE or SEND_BODY, DONE)
         return data
 
     def send_data_elsewhere(self, size: int) -> tuple[bytes, bytes]:
@@ -831,6 +852,22 @@ def _plain_fields(
     if length is None:
         return None
     return lines, length
+
+
+#: The server's default fields last seen, and their names and lines (see
+#: plain_response): one pair, replaced whole, as the Date moves on.
+_DEFAULTS: Final[list[tuple[Fields, tuple[tuple[bytes, bytes], ...]]]] = [((), ())]
+
+
+def _learn_all(fields: Fields) -> tuple[tuple[bytes, bytes], ...] | None:
+    """The lower-case names and lines of plain fields; None if one is not plain."""
+    known: list[tuple[bytes, bytes]] = []
+    for field in fields:
+        learned = _PLAIN.get(field) if type(field) is tuple else None
+        if learned is None and (learned := _learn(field)) is None:
+            return None
+        known.append(learned)
+    return tuple(known)
 
 
 def _learn(field: tuple[bytes, bytes]) -> tuple[bytes, bytes] | None:

@@ -51,17 +51,16 @@ def default_headers(
     ) + extra
     if not config.date_header:
         return lambda: server
-    cache: list[object] = [None, server]
+    second = -1
+    current = server
 
     def headers() -> Headers:
+        nonlocal second, current
         now = int(clock())
-        if cache[0] != now:
+        if now != second:
             date = formatdate(now, usegmt=True).encode("ascii")
-            cache[0] = now
-            cache[1] = ((b"date", date), *server)
-        result = cache[1]
-        assert isinstance(result, tuple)
-        return result
+            second, current = now, ((b"date", date), *server)
+        return current
 
     return headers
 

@@ -396,7 +396,7 @@ class _AsyncioSpawner:
         except Exception as error:
             self._failed(error)
         finally:
-            self._forget(cast("asyncio.Task[None]", asyncio.current_task()))
+            self._forget(asyncio.current_task())  # type: ignore[arg-type]  # (cast() is a call)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A lasting task, or one cancelled, is done: its books, where no body of
@@ -688,6 +688,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.sink: Callable[[bytes], bool] | None = None
         #: The reader was woken by its sink, not with bytes.
         self.fed = False
+        #: The thread's scratch buffer (made in the loop's thread), kept at hand.
+        self.scratch = _scratch_buffer()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are asyncio.Transport in all but their class.
@@ -697,10 +699,10 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(0)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _scratch_buffer()
+        return self.scratch
 
     def buffer_updated(self, nbytes: int) -> None:
-        data = bytes(_scratch_buffer()[:nbytes])
+        data = bytes(self.scratch[:nbytes])
         readable = self.readable
         if (
             self.sink is not None
