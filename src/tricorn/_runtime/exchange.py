@@ -181,6 +181,11 @@ class Inbox:
             self._readable.set()
 
 
+#: The inbox of an exchange closed before it needed one of its own: it holds
+#: nothing, takes nothing, and ``get()`` returns None at once.
+_CLOSED_INBOX: Final = Inbox()
+_CLOSED_INBOX.close()
+
 _DISCONNECT: Final = {"type": "http.disconnect"}
 #: The cycle's state once the response is complete (a property call cost more).
 _DONE: Final = HTTPCycleState.DONE
@@ -298,8 +303,9 @@ class HTTPExchange:
         )
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
-        # The protocol's window bounds what waits here (see Inbox).
-        self._inbox = Inbox()
+        # The protocol's window bounds what waits here (see Inbox). Made when
+        # a message or a wait needs it: most GETs' apps never wait on one.
+        self._inbox: Inbox | None = None
         self._disconnected = False
         self._error_status: int | None = None
         self._access_log = access_log
@@ -328,7 +334,7 @@ class HTTPExchange:
 
         Once the app finished, the rest of the body is dropped.
         """
-        self._inbox.put_nowait(
+        self._open_inbox().put_nowait(
             {"type": "http.request", "body": data, "more_body": more_body}, len(data)
         )
 
@@ -337,7 +343,7 @@ class HTTPExchange:
         self._disconnected = True
         self._awaiting_continue = False
         self._empty_body = False
-        self._inbox.close()
+        self._close_inbox()
 
     @property
     def response_complete(self) -> bool:
@@ -347,6 +353,20 @@ class HTTPExchange:
     def status(self) -> int | None:
         """The status sent, once its head went out (the app's, or our 500 / 503)."""
         return self._cycle.status if self._cycle.flushed else self._error_status
+
+    def _open_inbox(self) -> Inbox:
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = Inbox()
+        return inbox
+
+    def _close_inbox(self) -> None:
+        """No more messages (see Inbox.close): the shared closed one if none was made."""
+        inbox = self._inbox
+        if inbox is None:
+            self._inbox = _CLOSED_INBOX
+        elif inbox is not _CLOSED_INBOX:
+            inbox.close()
 
     # -- the app's side ----------------------------------------------------
 
@@ -384,8 +404,9 @@ class HTTPExchange:
         app never costs its client, and a client trickling its body (RUDY)
         is cut off once it falls below _BODY_PROGRESS bytes per body_timeout.
         """
-        if self._inbox.ready or self._body_complete or self._body_timeout == math.inf:
-            return await self._inbox.get()
+        inbox = self._open_inbox()
+        if inbox.ready or self._body_complete or self._body_timeout == math.inf:
+            return await inbox.get()
         # A loop timer, not a cancel scope, and one per exchange, not one per
         # wait: it checks the deadline when it fires (see _body_timer_fired).
         # A wait's deadline is never earlier than a timer left running by an
@@ -397,7 +418,7 @@ class HTTPExchange:
             self._body_timer = transport.call_later(self._body_wait_left, self._body_timer_fired)
         self._body_waiting = True
         try:
-            message = await self._inbox.get(until_woken=True)
+            message = await inbox.get(until_woken=True)
         finally:
             self._body_waiting = False
         if message is not None or not self._body_expired:
@@ -425,7 +446,7 @@ class HTTPExchange:
             self._body_timer = transport.call_later(left, self._body_timer_fired)
             return
         self._body_expired = True
-        self._inbox.wake()
+        self._open_inbox().wake()
 
     def _body_progressed(self, size: int, more_body: bool) -> None:
         if not more_body:
@@ -454,7 +475,7 @@ class HTTPExchange:
         # else a head held so that a body sent straight away shares its
         # write: if the app waits on anything first, it goes then (_app_waits).
         if self._cycle.state is _DONE:
-            self._inbox.close()
+            self._close_inbox()
 
     def _app_waits(self) -> None:
         """The app's task is about to wait: a head it holds goes out now, not with a body."""
@@ -508,7 +529,7 @@ class HTTPExchange:
             # as it would had the app read the file.
             os.lseek(fd, offset + count, os.SEEK_SET)
         if self._cycle.state is _DONE:
-            self._inbox.close()
+            self._close_inbox()
 
     async def _send_file_pieces(
         self, commands: list[Command], fd: int, offset: int, count: int, end_stream: bool
@@ -591,7 +612,8 @@ class HTTPExchange:
                 error_logger.error("ASGI app returned without completing the response")
                 self._transport.stop_keep_alive()
         finally:
-            self._inbox.close()
+            if self._inbox is not _CLOSED_INBOX:  # most often closed with the response
+                self._close_inbox()
             if self._body_timer is not None:
                 self._body_timer.cancel()  # it would hold the exchange until it fires
                 self._body_timer = None
