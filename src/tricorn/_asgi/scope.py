@@ -105,7 +105,7 @@ def build_http_scope(
         headers = [(b"host", connection.host), *(h for h in headers if h[0] != b"host")]
     scope: HTTPScope = {
         "type": "http",
-        "asgi": asgi_versions(),
+        "asgi": {"version": "3.0", "spec_version": "2.5"},  # asgi_versions(), less a call
         "http_version": request.http_version,
         "method": _METHODS.get(request.method) or request.method.decode("ascii").upper(),
         "scheme": connection.scheme,

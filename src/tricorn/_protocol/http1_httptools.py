@@ -151,11 +151,6 @@ def _declared_length(head: _Head) -> int | None:
 _PARSERS: Final = threading.local()
 
 
-def _parser() -> tuple[_Head, httptools.HttpRequestParser]:
-    pair: tuple[_Head, httptools.HttpRequestParser] | None = getattr(_PARSERS, "pair", None)
-    return pair if pair is not None else _renew_parser()
-
-
 def _renew_parser() -> tuple[_Head, httptools.HttpRequestParser]:
     callbacks = _Head()
     pair = _PARSERS.pair = callbacks, httptools.HttpRequestParser(callbacks)
@@ -171,7 +166,10 @@ def _feed(head: bytes) -> _Head | None:
     before it counts.
     """
     for fresh in (False, True):
-        callbacks, parser = _renew_parser() if fresh else _parser()
+        pair: tuple[_Head, httptools.HttpRequestParser] | None
+        if fresh or (pair := getattr(_PARSERS, "pair", None)) is None:
+            pair = _renew_parser()
+        callbacks, parser = pair
         callbacks.headers = []
         callbacks.complete = callbacks.noted = False
         callbacks.hosts = callbacks.lengths = 0
@@ -199,7 +197,8 @@ class HttptoolsWire:
         self._buffer = ReceiveBuffer()
         #: The buffer's bytes (the same bytearray for the buffer's life).
         self._data = h11_seams.buffered(self._buffer)
-        self._eof = False
+        #: The peer closed its side (EOF received).
+        self.peer_closed = False
         #: Where the search for the blank line that ends a head goes on.
         self._search = 0
         self.their_state: State = IDLE
@@ -209,7 +208,9 @@ class HttptoolsWire:
         self._switch_connect = False
         self._method = b""
         self._their_version: bytes | None = None
-        self._waiting_for_100 = False
+        #: The client sent Expect: 100-continue and no byte of its body yet
+        #: (plain attributes here, as h11's properties cost a call each).
+        self.they_are_waiting_for_100_continue = False
         #: The request body's reader while the client sends one (h11's own).
         self._reader: _Reader | None = None
         #: Body bytes taken straight from a read, ahead of the buffer (see receive_data).
@@ -227,21 +228,13 @@ class HttptoolsWire:
     # -- state ---------------------------------------------------------------
 
     @property
-    def they_are_waiting_for_100_continue(self) -> bool:
-        return self._waiting_for_100
-
-    @property
     def trailing_data(self) -> tuple[bytes, bool]:
-        return bytes(self._buffer) + self._read, self._eof
+        return bytes(self._buffer) + self._read, self.peer_closed
 
     @property
     def buffered(self) -> int:
         """How many received bytes wait to be parsed (``trailing_data`` without the copy)."""
         return len(self._data) + len(self._read)
-
-    @property
-    def peer_closed(self) -> bool:
-        return self._eof
 
     def chunk_bytes_expected(self) -> int:
         reader = self._reader
@@ -288,7 +281,7 @@ class HttptoolsWire:
 
     def receive_data(self, data: bytes) -> None:
         if data:
-            if self._eof:
+            if self.peer_closed:
                 raise RuntimeError("received close, then received more data?")
             reader = self._reader
             if (
@@ -306,7 +299,7 @@ class HttptoolsWire:
                 self._buffer_read()
                 self._buffer += data
         else:
-            self._eof = True
+            self.peer_closed = True
 
     def plain_request(self, data: bytes, max_body: int | None) -> tuple[RequestHead, bytes] | None:
         """A read that starts with a whole, plain request head: that request,
@@ -329,7 +322,7 @@ class HttptoolsWire:
             or self._data
             or self._read
             or self._direct is not None
-            or self._eof
+            or self.peer_closed
             or not self._keep_alive
         ):
             return None
@@ -374,12 +367,12 @@ class HttptoolsWire:
             or self._direct is not None
             or self._data
             or self._read
-            or self._eof
+            or self.peer_closed
             or not data
         ):
             return None
         body, rest = h11_seams.take_body(reader, data)
-        self._waiting_for_100 = False
+        self.they_are_waiting_for_100_continue = False
         if h11_seams.body_left(reader):
             return body, False
         self._request_ended()
@@ -409,7 +402,7 @@ class HttptoolsWire:
             if event is h11.NEED_DATA:
                 if len(self._buffer) > self._max_head:
                     raise h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431)
-                if self._eof:
+                if self.peer_closed:
                     raise h11.RemoteProtocolError("peer unexpectedly closed connection")
             return event
         except h11.ProtocolError as exc:
@@ -426,7 +419,7 @@ class HttptoolsWire:
         if state is SEND_BODY:
             if self._direct is not None:
                 direct, self._direct = self._direct, None
-                self._waiting_for_100 = False
+                self.they_are_waiting_for_100_continue = False
                 return direct
             if self._reader is _NO_BODY:  # most requests: the head was all
                 self._request_ended()
@@ -435,23 +428,23 @@ class HttptoolsWire:
                 taken := h11_seams.take_from_buffer(self._reader, buffer)
             ):
                 # The body bytes that came with the head: one copy, not three.
-                self._waiting_for_100 = False
+                self.they_are_waiting_for_100_continue = False
                 return h11.Data(data=taken)
             assert self._reader is not None
             chunks = whole_chunks(self._reader, buffer, self.chunk_run_limit)
             if chunks is not None:
-                self._waiting_for_100 = False
+                self.they_are_waiting_for_100_continue = False
                 return chunks
             body = self._reader(buffer)
             if body is None:
-                if buffer or not self._eof:
+                if buffer or not self.peer_closed:
                     return h11.NEED_DATA
                 # Both of h11's request body readers raise here.
                 body = self._reader.read_eof()  # type: ignore[attr-defined]
             if type(body) is h11.EndOfMessage:
                 self._request_ended()
             else:
-                self._waiting_for_100 = False
+                self.they_are_waiting_for_100_continue = False
             return body
         if state is IDLE:
             request = self._read_head()
@@ -463,7 +456,7 @@ class HttptoolsWire:
             return h11.PAUSED
         elif buffer:
             raise h11.LocalProtocolError("Got data when expecting EOF")
-        if buffer or not self._eof:
+        if buffer or not self.peer_closed:
             return h11.NEED_DATA
         if state not in (IDLE, DONE, MUST_CLOSE, CLOSED):
             raise h11.LocalProtocolError(
@@ -564,7 +557,7 @@ class HttptoolsWire:
         if version < b"1.1" or (connection and b"close" in _tokens(headers, b"connection")):
             self._keep_alive = False
         if expect and version >= b"1.1" and b"100-continue" in _tokens(headers, b"expect"):
-            self._waiting_for_100 = True
+            self.they_are_waiting_for_100_continue = True
         if chunked:
             self._reader = ChunkedReader()
         elif length is not None and int(length):
@@ -580,7 +573,7 @@ class HttptoolsWire:
         self._settle()
 
     def _request_ended(self) -> None:
-        self._waiting_for_100 = False
+        self.they_are_waiting_for_100_continue = False
         self.their_state = DONE
         self._settle()
 
@@ -620,7 +613,7 @@ class HttptoolsWire:
             else:
                 to = SEND_RESPONSE if self.our_state is SEND_RESPONSE else None
             self._transition("InformationalResponse", to)
-            self._waiting_for_100 = False
+            self.they_are_waiting_for_100_continue = False
             self._settle()
             return _head(status_code, reason, checked._full_items)
         except BaseException:
@@ -661,7 +654,7 @@ class HttptoolsWire:
                     lines.append(line)
         self.our_state = SEND_BODY
         self._switch_upgrade = False
-        self._waiting_for_100 = False
+        self.they_are_waiting_for_100_continue = False
         self._framing = "content-length"
         method = self._method
         if status_code == 204 or status_code == 304 or method == b"HEAD" or method == b"CONNECT":
@@ -706,7 +699,7 @@ class HttptoolsWire:
             self._transition("Response", to)
             if connection and b"close" in get_comma_header(checked, b"connection"):
                 self._keep_alive = False
-            self._waiting_for_100 = False
+            self.they_are_waiting_for_100_continue = False
             self._framing, self._remaining = _framing(status_code, chunked, length, method)
             self._settle()
             return _head(status_code, reason, checked._full_items)

@@ -135,12 +135,13 @@ class _WriteLock:
     to it passes it on.
     """
 
-    __slots__ = ("_waiters", "locked")
+    __slots__ = ("locked", "waiters")
 
     def __init__(self) -> None:
-        #: Taken. A holder that finds it free may take it by setting this.
+        #: Taken. A holder that finds it free may take it by setting this,
+        #: and one that finds no waiters may release it by clearing it.
         self.locked = False
-        self._waiters: list[transport.Flag] | None = None
+        self.waiters: list[transport.Flag] | None = None
 
     def try_acquire(self) -> bool:
         if self.locked:
@@ -151,22 +152,22 @@ class _WriteLock:
     async def acquire(self) -> None:
         if self.try_acquire():
             return
-        if self._waiters is None:
-            self._waiters = []
+        if self.waiters is None:
+            self.waiters = []
         event = transport.new_flag()
-        self._waiters.append(event)
+        self.waiters.append(event)
         try:
             await event.wait()
         except BaseException:
-            if event in self._waiters:
-                self._waiters.remove(event)
+            if event in self.waiters:
+                self.waiters.remove(event)
             else:
                 self.release()  # handed over as we were cancelled: pass it on
             raise
 
     def release(self) -> None:
-        if self._waiters:
-            self._waiters.pop(0).set()  # the lock stays taken: it is the waiter's
+        if self.waiters:
+            self.waiters.pop(0).set()  # the lock stays taken: it is the waiter's
         else:
             self.locked = False
 
@@ -454,7 +455,10 @@ class Connection:
                     # (the 500 that replaces an invalid response) must go out.
                     await self._write(self._take_output())
                 finally:
-                    lock.release()
+                    if lock.waiters:
+                        lock.release()
+                    else:
+                        lock.locked = False  # (release(), less a call)
         protocol = self._protocol
         if type(protocol) is HTTP1Protocol and not protocol.upgraded:
             # No events a command can make, no window: once written, done;
@@ -1012,30 +1016,37 @@ class Connection:
                 return
         websockets: set[int] | None = None  # made only when a WebSocket is fed
         for index, event in enumerate(events):
+            # A body's events by exact type, ahead of the match below (whose
+            # class patterns cost an isinstance per case tried).
+            if type(event) is DataReceived:
+                stream_id, body = event.stream_id, event.data
+                exchange = self._exchanges.get(stream_id)
+                if type(exchange) is HTTPExchange:
+                    # A final chunk and the end of the body: one message.
+                    following = events[index + 1] if index + 1 < len(events) else None
+                    ends = type(following) is StreamEnded and following.stream_id == stream_id
+                    exchange.put_nowait(body, more_body=not ends)
+                    if body:
+                        held = self._held
+                        held[stream_id] = held.get(stream_id, 0) + len(body)
+                        self._context.body_held += len(body)
+                else:
+                    # Nobody will take these bytes: let the peer send on.
+                    self._protocol.acknowledge(stream_id, len(body))
+                continue
+            if type(event) is StreamEnded:
+                stream_id = event.stream_id
+                exchange = self._exchanges.get(stream_id)
+                if type(exchange) is HTTPExchange:
+                    previous = events[index - 1] if index else None
+                    if type(previous) is not DataReceived or previous.stream_id != stream_id:
+                        exchange.put_nowait(b"", more_body=False)  # else merged with the data
+                continue
             match event:
                 case RequestReceived():
                     self._start(event)
-                case DataReceived(stream_id=stream_id, data=data):
-                    exchange = self._exchanges.get(stream_id)
-                    if isinstance(exchange, HTTPExchange):
-                        # A final chunk and the end of the body: one message.
-                        following = events[index + 1] if index + 1 < len(events) else None
-                        ends = (
-                            isinstance(following, StreamEnded) and following.stream_id == stream_id
-                        )
-                        exchange.put_nowait(data, more_body=not ends)
-                        if data:
-                            self._held[stream_id] = self._held.get(stream_id, 0) + len(data)
-                            self._context.body_held += len(data)
-                    else:
-                        # Nobody will take these bytes: let the peer send on.
-                        self._protocol.acknowledge(stream_id, len(data))
-                case StreamEnded(stream_id=stream_id):
-                    exchange = self._exchanges.get(stream_id)
-                    previous = events[index - 1] if index else None
-                    merged = isinstance(previous, DataReceived) and previous.stream_id == stream_id
-                    if isinstance(exchange, HTTPExchange) and not merged:
-                        exchange.put_nowait(b"", more_body=False)
+                case DataReceived() | StreamEnded():
+                    raise AssertionError("taken above")
                 case MessageReceived(stream_id=stream_id, data=data):
                     exchange = self._exchanges.get(stream_id)
                     if isinstance(exchange, WebSocketExchange):
@@ -1111,7 +1122,9 @@ class Connection:
         (``body_ended``: the request ended with its head)."""
         info = self._peer.for_request(request)
         config, context = self._config, self._context
-        transport = self._transport_for(request.stream_id)
+        transport = self._first_transport
+        if transport is None or request.stream_id != 1:
+            transport = self._transport_for(request.stream_id)
         app = context.app
         context.count_request()
         if config.limit_concurrency is not None:
