@@ -99,12 +99,15 @@ def step(wire: Any, action: Callable[[Any], object]) -> tuple[object, ...]:
         # h11 fails this way when told to switch protocols twice (it names the
         # event type of a tuple); HTTP1Protocol never asks that of a wire.
         outcome = "h11 fails"
+    trailing = wire.trailing_data
+    # The cheap readings of what trailing_data copies out say the same.
+    assert (wire.buffered, wire.peer_closed) == (len(trailing[0]), trailing[1])
     return (
         outcome,
         wire.their_state,
         wire.our_state,
         wire.they_are_waiting_for_100_continue,
-        wire.trailing_data,
+        trailing,
         wire.chunk_bytes_expected(),
     )
 

@@ -118,6 +118,9 @@ class H11Wire(h11.Connection):
         super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
         #: The most body bytes one run of whole chunks may carry (see whole_chunks).
         self.chunk_run_limit: int | None = None
+        #: The bytes h11's buffer holds (the same bytearray for the connection's
+        #: life: h11 grows and trims it in place), read for ``buffered``.
+        self._held = h11_seams.buffered(h11_seams.receive_buffer(self))
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         if self.their_state is h11.SEND_BODY:
@@ -192,7 +195,7 @@ class H11Wire(h11.Connection):
     @property
     def buffered(self) -> int:
         """How many received bytes wait to be parsed (``trailing_data`` without the copy)."""
-        return len(h11_seams.buffered(h11_seams.receive_buffer(self)))
+        return len(self._held)
 
     @property
     def peer_closed(self) -> bool:
