@@ -660,12 +660,17 @@ def _never() -> bool:
 #: the loop calls right after filling it, so one per thread serves every
 #: connection of that thread's loop.
 _scratch = threading.local()
+#: Its size: the most one read takes, as much as the loops read into a
+#: buffer of their own (256 KiB), so that a request with a body of tens of
+#: KiB most often arrives in one read, head and body, not in two or three.
+#: Only what a read brought is copied out of it.
+_SCRATCH_SIZE: Final = 256 * 1024
 
 
 def _scratch_buffer() -> memoryview:
     buffer: memoryview | None = getattr(_scratch, "buffer", None)
     if buffer is None:
-        buffer = _scratch.buffer = memoryview(bytearray(_READ_AHEAD))
+        buffer = _scratch.buffer = memoryview(bytearray(_SCRATCH_SIZE))
     return buffer
 
 
