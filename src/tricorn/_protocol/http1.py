@@ -148,6 +148,8 @@ class HTTP1Protocol:
         # After a WebSocket upgrade the connection carries frames: this
         # protocol hands bytes and commands to the frame layer from then on.
         self._ws: websocket.WebSocketProtocol | None = None
+        #: The connection switched to WebSocket (``_ws`` is set).
+        self.upgraded = False
         self._ws_held = b""
         self._ws_request: WebSocketRequest | None = None
         # Per-cycle state, reset by start_next_cycle.
@@ -187,11 +189,6 @@ class HTTP1Protocol:
     def closed(self) -> bool:
         """True once the connection can carry nothing more."""
         return self._closed or (self._ws is not None and self._ws.closed)
-
-    @property
-    def upgraded(self) -> bool:
-        """The connection switched to WebSocket."""
-        return self._ws is not None
 
     @property
     def closing(self) -> bool:
@@ -917,6 +914,7 @@ class HTTP1Protocol:
             )
         )
         self._ws = websocket.WebSocketProtocol(STREAM_ID, guard)
+        self.upgraded = True
         # Frames the client sent right behind its handshake.
         self._ws_held = bytes(self._wire.trailing_data[0])
 

@@ -396,7 +396,9 @@ class _AsyncioSpawner:
         except Exception as error:
             self._failed(error)
         finally:
-            self._forget(asyncio.current_task())  # type: ignore[arg-type]  # (cast() is a call)
+            # The loop given: without it, current_task asks for the running loop
+            # (a getpid() system call). No cast(): it is a call.
+            self._forget(asyncio.current_task(self._loop))  # type: ignore[arg-type]
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A lasting task, or one cancelled, is done: its books, where no body of
