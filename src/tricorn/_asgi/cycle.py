@@ -203,7 +203,8 @@ class HTTPCycle:
         self.bytes_sent = 0
         self._held: StartResponse | None = None
         self._trailers_announced = False
-        self._trailers_held: list[tuple[bytes, bytes]] = []
+        #: The trailers sent so far (made on the first: most responses have none).
+        self._trailers_held: list[tuple[bytes, bytes]] | None = None
         self._head_released = False
 
     @property
@@ -420,6 +421,8 @@ class HTTPCycle:
         ]
 
     def _trailer_commands(self, message: Mapping[str, Any]) -> list[Command]:
+        if self._trailers_held is None:
+            self._trailers_held = []
         self._trailers_held.extend(check_headers(message.get("headers", ()), message))
         more = message.get("more_trailers", False)
         if not isinstance(more, bool):
