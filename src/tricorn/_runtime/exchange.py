@@ -43,28 +43,23 @@ _COMPACT_AT: Final = 32
 
 @types.coroutine
 def _told_before_each_wait(
-    coroutine: Coroutine[Any, Any, None], waits: Callable[[], None]
+    coroutine: Coroutine[Any, Any, None], waits: Callable[[], None], yielded: Any
 ) -> Generator[Any, Any, None]:
-    """Await ``coroutine``, calling ``waits()`` each time it is about to wait.
+    """Await the rest of ``coroutine``, whose first step yielded ``yielded``,
+    calling ``waits()`` each time it is about to wait.
 
     It is ``await coroutine`` with a hook where the task suspends: what the
     coroutine yields is handed to the event loop (asyncio's futures, trio's
     traps) and what the loop sends or throws back is handed down, as ``yield
-    from`` would. A coroutine that runs to its end without waiting (most
-    requests) costs no call of ``waits``: that is what a response head held
-    for its body needs, where a callback at every loop turn cost each request.
+    from`` would. The caller takes the first step itself: a coroutine that
+    runs to its end without waiting (most requests) then costs neither this
+    generator nor a call of ``waits``. That is what a response head held for
+    its body needs, where a callback at every loop turn cost each request.
     """
     send: Callable[[Any], Any] = coroutine.send
     value: Any = None
     error: BaseException | None = None
     while True:
-        try:
-            if error is None:
-                yielded = send(value)
-            else:
-                yielded, error = coroutine.throw(error), None
-        except StopIteration:
-            return
         waits()
         try:
             value = yield yielded
@@ -73,6 +68,13 @@ def _told_before_each_wait(
             raise
         except BaseException as exc:  # the loop's cancellation, handed down
             error = exc
+        try:
+            if error is None:
+                yielded = send(value)
+            else:
+                yielded, error = coroutine.throw(error), None
+        except StopIteration:
+            return
 
 
 async def _as_coroutine(awaitable: Awaitable[None]) -> None:
@@ -276,6 +278,21 @@ class Transport(Protocol):
 class HTTPExchange:
     """Runs ``app(scope, receive, send)`` for one request and keeps its books."""
 
+    # What most exchanges never change, as class-level defaults (an instance
+    # sets its own only when one changes): a store each, per request, saved.
+    _inbox: Inbox | None = None
+    _disconnected = False
+    _error_status: int | None = None
+    _head_error: AppProtocolError | None = None
+    _body_progress = 0
+    _body_complete = False
+    #: The body timeout's one timer (see _next_message), the end of the
+    #: current wait's allowance, and whether the app waits now.
+    _body_timer: Timer | None = None
+    _body_deadline = math.inf
+    _body_waiting = False
+    _body_expired = False
+
     def __init__(
         self,
         app: ASGI3App,
@@ -303,29 +320,18 @@ class HTTPExchange:
         )
         self._stream_id = stream_id
         self._awaiting_continue = expects_continue
-        # The protocol's window bounds what waits here (see Inbox). Made when
-        # a message or a wait needs it: most GETs' apps never wait on one.
-        self._inbox: Inbox | None = None
-        self._disconnected = False
-        self._error_status: int | None = None
+        # The inbox: the protocol's window bounds what waits there (see
+        # Inbox). Made when a message or a wait needs it: most GETs' apps
+        # never wait on one.
         self._access_log = access_log
         self._access_log_format = access_log_format
-        self._head_error: AppProtocolError | None = None
         #: How long the app may wait, in all, for the body to make progress
         #: (see _next_message); refilled each time it does.
         self._body_timeout = body_timeout
         self._body_wait_left = body_timeout
-        self._body_progress = 0
-        self._body_complete = False
         #: The request came without a body, ended with its head: the app's
         #: first receive() gets the empty body without a trip through the inbox.
         self._empty_body = body_ended
-        #: The body timeout's one timer (see _next_message), the end of the
-        #: current wait's allowance, and whether the app waits now.
-        self._body_timer: Timer | None = None
-        self._body_deadline = math.inf
-        self._body_waiting = False
-        self._body_expired = False
 
     # -- the connection's side ---------------------------------------------
 
@@ -572,7 +578,12 @@ class HTTPExchange:
             app_call = self._app(self.scope, self.receive, self.send)
             if type(app_call) is not types.CoroutineType:
                 app_call = _as_coroutine(app_call)  # any other awaitable an app returns
-            await _told_before_each_wait(app_call, self._app_waits)
+            try:
+                yielded = app_call.send(None)  # the first step, here (see _told_before_each_wait)
+            except StopIteration:
+                pass  # answered without waiting: most requests
+            else:
+                await _told_before_each_wait(app_call, self._app_waits, yielded)
         except anyio.get_cancelled_exc_class():
             # A forced shutdown: the graceful timeout passed with this app still
             # running. A client still waiting for its answer is told the
