@@ -97,11 +97,7 @@ def build_http_scope(
     ``path`` carries ``root_path`` in front of the request's own path, as
     Uvicorn and Starlette expect; ``raw_path`` is left exactly as received.
     """
-    target = request.target
-    if target[:1] == b"/" and _QUERY not in target and _FRAGMENT not in target:
-        raw_path, query_string = target, b""  # most targets (split_target's first case)
-    else:
-        raw_path, query_string = split_target(target)
+    raw_path, query_string = split_target(request.target)
     if connection.root_path is not None:
         root_path = connection.root_path + root_path
     headers = list(request.headers)
@@ -109,16 +105,11 @@ def build_http_scope(
         headers = [(b"host", connection.host), *(h for h in headers if h[0] != b"host")]
     scope: HTTPScope = {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.5"},  # asgi_versions(), less a call
+        "asgi": asgi_versions(),
         "http_version": request.http_version,
         "method": _METHODS.get(request.method) or request.method.decode("ascii").upper(),
         "scheme": connection.scheme,
-        "path": root_path
-        + (
-            raw_path.decode("utf-8", "replace")  # decode_path's, for a path without escapes
-            if _ESCAPE not in raw_path
-            else decode_path(raw_path)
-        ),
+        "path": root_path + decode_path(raw_path),
         "raw_path": raw_path,
         "query_string": query_string,
         "root_path": root_path,

@@ -655,12 +655,7 @@ class HttptoolsWire:
         self.our_state = SEND_BODY
         self._switch_upgrade = False
         self.they_are_waiting_for_100_continue = False
-        self._framing = "content-length"
-        method = self._method
-        if status_code == 204 or status_code == 304 or method == b"HEAD" or method == b"CONNECT":
-            self._remaining = 0  # no body (a plain response is never a CONNECT's 2xx switch)
-        else:
-            self._remaining = int(length)
+        self._framing, self._remaining = _framing(status_code, False, length, self._method)
         if self.their_state is MIGHT_SWITCH_PROTOCOL:
             # The only rule that can apply (kept alive, no switch, and we send a
             # body): a proposed upgrade the answer declined.

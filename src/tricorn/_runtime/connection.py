@@ -135,41 +135,39 @@ class _WriteLock:
     to it passes it on.
     """
 
-    __slots__ = ("locked", "waiters")
+    __slots__ = ("_locked", "_waiters")
 
     def __init__(self) -> None:
-        #: Taken. A holder that finds it free may take it by setting this,
-        #: and one that finds no waiters may release it by clearing it.
-        self.locked = False
-        self.waiters: list[transport.Flag] | None = None
+        self._locked = False
+        self._waiters: list[transport.Flag] | None = None
 
     def try_acquire(self) -> bool:
-        if self.locked:
+        if self._locked:
             return False
-        self.locked = True
+        self._locked = True
         return True
 
     async def acquire(self) -> None:
         if self.try_acquire():
             return
-        if self.waiters is None:
-            self.waiters = []
+        if self._waiters is None:
+            self._waiters = []
         event = transport.new_flag()
-        self.waiters.append(event)
+        self._waiters.append(event)
         try:
             await event.wait()
         except BaseException:
-            if event in self.waiters:
-                self.waiters.remove(event)
+            if event in self._waiters:
+                self._waiters.remove(event)
             else:
                 self.release()  # handed over as we were cancelled: pass it on
             raise
 
     def release(self) -> None:
-        if self.waiters:
-            self.waiters.pop(0).set()  # the lock stays taken: it is the waiter's
+        if self._waiters:
+            self._waiters.pop(0).set()  # the lock stays taken: it is the waiter's
         else:
-            self.locked = False
+            self._locked = False
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -441,11 +439,8 @@ class Connection:
                 finally:
                     self._write_lock.release()
         else:
-            lock = self._write_lock
-            if lock.locked:
-                await lock.acquire()
-            else:
-                lock.locked = True  # free, most often: taken without a coroutine
+            if not self._write_lock.try_acquire():  # free, most often: no coroutine for it
+                await self._write_lock.acquire()
             try:
                 for command in commands:
                     protocol.handle(command)
@@ -455,10 +450,7 @@ class Connection:
                     # (the 500 that replaces an invalid response) must go out.
                     await self._write(self._take_output())
                 finally:
-                    if lock.waiters:
-                        lock.release()
-                    else:
-                        lock.locked = False  # (release(), less a call)
+                    self._write_lock.release()
         protocol = self._protocol
         if type(protocol) is HTTP1Protocol and not protocol.upgraded:
             # No events a command can make, no window: once written, done;
