@@ -100,6 +100,51 @@ async def test_rst_stream_gives_that_app_http_disconnect_only() -> None:
     assert outcome["next"] == "http.disconnect"
 
 
+async def test_streams_read_together_each_get_one_empty_body_then_only_their_disconnect() -> None:
+    """Several requests without a body in one read: each app gets its empty
+    body once, and its next receive() waits for the stream's end (here a reset)."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    started = {"/a": anyio.Event(), "/b": anyio.Event()}
+    finished = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        path = scope["path"]
+        messages = seen.setdefault(path, [await receive()])
+        started[path].set()
+        messages.append(await receive())
+        if len(seen) == 2 and all(len(m) == 2 for m in seen.values()):
+            finished.set()
+
+    async with memory_server(app) as srv:
+        wire = await H2Wire.connect(srv)
+        streams = []
+        for path in ("/a", "/b"):  # both HEADERS frames in one write, so one read
+            stream_id = wire.conn.get_next_available_stream_id()
+            wire.conn.send_headers(
+                stream_id,
+                [
+                    (b":method", b"GET"),
+                    (b":scheme", b"http"),
+                    (b":authority", b"localhost"),
+                    (b":path", path.encode()),
+                ],
+                end_stream=True,
+            )
+            streams.append(stream_id)
+        await wire.flush()
+        with anyio.fail_after(WAIT):
+            for event in started.values():
+                await event.wait()
+        for stream_id in streams:
+            wire.conn.reset_stream(stream_id, _E.CANCEL)
+        await wire.flush()
+        with anyio.fail_after(WAIT):
+            await finished.wait()
+        await wire.aclose()
+    empty = {"type": "http.request", "body": b"", "more_body": False}
+    assert seen == {path: [empty, {"type": "http.disconnect"}] for path in ("/a", "/b")}
+
+
 @pytest.mark.mock_clock
 async def test_send_waits_for_the_clients_window() -> None:
     progress: list[int] = []

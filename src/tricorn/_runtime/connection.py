@@ -996,14 +996,14 @@ class Connection:
     def _dispatch(self, events: list[Event]) -> None:
         """Hand protocol events on. Nothing here waits."""
         if len(events) == 2:
+            # Most reads: a request and its end. What the loop below does
+            # with them (a request without a body), without the loop.
             request, ended = events
             if (
                 type(request) is RequestReceived
                 and type(ended) is StreamEnded
                 and ended.stream_id == request.stream_id
             ):
-                # A request without a body (most): its exchange knows from
-                # the start that the body is empty and complete.
                 self._start(request, body_ended=True)
                 return
         websockets: set[int] | None = None  # made only when a WebSocket is fed
@@ -1031,12 +1031,23 @@ class Connection:
                 exchange = self._exchanges.get(stream_id)
                 if type(exchange) is HTTPExchange:
                     previous = events[index - 1] if index else None
-                    if type(previous) is not DataReceived or previous.stream_id != stream_id:
-                        exchange.put_nowait(b"", more_body=False)  # else merged with the data
+                    if (
+                        type(previous) is not DataReceived and type(previous) is not RequestReceived
+                    ) or previous.stream_id != stream_id:
+                        # Else told already: with the last data, or at the
+                        # request's start (a request without a body).
+                        exchange.put_nowait(b"", more_body=False)
                 continue
             match event:
-                case RequestReceived():
-                    self._start(event)
+                case RequestReceived(stream_id=stream_id):
+                    # A request whose end follows its head has no body (most):
+                    # its exchange knows from the start that the body is empty.
+                    following = events[index + 1] if index + 1 < len(events) else None
+                    self._start(
+                        event,
+                        body_ended=type(following) is StreamEnded
+                        and following.stream_id == stream_id,
+                    )
                 case DataReceived() | StreamEnded():
                     raise AssertionError("taken above")
                 case MessageReceived(stream_id=stream_id, data=data):
