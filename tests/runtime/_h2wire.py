@@ -67,7 +67,11 @@ class H2Wire:
                         return event
         return None
 
-    async def get(self, path: str, *extra: tuple[bytes, bytes], end: bool = True) -> int:
+    async def get(
+        self, path: str, *extra: tuple[bytes, bytes], end: bool = True, flush: bool = True
+    ) -> int:
+        """Open a stream with a GET (a POST with ``end=False``); ``flush=False`` leaves
+        its HEADERS to go out with the next flush (several requests in one write)."""
         stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             stream_id,
@@ -80,7 +84,8 @@ class H2Wire:
             ],
             end_stream=end,
         )
-        await self.flush()
+        if flush:
+            await self.flush()
         return stream_id
 
     async def open_websocket(self, path: str = "/") -> int:

@@ -117,20 +117,8 @@ async def test_streams_read_together_each_get_one_empty_body_then_only_their_dis
 
     async with memory_server(app) as srv:
         wire = await H2Wire.connect(srv)
-        streams = []
-        for path in ("/a", "/b"):  # both HEADERS frames in one write, so one read
-            stream_id = wire.conn.get_next_available_stream_id()
-            wire.conn.send_headers(
-                stream_id,
-                [
-                    (b":method", b"GET"),
-                    (b":scheme", b"http"),
-                    (b":authority", b"localhost"),
-                    (b":path", path.encode()),
-                ],
-                end_stream=True,
-            )
-            streams.append(stream_id)
+        # Both HEADERS frames in one write, so the server reads them together.
+        streams = [await wire.get(path, flush=False) for path in ("/a", "/b")]
         await wire.flush()
         with anyio.fail_after(WAIT):
             for event in started.values():
